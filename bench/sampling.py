@@ -109,8 +109,8 @@ def run_hf(directory: Path, prompts, new_tokens: int, n: int, eos: list[int]) ->
 def run_s2jax(directory: Path, prompts, new_tokens: int, n: int, batch: int,
               continuous: bool = True):
     import s2jax
-    from s2jax.generation import SamplingParams
     from s2jax.sampling import Sampler
+    from s2jax.text_generator import SamplingParams
 
     model, tok = s2jax.load(directory, dtype="float32")
     sampler = Sampler(model, tok, max_batch=batch, chat=False, continuous=continuous)

@@ -2,7 +2,8 @@
 
 The paper's two metrics: accuracy (mean task score) and generated tokens per answer, counting
 every stage's tokens (a System 2 answer pays for its reasoning). With `params.n > 1` the answer is
-the majority over the samples (self-consistency); otherwise the single sample's answer.
+the majority over the samples (self-consistency, `s2jax.vote.majority_vote` keeping the lowest
+key on a tie); otherwise the single sample's answer.
 Pure Python: the generator is any `TextGenerator`.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
 from collections.abc import Sequence
 
-from s2jax.generation import SamplingParams, TextGenerator
 from s2jax.methods.program import Program
 from s2jax.methods.runner import run_program, trace_tokens
 from s2jax.tasks.task import Example, Task
+from s2jax.text_generator import SamplingParams, TextGenerator
+from s2jax.vote import VoteConfig, majority_vote
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,14 +36,13 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
+# Evaluation always answers: a tie takes the lowest key, so the answer never depends on order.
+ANSWER_VOTE = VoteConfig(threshold=0.0, tie_policy="lowest")
+
+
 def pick_answer(task: Task, texts: Sequence[str]) -> str | None:
-    """The answer of one example: the most common extracted answer (first seen wins ties)."""
-    answers = [a for a in map(task.extract, texts) if a is not None]
-    if not answers:
-        return None
-    counts = Counter(task.key(a) for a in answers)
-    best = max(counts.values())
-    return next(a for a in answers if counts[task.key(a)] == best)
+    """The answer of one example: the majority over its samples' extracted answers."""
+    return majority_vote([task.extract(t) for t in texts], ANSWER_VOTE, task.key).answer
 
 
 def evaluate(

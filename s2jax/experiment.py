@@ -19,7 +19,7 @@ from typing import Any
 
 from s2jax.distill import DistillConfig
 from s2jax.errors import S2JaxError
-from s2jax.generation import SamplingParams
+from s2jax.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 
 

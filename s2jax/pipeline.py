@@ -163,7 +163,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
 
 
 def _generate(program, task: Task, examples: list[Example], sampler, config: ExperimentConfig):
-    from s2jax.methods.generate import generate_records
+    from s2jax.methods.records import generate_records
 
     if config.perturb and task.perturbation is None:
         raise S2JaxError(f"config perturb: task {task.name} has no perturbation")

@@ -178,9 +178,9 @@ def _train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh):
 
 def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
     """(one compiled decode step's memory analysis, params bytes, cache bytes), per device."""
-    from s2jax.generation import SamplingParams
     from s2jax.sampling import loop
-    from s2jax.sampling.methods import SamplingMethod
+    from s2jax.sampling.token_rules import SamplingMethod
+    from s2jax.text_generator import SamplingParams
 
     params = {k: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sharding)
               for (k, s), sharding in zip(param_specs(cfg).items(),

@@ -41,9 +41,9 @@ def main() -> None:
 
     import s2jax
     from s2jax.atomic import write_jsonl
-    from s2jax.generation import SamplingParams
     from s2jax.sampling.multihost import MultihostSampler
     from s2jax.sharding import make_mesh, parse_mesh
+    from s2jax.text_generator import SamplingParams
     from s2jax.train import TrainConfig, finetune
 
     out = Path(args.out)

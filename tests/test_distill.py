@@ -8,10 +8,10 @@ import pytest
 from s2jax.atomic import write_jsonl
 from s2jax.cli import main
 from s2jax.distill import DistillConfig, build_distill_set, provenance, write_distill_set
-from s2jax.generation import Sample, SamplingParams
 from s2jax.methods import method
-from s2jax.methods.generate import generate_records
+from s2jax.methods.records import generate_records
 from s2jax.tasks import TASKS, Example
+from s2jax.text_generator import Sample, SamplingParams
 from s2jax.vote import VoteConfig
 
 COIN = TASKS["coin_flip"]

@@ -10,9 +10,9 @@ import pytest
 
 from s2jax.errors import S2JaxError
 from s2jax.experiment import DataConfig, ExperimentConfig, apply_overrides, load_config
-from s2jax.generation import SamplingParams
 from s2jax.models.config import ModelConfig
 from s2jax.tasks import TASKS
+from s2jax.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 
 PAPER = sorted(p for p in (Path(__file__).parents[1] / "configs" / "paper").glob("*.py")

@@ -75,8 +75,8 @@ def test_shipped_model_is_small_and_loads_in_transformers_with_the_same_greedy_c
     import torch
     from transformers import AutoModelForCausalLM
 
-    from s2jax.generation import SamplingParams
     from s2jax.sampling.chat import encode_prompts
+    from s2jax.text_generator import SamplingParams
     from s2jax.toy.demo import base_model_dir
 
     d = base_model_dir()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from s2jax.distill import DistillConfig
 from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.generation import SamplingParams
+from s2jax.text_generator import SamplingParams
 from s2jax.vote import VoteConfig
 
 common = runpy.run_path(str(Path(__file__).with_name("common.py")))

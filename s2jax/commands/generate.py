@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
     import s2jax
     from s2jax.atomic import write_jsonl
-    from s2jax.generation import SamplingParams
     from s2jax.sampling import Sampler
     from s2jax.sharding import make_mesh, parse_mesh
+    from s2jax.text_generator import SamplingParams
 
     ids, prompts = read_prompts(Path(args.input))
     try:

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.commands.run_method import meta_path
+    from s2jax.commands.generate_method import meta_path
     from s2jax.distill import (
         DistillConfig,
         build_distill_set,

@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from s2jax.errors import S2JaxError
-from s2jax.generation import Sample, SamplingParams, TextGenerator
 from s2jax.methods.program import ITEM, Program, Stage
+from s2jax.text_generator import Sample, SamplingParams, TextGenerator
 
 
 @dataclasses.dataclass(frozen=True)

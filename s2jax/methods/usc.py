@@ -11,10 +11,10 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
-from s2jax.generation import SamplingParams, TextGenerator
 from s2jax.methods import prompts
 from s2jax.methods.program import Stage
 from s2jax.methods.runner import StageResult, generate_checked
+from s2jax.text_generator import SamplingParams, TextGenerator
 
 USC_STAGE = Stage("usc", prompts.USC_SELECT, source=prompts.USC_SOURCE)
 

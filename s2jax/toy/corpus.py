@@ -12,10 +12,10 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
-from s2jax.generation import Message, Prompt, Sample, SamplingParams
 from s2jax.methods import method, run_program
 from s2jax.methods.program import Program
 from s2jax.tasks.task import Example
+from s2jax.text_generator import Message, Prompt, Sample, SamplingParams
 from s2jax.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, ToyTask, held_out, input_key
 
 Chat = list[Message]

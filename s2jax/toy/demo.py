@@ -1,7 +1,7 @@
 """`s2jax demo`: System 2 distillation end to end on the shipped toy base model, on CPU.
 
 Per task of the toy world: evaluate System 1 and the task's System 2 method on held-out inputs;
-sample the System 2 method N times on unlabeled inputs (`s2jax.methods.generate`); filter by
+sample the System 2 method N times on unlabeled inputs (`s2jax.methods.records`); filter by
 vote (`s2jax.distill`, which uses `s2jax.vote`); fine-tune System 1 on the kept final answers
 (`s2jax.train.finetune`); evaluate the distilled System 1. Artifacts under the output directory:
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from s2jax.generation import Prompt, Sample, SamplingParams
+from s2jax.text_generator import Prompt, Sample, SamplingParams
 from s2jax.toy.world import TASKS
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
@@ -107,7 +107,7 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     from s2jax.distill import DistillConfig, build_distill_set, provenance, write_distill_set
     from s2jax.evaluate import evaluate
     from s2jax.methods import method
-    from s2jax.methods.generate import generate_records
+    from s2jax.methods.records import generate_records
     from s2jax.sampling import Sampler
     from s2jax.toy.report import verdict, write_report
     from s2jax.toy.world import held_out

@@ -55,10 +55,10 @@ def meta_path(output: str | Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     from s2jax.atomic import write_json, write_jsonl
     from s2jax.errors import S2JaxError
-    from s2jax.generation import SamplingParams
-    from s2jax.methods.generate import generate_records
     from s2jax.methods.programs import method
+    from s2jax.methods.records import generate_records
     from s2jax.tasks import TASKS, load_examples
+    from s2jax.text_generator import SamplingParams
 
     task = TASKS[args.task]
     program = method(args.method, task.system1)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from s2jax.generation import SamplingParams
+from s2jax.text_generator import SamplingParams
 
 
 @dataclasses.dataclass(frozen=True)

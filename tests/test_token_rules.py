@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2jax.generation import SamplingParams
-from s2jax.sampling.methods import SamplingMethod, row_keys
+from s2jax.sampling.token_rules import SamplingMethod, row_keys
+from s2jax.text_generator import SamplingParams
 
 # probabilities (temperature 1) of 8 tokens, in a shuffled vocabulary order
 PROBS = np.array([0.30, 0.22, 0.16, 0.12, 0.09, 0.06, 0.03, 0.02])
