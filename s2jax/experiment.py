@@ -31,7 +31,7 @@ class DataConfig:
     split: str | None = None  # overrides the task's default split
     limit: int | None = None  # first `limit` examples
     synthetic: int = 0  # > 0: generate this many examples (synthetic tasks), ignoring `source`
-    seed: int = 0  # seed of the synthetic generator
+    seed: int = 0  # seed of the synthetic generator, or of a task's package-shipped splits
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,7 +37,7 @@ def task_examples(task: Task, data: DataConfig) -> list[Example]:
         if task.synthesize is None:
             raise S2JaxError(f"data.synthetic: task {task.name} has no generator; set a source")
         return task.synthesize(data.synthetic, data.seed)
-    return load_examples(task, data.source, split=data.split, limit=data.limit)
+    return load_examples(task, data.source, split=data.split, limit=data.limit, seed=data.seed)
 
 
 def _write(write, path: Path, obj) -> None:

@@ -208,7 +208,7 @@ def test_bad_inputs_name_the_problem(tmp_path):
     with pytest.raises(S2JaxError, match="unknown data file type"):
         load_examples(TASKS["gsm8k"], str(bad))
     with pytest.raises(S2JaxError, match="no default dataset"):
-        load_examples(TASKS["last_letter"], None)
+        load_examples(TASKS["coin_flip"], None)
 
 
 def test_hub_ids_go_to_datasets_with_the_tasks_config_and_split(monkeypatch):

@@ -1,6 +1,6 @@
 """The paper's tasks: data, System 1 prompts, answer extraction and scoring (pure Python)."""
 
-from s2jax.tasks import coin_flip, gsm8k, last_letter, pairwise, triviaqa
+from s2jax.tasks import capitals, coin_flip, gsm8k, last_letter, pairwise, triviaqa
 from s2jax.tasks.load import read_rows
 from s2jax.tasks.task import Example, HubSource, Perturbation, Task
 
@@ -14,6 +14,7 @@ TASKS: dict[str, Task] = {
         triviaqa.UNBIASED_TASK,
         pairwise.MT_BENCH_TASK,
         pairwise.OASST2_TASK,
+        capitals.TASK,
     )
 }
 
@@ -25,21 +26,26 @@ def load_examples(
     split: str | None = None,
     limit: int | None = None,
     data_dir: str | None = None,
+    seed: int = 0,
 ) -> list[Example]:
-    """A task's examples from a file, directory, hub id or `tfds:NAME` (None: its hub default).
+    """A task's examples from a file, directory, hub id or `tfds:NAME`; None: its package-
+    shipped splits (`task.splits`) if it has them, else its hub default.
 
     Args:
       task: the task.
       source: where the rows are; see `s2jax.tasks.load.read_rows`.
-      split: overrides the split.
+      split: overrides the split (for package splits, a spec such as "test:bare").
       limit: keep the first `limit` examples.
       data_dir: TFDS data directory.
+      seed: the seed of package-shipped splits.
 
     Returns:
       The examples.
     """
-    rows = read_rows(source, hub=task.hub, split=split, data_dir=data_dir)
-    examples = task.from_rows(rows)
+    if source is None and task.splits is not None:
+        examples = task.splits(split, seed)
+    else:
+        examples = task.from_rows(read_rows(source, hub=task.hub, split=split, data_dir=data_dir))
     return examples[:limit] if limit is not None else examples
 
 

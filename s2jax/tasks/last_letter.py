@@ -16,6 +16,7 @@ from s2jax.methods import prompts
 from s2jax.methods.program import Stage
 from s2jax.tasks.answers import after_answer_cue, strip_markdown
 from s2jax.tasks.names import first_names
+from s2jax.tasks.splits import parse_split, split_pool
 from s2jax.tasks.task import Example, Task, exact_score
 
 NAMES_PER_QUESTION = 4  # the paper's variant ("last_letter_concatenation4")
@@ -27,20 +28,42 @@ def question(names: Iterable[str]) -> str:
     return f'Take the last letters of the words in "{" ".join(names)}" and concatenate them.'
 
 
-def synthesize(count: int, seed: int = 0, names_per_question: int = NAMES_PER_QUESTION
+def _questions(pool, count: int, rng: random.Random, prefix: str, names_per_question: int
                ) -> list[Example]:
-    """`count` questions, each on distinct names drawn from the name pool with `seed`."""
-    rng = random.Random(seed)
-    pool = first_names()
     out = []
     for i in range(count):
         names = rng.sample(pool, names_per_question)
         out.append(Example(
-            f"last_letter-{seed}-{i}",
+            f"{prefix}-{i}",
             {"question": question(names), "spec": SPEC},
             ("".join(n[-1] for n in names).lower(),),
         ))
     return out
+
+
+def synthesize(count: int, seed: int = 0, names_per_question: int = NAMES_PER_QUESTION
+               ) -> list[Example]:
+    """`count` questions, each on distinct names drawn from the name pool with `seed`."""
+    return _questions(first_names(), count, random.Random(seed), f"last_letter-{seed}",
+                      names_per_question)
+
+
+SPLIT_SIZE = 1000  # questions per split; a config's `limit` takes the first ones
+
+
+def split_examples(spec: str | None, seed: int) -> list[Example]:
+    """`SPLIT_SIZE` questions of one split: the name pool is split by `seed`
+    (`s2jax.tasks.splits`), so a test question uses only names no unlabeled question uses.
+
+    The pool is the real US first names s2jax ships; names-dataset's larger pool is not used
+    because it is a pickle, which s2jax never loads.
+    """
+    split, variants = parse_split(spec)
+    if variants:
+        raise S2JaxError(f"split {spec!r}: last_letter has no variants to select")
+    pool = split_pool(first_names(), split, seed)
+    rng = random.Random(f"last_letter-{split}-{seed}")
+    return _questions(pool, SPLIT_SIZE, rng, f"last_letter-{split}-{seed}", NAMES_PER_QUESTION)
 
 
 def from_rows(rows: Iterable[Mapping]) -> list[Example]:
@@ -86,4 +109,5 @@ TASK = Task(
     from_rows=from_rows,
     key=_key,
     synthesize=synthesize,
+    splits=split_examples,
 )

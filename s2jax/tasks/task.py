@@ -67,6 +67,9 @@ class Task:
       hub: the default dataset on the hub, if any.
       synthesize: `synthesize(count, seed)` generates examples, for synthetic tasks.
       perturbation: the answer-preserving perturbation, for the consistency filter.
+      splits: `splits(spec, seed)` gives the examples of a named split ("unlabeled",
+        "validation", "test", see `s2jax.tasks.splits`) of data an installed package ships,
+        disjoint across splits for one seed; used when a config names no source.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Task:
     hub: HubSource | None = None
     synthesize: Callable[[int, int], list[Example]] | None = None
     perturbation: Perturbation | None = None
+    splits: Callable[[str | None, int], list[Example]] | None = None
 
 
 def exact_score(answer: str | None, example: Example, key: Callable[[str], str]) -> float:
