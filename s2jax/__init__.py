@@ -13,19 +13,28 @@ __version__ = "0.1.0"
 
 
 def load(path: str | Path, *, dtype=None, mesh=None):
-    """Loads a local HF checkpoint directory.
+    """Loads a local HF checkpoint directory, a GGUF file, or a pinned real model by name.
 
     Args:
-      path: directory with config.json, *.safetensors (or an index) and tokenizer files.
-      dtype: weight dtype ("float32", "bfloat16", or a dtype); None keeps the checkpoint's.
+      path: directory with config.json, *.safetensors (or an index) and tokenizer files; a
+        .gguf file or a directory holding one (config, tokenizer and chat template from its
+        metadata; weights dequantized); or a name from `s2jax fetch-models --list`.
+      dtype: weight dtype ("float32", "bfloat16", or a dtype); None keeps the checkpoint's
+        (float32 for GGUF).
       mesh: a `jax.sharding.Mesh` with axes (data, fsdp, tensor); None uses one device.
 
     Returns:
       (model, tokenizer): `model(input_ids)` maps int32 [B, T] to float32 logits [B, T, V].
     """
+    from s2jax.models.fetch import resolve
+    from s2jax.models.gguf import find_gguf, load_gguf
     from s2jax.models.hf import load_model
     from s2jax.tokenizer import load_tokenizer
 
+    path = resolve(path)
+    gguf_file = find_gguf(path)
+    if gguf_file is not None:
+        return load_gguf(gguf_file, dtype=dtype, mesh=mesh)
     model = load_model(path, dtype=dtype, mesh=mesh)
     return model, load_tokenizer(path)
 

@@ -11,11 +11,24 @@ from s2jax.errors import S2JaxError
 
 def _parser() -> argparse.ArgumentParser:
     # Imports are explicit (no registry) and cheap: command modules import JAX lazily.
-    from s2jax.commands import demo, generate, generate_method, inspect, plan, run, toy, train, vote
+    from s2jax.commands import (
+        convert,
+        demo,
+        fetch_models,
+        generate,
+        generate_method,
+        inspect,
+        plan,
+        run,
+        toy,
+        train,
+        vote,
+    )
 
     p = argparse.ArgumentParser(prog="s2jax", description="System 2 distillation in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (inspect, generate_method, vote, train, generate, run, demo, toy, plan):
+    for module in (inspect, generate_method, vote, train, generate, run, demo, toy, plan, convert,
+                   fetch_models):
         module.register(sub)
     return p
 

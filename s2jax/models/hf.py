@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,7 @@ def _hf_keys(spec: ParamSpec, num_layers: int) -> list[str]:
     return [spec.hf_key.format(i=i) for i in range(num_layers)] if spec.stacked else [spec.hf_key]
 
 
-def _read_slice(ckpt: Checkpoint, spec: ParamSpec, keys: list[str], index: tuple, dtype
+def _read_slice(ckpt: TensorSource, spec: ParamSpec, keys: list[str], index: tuple, dtype
                 ) -> np.ndarray:
     """Our layout's `index` slice of the weight, copying only that slice off the memory map."""
 
@@ -68,6 +69,15 @@ def _read_slice(ckpt: Checkpoint, spec: ParamSpec, keys: list[str], index: tuple
     for j, i in enumerate(layers):
         out[j] = one(keys[i], index[1:])
     return out
+
+
+class TensorSource(Protocol):
+    """Where `place_weights` reads tensors: HF keys -> arrays in HF layout (safetensors, GGUF)."""
+
+    def keys(self) -> list[str]: ...
+    def shape(self, key: str) -> tuple[int, ...]: ...
+    def view(self, key: str) -> np.ndarray: ...
+    def where(self, key: str) -> str: ...
 
 
 def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Transformer:
@@ -86,37 +96,47 @@ def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Tra
         raise S2JaxError(f"{path}: not a directory (expected an HF checkpoint directory)")
     cfg = ModelConfig.from_file(path / "config.json")
     hf_config = json.loads((path / "config.json").read_text())
-    dtype = resolve_dtype(dtype, hf_config)
-    mesh = mesh or make_mesh(devices=jax.devices()[:1])
-    ckpt = Checkpoint(path)
+    model = place_weights(cfg, Checkpoint(path), dtype=resolve_dtype(dtype, hf_config),
+                          mesh=mesh, source=str(path))
+    gen_path = path / "generation_config.json"
+    model.generation_config = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+    return model
 
+
+def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | None,
+                  source: str) -> Transformer:
+    """A `Transformer` of `cfg` whose weights are read from `ckpt` straight onto `mesh`'s shards.
+
+    Every tensor of `ckpt` must be used exactly once and every shape must match `param_specs`;
+    `source` names the checkpoint in errors.
+    """
+    mesh = mesh or make_mesh(devices=jax.devices()[:1])
     model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
+    available = set(ckpt.keys())
     used: set[str] = set()
     shardings = param_shardings(cfg, mesh)
     for name, spec in param_specs(cfg).items():
         keys = _hf_keys(spec, cfg.num_layers)
         for key in keys:
-            if key not in ckpt.location:
+            if key not in available:
                 raise S2JaxError(
-                    f"{path}: checkpoint has no tensor {key} (expected {list(spec.hf_shape)})")
+                    f"{source}: checkpoint has no tensor {key} (expected {list(spec.hf_shape)})")
             if ckpt.shape(key) != spec.hf_shape:
                 raise S2JaxError(
-                    f"{ckpt.location[key].path}: tensor {key} has shape {list(ckpt.shape(key))}, "
+                    f"{ckpt.where(key)} has shape {list(ckpt.shape(key))}, "
                     f"expected {list(spec.hf_shape)}")
             used.add(key)
         array = jax.make_array_from_callback(
             spec.shape, shardings[name],
             lambda idx, spec=spec, keys=keys: _read_slice(ckpt, spec, keys, idx, dtype))
         model.param(name).set_value(array)
-    if cfg.tie_word_embeddings and "lm_head.weight" in ckpt.location:
+    if cfg.tie_word_embeddings and "lm_head.weight" in available:
         used.add("lm_head.weight")  # some tied checkpoints store the shared matrix twice
-    unused = sorted(k for k in set(ckpt.keys()) - used if not k.endswith(_IGNORED_SUFFIXES))
+    unused = sorted(k for k in available - used if not k.endswith(_IGNORED_SUFFIXES))
     if unused:
         more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
-        raise S2JaxError(f"{path}: checkpoint tensors not used by {cfg.architecture}: "
+        raise S2JaxError(f"{source}: checkpoint tensors not used by {cfg.architecture}: "
                          f"{', '.join(unused[:3])}{more}")
-    gen_path = path / "generation_config.json"
-    model.generation_config = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
     return model
 
 

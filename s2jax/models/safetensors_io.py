@@ -116,6 +116,9 @@ class Checkpoint:
     def view(self, key: str) -> np.ndarray:
         return self.location[key].view(key)
 
+    def where(self, key: str) -> str:
+        return f"{self.location[key].path}: tensor {key}"
+
 
 def write_safetensors(path: str | Path, layout: dict[str, tuple[tuple[int, ...], np.dtype]],
                       produce: Callable[[str], np.ndarray],
