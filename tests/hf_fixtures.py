@@ -1,7 +1,8 @@
 """Tiny random checkpoints of every supported family, written by `transformers` (the reference).
 
 Shapes are chosen to exercise what differs between families: GQA, a head_dim that is not
-hidden/heads, tied and untied embeddings, rope scaling, sliding windows, q/k/v biases, q/k norms.
+hidden/heads, tied and untied embeddings, rope scaling, sliding windows, q/k/v biases, q/k norms,
+Gemma's attention scale, soft-capping and per-layer-type rope.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "qwen2_window": ("Qwen2Config", dict(num_hidden_layers=3, use_sliding_window=True,
                                          sliding_window=4, max_window_layers=1)),
     "qwen3": ("Qwen3Config", dict(head_dim=16, tie_word_embeddings=False)),
+    # layer 0 local (window 4), layer 1 global; strong soft-caps so that they matter
+    "gemma2": ("Gemma2Config", dict(head_dim=16, query_pre_attn_scalar=24, sliding_window=4,
+                                    attn_logit_softcapping=2.0, final_logit_softcapping=5.0)),
+    # local, global, local; the global rope linearly scaled, the local one on its own base
+    "gemma3": ("Gemma3TextConfig", dict(
+        num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=20, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": dict(rope_type="linear", factor=4.0, rope_theta=1e4),
+                         "sliding_attention": dict(rope_type="default", rope_theta=100.0)})),
 }
 
 TEXTS = [

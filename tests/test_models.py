@@ -51,7 +51,7 @@ def test_logits_parity_with_transformers(hf_checkpoint, family):
     assert np.abs(ref[valid]).max() > 1.0  # logits are not trivially near zero
 
 
-@pytest.mark.parametrize("family", ["llama3", "qwen2_window"])
+@pytest.mark.parametrize("family", ["llama3", "qwen2_window", "gemma2", "gemma3"])
 def test_left_padded_parity(hf_checkpoint, family):
     """Left padding via segment ids (0 = pad) gives positions that restart at the first token."""
     directory = hf_checkpoint(family)
@@ -83,7 +83,8 @@ def test_sharded_logits_equal_single_device(hf_checkpoint):
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama3", "qwen2", "mistral_window", "qwen3"])
+@pytest.mark.parametrize("family", ["llama3", "qwen2", "mistral_window", "qwen3", "gemma2",
+                                    "gemma3"])
 def test_save_loads_in_transformers_with_same_logits(hf_checkpoint, tmp_path, family):
     directory = hf_checkpoint(family)
     model, tok = s2jax.load(directory, dtype="float32")

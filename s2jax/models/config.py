@@ -1,8 +1,9 @@
 """Model configuration: a frozen dataclass read from (and written back to) HF `config.json`.
 
-One decoder covers the supported families; a family is a set of switches here (`qkv_bias`,
-`qk_norm`, per-layer sliding windows, tied embeddings, RoPE scaling). A `config.json` field that
-would change the math and is not implemented raises `S2JaxError` naming the field: silently
+The Llama-style families are switches here (`qkv_bias`, `qk_norm`, per-layer sliding windows,
+tied embeddings, RoPE scaling); Gemma 2/3 add their fields (attention scale, soft-capping, a rope
+base for local layers) and have their own block in `s2jax/models/gemma.py`. A `config.json` field
+that would change the math and is not implemented raises `S2JaxError` naming the field: silently
 ignoring it would give a model that loads and is wrong.
 """
 
@@ -24,7 +25,19 @@ ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {
     "MistralForCausalLM": ("mistral", False, False),
     "Qwen2ForCausalLM": ("qwen2", True, False),
     "Qwen3ForCausalLM": ("qwen3", False, True),
+    "Gemma2ForCausalLM": ("gemma2", False, False),
+    "Gemma3ForCausalLM": ("gemma3_text", False, True),
 }
+GEMMA_MODEL_TYPES = ("gemma2", "gemma3_text")
+# Architectures that look close to a supported one but are not: named so the error says why.
+UNSUPPORTED = {
+    "Gemma3ForConditionalGeneration": "multimodal Gemma 3 (vision tower) is not supported; "
+                                      "only the text-only Gemma3ForCausalLM is",
+    "Gemma3nForConditionalGeneration": "Gemma 3n is not supported",
+    "Gemma3nForCausalLM": "Gemma 3n is not supported",
+    "GemmaForCausalLM": "Gemma 1 is not supported (Gemma2ForCausalLM and Gemma3ForCausalLM are)",
+}
+_GEMMA_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_python_tanh")  # both are GELU with tanh
 _ROPE_TYPES = ("default", "llama3", "linear")
 
 
@@ -54,6 +67,11 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
+    # Gemma 2/3 (their block: s2jax/models/gemma.py)
+    query_pre_attn_scalar: int | None = None  # attention scores scale by its -1/2 power
+    attn_logit_softcap: float | None = None  # Gemma 2: scores -> cap * tanh(scores / cap)
+    final_logit_softcap: float | None = None  # Gemma 2: the same on the output logits
+    local_rope_theta: float | None = None  # Gemma 3: default-rope base of sliding-window layers
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
@@ -72,17 +90,33 @@ class ModelConfig:
     def model_type(self) -> str:
         return ARCHITECTURES[self.architecture][0]
 
+    @property
+    def is_gemma(self) -> bool:
+        """Gemma 2/3: (1 + w) norms around both sublayers, GELU, scaled embeddings."""
+        return self.model_type in GEMMA_MODEL_TYPES
+
+    @property
+    def attn_scale(self) -> float:
+        return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
+
     def num_params(self) -> int:
         D, F, L, N, K, H, V = (self.hidden_size, self.intermediate_size, self.num_layers,
                                self.num_heads, self.num_kv_heads, self.head_dim, self.vocab_size)
-        per_layer = 2 * D + D * H * (2 * N + 2 * K) + 3 * D * F
+        per_layer = (4 if self.is_gemma else 2) * D + D * H * (2 * N + 2 * K) + 3 * D * F
         per_layer += self.qkv_bias * H * (N + 2 * K) + self.qk_norm * 2 * H
         return L * per_layer + V * D * (1 if self.tie_word_embeddings else 2) + D
 
+    def rope_inv_freqs(self) -> np.ndarray:
+        """Inverse frequencies of every layer [L, H/2]: Gemma 3's sliding-window layers use
+        default rope at `local_rope_theta`, all others `rope_inv_freq()`."""
+        full = self.rope_inv_freq()
+        local = full if self.local_rope_theta is None else \
+            _default_inv_freq(self.local_rope_theta, self.head_dim).astype(np.float32)
+        return np.stack([local if w else full for w in self.sliding_windows])
+
     def rope_inv_freq(self) -> np.ndarray:
         """Inverse frequencies [H/2] with the configured scaling, as HF computes them."""
-        H = self.head_dim
-        inv = 1.0 / (self.rope_theta ** (np.arange(0, H, 2, dtype=np.float64) / H))
+        inv = _default_inv_freq(self.rope_theta, self.head_dim)
         s = dict(self.rope_scaling)
         if self.rope_type == "linear":
             inv = inv / s["factor"]
@@ -103,6 +137,8 @@ class ModelConfig:
         """Reads an HF config dict; `source` names the file in error messages."""
         archs = hf.get("architectures") or []
         arch = archs[0] if archs else _arch_from_model_type(hf.get("model_type"), source)
+        if arch in UNSUPPORTED:
+            raise S2JaxError(f"{source}: architecture {arch!r}: {UNSUPPORTED[arch]}")
         if arch not in ARCHITECTURES:
             raise S2JaxError(
                 f"{source}: architecture {arch!r} is not supported "
@@ -120,7 +156,10 @@ class ModelConfig:
         hidden = req("hidden_size")
         n_layers = req("num_hidden_layers")
         head_dim = hf.get("head_dim") or hidden // n_heads
-        rope = _rope(hf, source)
+        if model_type == "gemma3_text":
+            rope, local_theta = _gemma3_rope(hf, source)
+        else:
+            rope, local_theta = _rope(hf, source), None
         eos = hf.get("eos_token_id")
         eos = () if eos is None else tuple(eos) if isinstance(eos, list) else (eos,)
         return cls(
@@ -146,6 +185,8 @@ class ModelConfig:
             bos_token_id=hf.get("bos_token_id"),
             eos_token_ids=eos,
             pad_token_id=hf.get("pad_token_id"),
+            **(_gemma_fields(hf, model_type, local_theta) if model_type in GEMMA_MODEL_TYPES
+               else {}),
         )
 
     @classmethod
@@ -203,6 +244,8 @@ class ModelConfig:
             ]
             n_full = next((i for i, w in enumerate(self.sliding_windows) if w), self.num_layers)
             hf["max_window_layers"] = n_full
+        if self.is_gemma:
+            hf.update(_gemma_hf(self, rope, max(windows) if windows else None))
         if len(windows) > 1:
             raise S2JaxError(f"cannot export several sliding window sizes {sorted(windows)}")
         return hf
@@ -240,8 +283,70 @@ def _rope(hf: dict, source: str) -> dict:
     return rope
 
 
+def _default_inv_freq(theta: float, head_dim: int) -> np.ndarray:
+    return 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+
+
+def _gemma3_rope(hf: dict, source: str) -> tuple[dict, float]:
+    """Gemma 3's global rope (with its scaling) and the rope base of its sliding-window layers.
+
+    transformers 5 writes `rope_parameters` as one dict per layer type; 4.x writes the global
+    rope as usual (`rope_theta`, `rope_scaling`) plus `rope_local_base_freq`. The defaults
+    (1e6 global, 1e4 local) are `Gemma3TextConfig`'s.
+    """
+    params = hf.get("rope_parameters") or {}
+    if "full_attention" in params or "sliding_attention" in params:
+        full = dict(params.get("full_attention") or {})
+        local = dict(params.get("sliding_attention") or {})
+    else:
+        full = dict(params or hf.get("rope_scaling") or {})
+        full.setdefault("rope_theta", hf.get("rope_theta", 1e6))
+        local = {"rope_theta": hf.get("rope_local_base_freq", 1e4)}
+    full.setdefault("rope_theta", 1e6)
+    if (local.get("rope_type") or local.get("type") or "default") != "default":
+        raise S2JaxError(f"{source}: field 'rope_parameters.sliding_attention' has rope_type "
+                         f"{local.get('rope_type') or local.get('type')!r}; s2jax implements "
+                         "only 'default' rope for Gemma 3's sliding-window layers")
+    return _rope({"rope_parameters": full}, source), float(local.get("rope_theta", 1e4))
+
+
+def _gemma_fields(hf: dict, model_type: str, local_theta: float | None) -> dict[str, Any]:
+    """The ModelConfig fields only Gemma sets. Gemma 3 applies no attention soft-capping
+    (transformers ignores `attn_logit_softcapping` there), so neither do we."""
+    attn_cap = hf.get("attn_logit_softcapping") if model_type == "gemma2" else None
+    final_cap = hf.get("final_logit_softcapping")
+    return dict(
+        query_pre_attn_scalar=int(hf.get("query_pre_attn_scalar", 256)),
+        attn_logit_softcap=None if attn_cap is None else float(attn_cap),
+        final_logit_softcap=None if final_cap is None else float(final_cap),
+        local_rope_theta=local_theta,
+    )
+
+
+def _gemma_hf(cfg: ModelConfig, rope: dict, window: int | None) -> dict[str, Any]:
+    """The Gemma fields of `config.json`, readable by transformers 4.x and 5.x."""
+    hf: dict[str, Any] = {
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": cfg.query_pre_attn_scalar,
+        "attn_logit_softcapping": cfg.attn_logit_softcap,
+        "final_logit_softcapping": cfg.final_logit_softcap,
+        "sliding_window": window,
+        "layer_types": ["sliding_attention" if w else "full_attention"
+                        for w in cfg.sliding_windows],
+        "use_bidirectional_attention": False,
+    }
+    if cfg.local_rope_theta is not None:
+        local = {"rope_type": "default", "rope_theta": cfg.local_rope_theta}
+        hf["rope_parameters"] = {"full_attention": rope, "sliding_attention": local}
+        hf["rope_local_base_freq"] = cfg.local_rope_theta  # read by transformers 4.x
+    return hf
+
+
 def _sliding_windows(hf: dict, model_type: str, n_layers: int) -> tuple[int, ...]:
     window = hf.get("sliding_window")
+    if model_type in GEMMA_MODEL_TYPES:
+        return _gemma_windows(hf, model_type, n_layers)
     if model_type == "mistral":
         return (int(window or 0),) * n_layers
     if model_type in ("qwen2", "qwen3"):
@@ -255,20 +360,39 @@ def _sliding_windows(hf: dict, model_type: str, n_layers: int) -> tuple[int, ...
     return (0,) * n_layers
 
 
+def _gemma_windows(hf: dict, model_type: str, n_layers: int) -> tuple[int, ...]:
+    """Per-layer windows from `layer_types`, else from the older `sliding_window_pattern`
+    (every pattern-th layer is global: Gemma 2 alternates, Gemma 3 has 5 local : 1 global)."""
+    pattern = (hf.get("sliding_window_pattern") or hf.get("_sliding_window_pattern")
+               or (2 if model_type == "gemma2" else 6))
+    types = hf.get("layer_types") or [
+        "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n_layers)]
+    window = int(hf.get("sliding_window") or 0)
+    return tuple(window if t == "sliding_attention" else 0 for t in types)
+
+
 def _reject_unimplemented(hf: dict, model_type: str, source: str) -> None:
     """Fields whose non-default value changes the math and that s2jax does not implement."""
-    act = hf.get("hidden_act", "silu")
-    if act not in ("silu", "swish"):
-        raise S2JaxError(f"{source}: field 'hidden_act' is {act!r}; only 'silu' is implemented")
+    if model_type in GEMMA_MODEL_TYPES:
+        act = hf.get("hidden_activation") or "gelu_pytorch_tanh"
+        if act not in _GEMMA_ACTIVATIONS:
+            raise S2JaxError(f"{source}: field 'hidden_activation' is {act!r}; only "
+                             "'gelu_pytorch_tanh' is implemented for Gemma")
+    else:
+        act = hf.get("hidden_act", "silu")
+        if act not in ("silu", "swish"):
+            raise S2JaxError(f"{source}: field 'hidden_act' is {act!r}; only 'silu' is "
+                             "implemented")
     checks = {
         "mlp_bias": False,
         "attention_dropout": 0.0,
         "partial_rotary_factor": 1.0,
-        "attn_logit_softcapping": None,
-        "final_logit_softcapping": None,
         "quantization_config": None,
+        "use_bidirectional_attention": False,
     }
-    if model_type in ("llama", "mistral", "qwen3"):
+    if model_type not in GEMMA_MODEL_TYPES:
+        checks.update(attn_logit_softcapping=None, final_logit_softcapping=None)
+    if model_type in ("llama", "mistral", "qwen3", *GEMMA_MODEL_TYPES):
         checks["attention_bias"] = False  # Qwen2's q/k/v biases are built in, not this flag
     for field, default in checks.items():
         value = hf.get(field, default)

@@ -1,9 +1,14 @@
-"""One decoder for Llama 2/3, Mistral, Qwen2 and Qwen3, as switches of `ModelConfig`.
+"""The decoder: Llama 2/3, Mistral, Qwen2 and Qwen3 as switches of `ModelConfig`; Gemma 2/3.
 
 Each weight is described once in `param_specs` (shape, logical axes, init, HF key and layout);
 init, shardings, HF import and HF export all derive from that table. Layer weights are stacked
 on a leading `layers` axis and the layers run under `lax.scan`, so a 80-layer model compiles
 as fast as a 2-layer one.
+
+`forward` is shared by every family (embedding, masks, KV cache, rope, attention, scan, output
+logits); what a family changes is its `Family`: its decoder block and RMSNorm. A family whose
+block diverges from the Llama one lives in a module of its own (`gemma.py`), and `family`
+below is the one place that picks it.
 
 Shapes use einsum letters (see `s2jax/__init__.py`): B batch, T query tokens, S key slots,
 D model dim, F MLP dim, N query heads, K KV heads, G = N / K, H head dim, V vocab, L layers.
@@ -12,6 +17,7 @@ D model dim, F MLP dim, N query heads, K KV heads, G = N / K, H head dim, V voca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Literal
 
 import jax
@@ -21,6 +27,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, Float, Int
 
+from s2jax.models import gemma
 from s2jax.models.config import ModelConfig
 from s2jax.sharding import logical_to_spec, named_sharding
 
@@ -61,8 +68,11 @@ def param_specs(cfg: ModelConfig) -> dict[str, ParamSpec]:
         return name, ParamSpec((L, n, H), ("layers", heads, "head_dim"), "zeros", lay + hf,
                                (n * H,), (n, H), (0, 1))
 
+    # Gemma's norms scale by (1 + w): the same identity init is w = 0.
+    unit = "zeros" if cfg.is_gemma else "ones"
+
     def norm(name, dim, hf, axis="norm"):
-        return name, ParamSpec((L, dim), ("layers", axis), "ones", lay + hf, (dim,), (dim,), (0,))
+        return name, ParamSpec((L, dim), ("layers", axis), unit, lay + hf, (dim,), (dim,), (0,))
 
     def mlp(name, shape, axes, hf):  # HF [out, in] -> ours [in, out]
         hf_shape = (shape[1], shape[0])
@@ -82,9 +92,13 @@ def param_specs(cfg: ModelConfig) -> dict[str, ParamSpec]:
         mlp("layers.gate", (D, F), ("embed", "mlp"), "mlp.gate_proj.weight"),
         mlp("layers.up", (D, F), ("embed", "mlp"), "mlp.up_proj.weight"),
         mlp("layers.down", (F, D), ("mlp", "embed"), "mlp.down_proj.weight"),
-        ("final_norm", ParamSpec((D,), ("norm",), "ones", "model.norm.weight", (D,), (D,),
+        ("final_norm", ParamSpec((D,), ("norm",), unit, "model.norm.weight", (D,), (D,),
                                  (0,))),
     ])
+    if cfg.is_gemma:  # norms after attention and the MLP too; HF names the pre-MLP one apart
+        specs.update([norm("layers.mlp_norm", D, "pre_feedforward_layernorm.weight"),
+                      norm("layers.post_attn_norm", D, "post_attention_layernorm.weight"),
+                      norm("layers.post_mlp_norm", D, "post_feedforward_layernorm.weight")])
     if cfg.qkv_bias:
         specs.update([bias("layers.q_bias", "heads", N, "self_attn.q_proj.bias"),
                       bias("layers.k_bias", "kv_heads", K, "self_attn.k_proj.bias"),
@@ -144,13 +158,23 @@ def rope(x: Float[Array, "B T N H"], positions: Int[Array, "B T"], inv_freq: np.
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
+def softcap(x: Array, cap: float | None) -> Array:
+    """cap * tanh(x / cap) (Gemma 2's soft-capping of attention scores and logits)."""
+    return x if cap is None else jnp.tanh(x / cap) * cap
+
+
 def attention(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Array, "B K S H"],
-              mask: Float[Array, "B T S"]) -> Float[Array, "B T N H"]:
-    """Grouped-query attention with a boolean mask (True = attend); softmax in fp32."""
+              mask: Float[Array, "B T S"], *, scale: float | None = None,
+              logit_softcap: float | None = None) -> Float[Array, "B T N H"]:
+    """Grouped-query attention with a boolean mask (True = attend); softmax in fp32.
+
+    Scores are scaled by `scale` (default H^-1/2), then soft-capped when `logit_softcap` is set.
+    """
     B, T, N, H = q.shape
     K = k.shape[1]
     q = q.reshape(B, T, K, N // K, H)
-    s = jnp.einsum("btkgh,bksh->bkgts", q, k, preferred_element_type=jnp.float32) * H**-0.5
+    s = jnp.einsum("btkgh,bksh->bkgts", q, k, preferred_element_type=jnp.float32)
+    s = softcap(s * (H**-0.5 if scale is None else scale), logit_softcap)
     s = jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
     p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
     return jnp.einsum("bkgts,bksh->btkgh", p, v).reshape(B, T, N, H)
@@ -190,18 +214,21 @@ def forward(
     device would compute every row.
     """
     dtype = dtype or params["embed"].dtype
+    fam = family(cfg)
     B, T = tokens.shape
     if positions is None:
         positions = (segment_positions(segment_ids) if segment_ids is not None
                      else jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)))
-    inv_freq = cfg.rope_inv_freq()
     def constrain(x):
         if mesh is None or mesh.size == 1:
             return x
         spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), x.shape, mesh)
         return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
-    x = constrain(jnp.take(params["embed"], tokens, axis=0).astype(dtype))
+    x = jnp.take(params["embed"], tokens, axis=0).astype(dtype)
+    if fam.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
+        x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
+    x = constrain(x)
 
     if cache is None:
         k_pos = positions
@@ -218,37 +245,30 @@ def forward(
 
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     windows = jnp.asarray(cfg.sliding_windows, jnp.int32)
+    inv_freqs = jnp.asarray(cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ per layer
 
     def layer(carry, xs):
         x, ck, cv = carry
-        lp, window, i = xs
-        x = constrain(x)
-        h = rms_norm(x, lp["attn_norm"], cfg.rms_norm_eps)
-        q = jnp.einsum("btd,dnh->btnh", h, lp["q"].astype(dtype))
-        k = jnp.einsum("btd,dkh->btkh", h, lp["k"].astype(dtype))
-        v = jnp.einsum("btd,dkh->btkh", h, lp["v"].astype(dtype))
-        if cfg.qkv_bias:
-            q, k, v = (q + lp["q_bias"].astype(dtype), k + lp["k_bias"].astype(dtype),
-                       v + lp["v_bias"].astype(dtype))
-        if cfg.qk_norm:
-            q = rms_norm(q, lp["q_norm"], cfg.rms_norm_eps)
-            k = rms_norm(k, lp["k_norm"], cfg.rms_norm_eps)
-        q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
-        if ck is not None:
-            # advanced indices (rows, positions) around the K slice: updates are [B, T, K, H]
-            ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
-            cv = cv.at[i, rows, :, positions].set(v.astype(cv.dtype), mode="drop")
-            k, v = ck[i].astype(dtype), cv[i].astype(dtype)
-        else:
-            k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-        in_window = (positions[:, :, None] - k_pos[:, None, :]) < window
-        mask = base_mask & ((window == 0) | in_window)
-        a = attention(q, k, v, mask)
-        x = x + jnp.einsum("btnh,nhd->btd", a, lp["o"].astype(dtype))
-        h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
-        g = jnp.einsum("btd,df->btf", h, lp["gate"].astype(dtype))
-        u = jnp.einsum("btd,df->btf", h, lp["up"].astype(dtype))
-        x = x + jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, lp["down"].astype(dtype))
+        lp, window, inv_freq, i = xs
+
+        def attend(q, k, v):
+            """This layer's attention of q [B,T,N,H] over k, v [B,T,K,H] (pre-rope): rotates
+            them, writes k and v to the cache and reads it back, masks the window."""
+            nonlocal ck, cv
+            q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
+            if ck is not None:
+                # advanced indices (rows, positions) around the K slice: updates are [B, T, K, H]
+                ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
+                cv = cv.at[i, rows, :, positions].set(v.astype(cv.dtype), mode="drop")
+                k, v = ck[i].astype(dtype), cv[i].astype(dtype)
+            else:
+                k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+            in_window = (positions[:, :, None] - k_pos[:, None, :]) < window
+            mask = base_mask & ((window == 0) | in_window)
+            return attention(q, k, v, mask, scale=cfg.attn_scale,
+                             logit_softcap=cfg.attn_logit_softcap)
+
+        x = fam.block(cfg, lp, constrain(x), attend, dtype)
         return (x, ck, cv), None
 
     if remat == "full":
@@ -257,9 +277,9 @@ def forward(
         policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
         layer = jax.checkpoint(layer, policy=policy)
     ck, cv = (None, None) if cache is None else (cache.k, cache.v)
-    xs = (layer_params, windows, jnp.arange(cfg.num_layers))
+    xs = (layer_params, windows, inv_freqs, jnp.arange(cfg.num_layers))
     (x, ck, cv), _ = jax.lax.scan(layer, (x, ck, cv), xs)
-    x = rms_norm(x, params["final_norm"], cfg.rms_norm_eps)
+    x = fam.norm(x, params["final_norm"], cfg.rms_norm_eps)
     new_cache = None if cache is None else KVCache(ck, cv)
     if return_hidden:
         return x, new_cache
@@ -268,12 +288,59 @@ def forward(
 
 def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*B D"], dtype
                   ) -> Float[Array, "*B V"]:
-    """fp32 logits of final-normed hidden states (the tied embedding or the LM head)."""
+    """fp32 logits of final-normed hidden states (the tied embedding or the LM head), soft-capped
+    where the config says (Gemma 2). Every consumer of logits (sampler, loss) goes through here."""
     if cfg.tie_word_embeddings:
-        return jnp.einsum("...d,vd->...v", x, params["embed"].astype(dtype),
-                          preferred_element_type=jnp.float32)
-    return jnp.einsum("...d,dv->...v", x, params["lm_head"].astype(dtype),
-                      preferred_element_type=jnp.float32)
+        logits = jnp.einsum("...d,vd->...v", x, params["embed"].astype(dtype),
+                            preferred_element_type=jnp.float32)
+    else:
+        logits = jnp.einsum("...d,dv->...v", x, params["lm_head"].astype(dtype),
+                            preferred_element_type=jnp.float32)
+    return softcap(logits, cfg.final_logit_softcap)
+
+
+def decoder_block(cfg: ModelConfig, lp: dict[str, Array], x: Float[Array, "B T D"],
+                  attend: Callable, dtype) -> Float[Array, "B T D"]:
+    """One Llama-style layer: x + attention(norm(x)), then x + SiLU-gated MLP(norm(x))."""
+    h = rms_norm(x, lp["attn_norm"], cfg.rms_norm_eps)
+    q = jnp.einsum("btd,dnh->btnh", h, lp["q"].astype(dtype))
+    k = jnp.einsum("btd,dkh->btkh", h, lp["k"].astype(dtype))
+    v = jnp.einsum("btd,dkh->btkh", h, lp["v"].astype(dtype))
+    if cfg.qkv_bias:
+        q, k, v = (q + lp["q_bias"].astype(dtype), k + lp["k_bias"].astype(dtype),
+                   v + lp["v_bias"].astype(dtype))
+    if cfg.qk_norm:
+        q = rms_norm(q, lp["q_norm"], cfg.rms_norm_eps)
+        k = rms_norm(k, lp["k_norm"], cfg.rms_norm_eps)
+    a = attend(q, k, v)
+    x = x + jnp.einsum("btnh,nhd->btd", a, lp["o"].astype(dtype))
+    h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
+    g = jnp.einsum("btd,df->btf", h, lp["gate"].astype(dtype))
+    u = jnp.einsum("btd,df->btf", h, lp["up"].astype(dtype))
+    return x + jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, lp["down"].astype(dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What a model family changes in `forward`.
+
+    `block(cfg, lp, x, attend, dtype) -> x` is one decoder layer over this layer's weights `lp`;
+    it calls `attend(q, k, v)` (rope, KV cache, window mask, attention) between its projections.
+    `norm(x, w, eps)` is the family's RMSNorm, also applied after the last layer.
+    """
+
+    block: Callable[..., Array]
+    norm: Callable[..., Array]
+    scale_embeddings: bool  # embeddings times sqrt(D)
+
+
+LLAMA = Family(decoder_block, rms_norm, scale_embeddings=False)
+GEMMA = Family(gemma.block, gemma.rms_norm, scale_embeddings=True)
+
+
+def family(cfg: ModelConfig) -> Family:
+    """The family of `cfg`: a new family with its own block adds its module and a line here."""
+    return GEMMA if cfg.is_gemma else LLAMA
 
 
 class _Layers(nnx.Module):
