@@ -12,6 +12,7 @@ import sys
 import zipfile
 
 import gguf
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from s2jax import cli
 from s2jax.errors import S2JaxError
 from s2jax.models import fetch
 from s2jax.sampling import Sampler
+from s2jax.sharding import make_mesh
 from s2jax.text_generator import SamplingParams
 from tests.gguf_fixtures import write_gguf
 from tests.hf_fixtures import load_reference, make_hf_checkpoint
@@ -71,7 +73,7 @@ Q8_0_BOUND = 0.5 + 127 * 2.0**-11
 def test_q8_0_gguf_weights_within_format_bound_and_convert_round_trip(tmp_path_factory):
     """A Q8_0 GGUF: every weight s2jax reads is within the Q8_0 bound above of the source
     weight (F32 norms exact); logits equal transformers' own import of the same GGUF and the HF
-    dir `s2jax convert` writes from it (<= 1e-5)."""
+    dir `s2jax convert` writes from it (<= 1e-5), and a load onto a 2x2x2 mesh."""
     import torch
     import transformers
 
@@ -100,6 +102,11 @@ def test_q8_0_gguf_weights_within_format_bound_and_convert_round_trip(tmp_path_f
     np.testing.assert_allclose(ours, _ref_logits(hf_gguf, ids), atol=1e-5, rtol=0)
     np.testing.assert_allclose(ours, _ref_logits(load_reference(tmp / "converted"), ids),
                                atol=1e-5, rtol=0)
+    sharded, _ = s2jax.load(path, mesh=make_mesh(data=2, fsdp=2, tensor=2))
+    q = sharded.param("layers.q").get_value()
+    assert q.addressable_shards[0].data.size * 4 <= q.size  # each device holds its slice only
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda t: sharded(t))(jnp.asarray(ids))), ours,
+                               atol=2e-5, rtol=0)
 
 
 @pytest.mark.parametrize("how,expected", [
