@@ -158,7 +158,7 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
                 sample_params=sample_params, sample_total=sample_params + kv)
 
 
-def _train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh):
+def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh):
     """(compiled train step's memory analysis, abstract state with shardings)."""
     from s2jax.train.optim import learning_rate_schedule, make_optimizer
     from s2jax.train.state import plan_state
@@ -174,6 +174,12 @@ def _train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh):
                                      sharding=sharding)
              for k in ("tokens", "targets", "segment_ids", "weights")}
     return step.lower(target, batch).compile().memory_analysis(), target, batch
+
+
+def compiled_total(analysis) -> int:
+    """Peak bytes of a compiled step: arguments + temporaries + outputs not aliased to inputs."""
+    return (analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+            + max(analysis.output_size_in_bytes - analysis.alias_size_in_bytes, 0))
 
 
 def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
@@ -222,7 +228,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:devices])
     sample_dtype = sample_dtype or train_cfg.compute_dtype
     t0 = time.perf_counter()
-    train, target, batch = _train_memory(model_cfg, train_cfg, mesh)
+    train, target, batch = train_memory(model_cfg, train_cfg, mesh)
     decode, sample_params, kv = _decode_memory(model_cfg, mesh, sample_batch, sample_max_len,
                                                jnp.dtype(sample_dtype))
     seconds = time.perf_counter() - t0
@@ -231,18 +237,15 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     opt = sum(_shard_bytes(x) for x in jax.tree.leaves(target.opt_state))
     batch_bytes = sum(_shard_bytes(x) for x in batch.values())
 
-    def total(a) -> int:
-        return (a.argument_size_in_bytes + a.temp_size_in_bytes
-                + max(a.output_size_in_bytes - a.alias_size_in_bytes, 0))
-
     return PlanReport(
         model=name, num_params=model_cfg.num_params(), mesh=mesh_sizes,
         device_memory=int(device_memory_gib * GiB), params=params, opt_state=opt,
         batch=batch_bytes, activations=train.temp_size_in_bytes,
-        train_arguments=train.argument_size_in_bytes, train_total=total(train),
+        train_arguments=train.argument_size_in_bytes, train_total=compiled_total(train),
         sample_params=sample_params, kv_cache=kv, sample_arguments=decode.argument_size_in_bytes,
         decode_temp=decode.temp_size_in_bytes,
-        sample_total=total(decode), sample_batch=sample_batch, sample_max_len=sample_max_len,
+        sample_total=compiled_total(decode), sample_batch=sample_batch,
+        sample_max_len=sample_max_len,
         compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
                            sample_dtype))

@@ -36,6 +36,9 @@ class TrainConfig:
     # params and optimizer state ("float32" keeps fp32 master weights under bf16 compute)
     param_dtype: Literal["float32", "bfloat16"] = "float32"
     remat: Literal["none", "full", "dots"] = "none"  # per-layer rematerialisation policy
+    # tokens (over the micro-batch) whose fp32 logits exist at once in the fused LM head +
+    # cross-entropy; 0 = all of them. Peak memory grows as loss_chunk x vocab x 4 bytes.
+    loss_chunk: int = 1024
     mesh: str = ""  # e.g. "data=2,fsdp=2,tensor=2"; "" uses the mesh the model was loaded on
     # -- data order
     seed: int = 0  # shuffling (per epoch) and the held-out split
@@ -56,7 +59,8 @@ class TrainConfig:
         for name in ("seq_len", "batch_size", "grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise S2JaxError(f"train config {name}={getattr(self, name)}: expected >= 1")
-        for name in ("steps", "warmup_steps", "eval_examples", "eval_every", "checkpoint_every"):
+        for name in ("steps", "warmup_steps", "loss_chunk", "eval_examples", "eval_every",
+                     "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise S2JaxError(f"train config {name}={getattr(self, name)}: expected >= 0")
         if self.seq_len < 2:

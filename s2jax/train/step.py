@@ -3,6 +3,8 @@
 The loss is the mean next-token cross-entropy over the loss tokens of the whole optimizer step:
 micro-batches add up summed losses and gradients, and one division by the step's loss-token count
 at the end makes accumulation exactly a bigger batch (whatever the token count of each micro-batch).
+The LM head and the cross-entropy are fused and chunked (`s2jax.train.loss`), so no step holds
+fp32 logits for the whole micro-batch.
 """
 
 from __future__ import annotations
@@ -16,18 +18,31 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import forward
+from s2jax.models.transformer import forward, output_logits
 from s2jax.sharding import named_sharding
 from s2jax.train.config import TrainConfig
+from s2jax.train.loss import LogitsFn, chunked_losses, fused_loss
 from s2jax.train.state import TrainState
 
 Metrics = dict[str, Array]
 
 
+def output_head(cfg: ModelConfig, params: dict[str, Array], dtype) -> tuple[LogitsFn, dict]:
+    """The model's output layer as (logits_fn, the weights it reads), for the chunked loss."""
+    name = "embed" if cfg.tie_word_embeddings else "lm_head"
+    return (lambda head, x: output_logits(cfg, head, x, dtype)), {name: params[name]}
+
+
+def _hidden(cfg, params, tokens, segment_ids, dtype, remat, mesh) -> Float[Array, "B T D"]:
+    x, _ = forward(cfg, params, tokens, segment_ids=segment_ids, dtype=dtype, remat=remat,
+                   mesh=mesh, return_hidden=True)
+    return x
+
+
 def token_losses(
     cfg: ModelConfig, params: dict[str, Array], tokens: Int[Array, "B T"],
     targets: Int[Array, "B T"], segment_ids: Int[Array, "B T"], *, dtype=None, remat="none",
-    mesh: Mesh | None = None,
+    mesh: Mesh | None = None, loss_chunk: int = 0,
 ) -> tuple[Float[Array, "B T"], Float[Array, "B T"]]:
     """Next-token cross-entropy (fp32) and 0/1 argmax correctness at every position.
 
@@ -37,24 +52,24 @@ def token_losses(
       segment_ids: example number per token in a packed row (0 = padding).
       dtype: compute dtype (None: the params'); remat: `forward`'s remat policy.
       mesh: keeps activations split over the batch axes of this mesh (see `forward`).
+      loss_chunk: tokens of logits computed at once (0: all).
 
     Returns:
-      (nll, correct), both [B, T]; the caller weights them by the loss mask.
+      (nll, correct), both [B, T]; the caller weights them by the loss mask. Not for
+      differentiation: the train step differentiates `fused_loss`.
     """
-    logits, _ = forward(cfg, params, tokens, segment_ids=segment_ids, dtype=dtype, remat=remat,
-                        mesh=mesh)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-    return nll, correct
+    dtype = dtype or params["embed"].dtype
+    x = _hidden(cfg, params, tokens, segment_ids, dtype, remat, mesh)
+    logits_fn, head = output_head(cfg, params, dtype)
+    return chunked_losses(logits_fn, head, x, targets, loss_chunk)
 
 
 def _sums(cfg, tcfg, mesh, params, batch):
-    """Summed weighted loss and correct count of one micro-batch."""
+    """Summed weighted loss and correct count of one micro-batch (fused LM head + loss)."""
     dtype = jnp.dtype(tcfg.compute_dtype)
-    nll, correct = token_losses(cfg, params, batch["tokens"], batch["targets"],
-                                batch["segment_ids"], dtype=dtype, remat=tcfg.remat, mesh=mesh)
-    w = batch["weights"]
-    return jnp.sum(nll * w), jnp.sum(correct * w)
+    x = _hidden(cfg, params, batch["tokens"], batch["segment_ids"], dtype, tcfg.remat, mesh)
+    logits_fn, head = output_head(cfg, params, dtype)
+    return fused_loss(logits_fn, tcfg.loss_chunk, head, x, batch["targets"], batch["weights"])
 
 
 def batch_sharding(mesh: Mesh, shape: tuple[int, ...]) -> NamedSharding:

@@ -1,0 +1,140 @@
+"""Fused, chunked LM head + cross-entropy: fp32 logits [B, T, V] never exist at once.
+
+The loss walks the sequence in chunks of about `chunk` tokens. Each chunk computes its logits
+with the model's own `logits_fn` (tied embedding or LM head, plus any family-specific final
+soft-cap), reduces them to per-token statistics and drops them, so the peak holds one chunk's
+logits, not the whole micro-batch's: at Gemma's 262,144-token vocabulary, 8 x 512 tokens of
+fp32 logits are 4 GiB, and their softmax and gradient as much again each.
+
+Training wants the weighted sum of the losses, whose cotangent is one scalar, so `fused_loss`
+computes the gradient of each chunk in the forward pass, while its logits are at hand: the
+head's gradient is one matmul per chunk (the logits' VJP) added into one [V, D] accumulator,
+and nothing is recomputed in the backward pass, which only scales the saved gradients.
+
+Shapes use the package's einsum letters; C is the tokens of one chunk per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+# logits_fn(head, x) -> fp32 logits [..., V]; `head` is the pytree of the weights it reads
+LogitsFn = Callable[[dict, Float[Array, "*B D"]], Float[Array, "*B V"]]
+
+
+def _chunks(x: Array, chunk: int, fill=0) -> Array:
+    """[B, T, ...] -> [T / C, B, C, ...], padding T up to a multiple of C with `fill`."""
+    B, T = x.shape[:2]
+    n = -(-T // chunk)
+    x = jnp.pad(x, [(0, 0), (0, n * chunk - T)] + [(0, 0)] * (x.ndim - 2), constant_values=fill)
+    return jnp.moveaxis(x.reshape(B, n, chunk, *x.shape[2:]), 1, 0)
+
+
+def _unchunk(y: Array, T: int) -> Array:
+    """[T / C, B, C, ...] -> [B, T, ...], dropping the padding."""
+    n, B, C = y.shape[:3]
+    return jnp.moveaxis(y, 0, 1).reshape(B, n * C, *y.shape[3:])[:, :T]
+
+
+def chunk_len(batch: int, seq_len: int, chunk: int) -> int:
+    """Positions per row in one chunk of about `chunk` tokens (0: the whole sequence)."""
+    return seq_len if chunk <= 0 else max(1, min(seq_len, chunk // batch))
+
+
+def _stats(logits: Float[Array, "B C V"], targets: Int[Array, "B C"]):
+    """Log-normaliser, negative log-likelihood and argmax hit of every token of a chunk."""
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    return lse, lse - target_logit, correct
+
+
+def chunked_losses(logits_fn: LogitsFn, head: dict, x: Float[Array, "B T D"],
+                   targets: Int[Array, "B T"], chunk: int
+                   ) -> tuple[Float[Array, "B T"], Float[Array, "B T"]]:
+    """Per-token cross-entropy (fp32) and 0/1 argmax hits, one chunk of logits at a time.
+
+    For evaluation and inspection; differentiate `fused_loss` instead (autodiff through this
+    scan would keep every chunk's logits for the backward pass).
+    """
+    B, T, _ = x.shape
+    C = chunk_len(B, T, chunk)
+
+    def body(_, xs):
+        x_c, t_c = xs
+        _, nll, correct = _stats(logits_fn(head, x_c), t_c)
+        return None, (nll, correct)
+
+    _, (nll, correct) = jax.lax.scan(body, None, (_chunks(x, C), _chunks(targets, C)))
+    return _unchunk(nll, T), _unchunk(correct, T)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def fused_loss(logits_fn: LogitsFn, chunk: int, head: dict, x: Float[Array, "B T D"],
+               targets: Int[Array, "B T"], weights: Float[Array, "B T"]
+               ) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """(sum of weights x cross-entropy, sum of weights x argmax hits), chunk by chunk.
+
+    Args:
+      logits_fn: `logits_fn(head, x)` -> fp32 logits, the model's output layer.
+      chunk: tokens per chunk over the whole batch (rounded to whole positions per row);
+        0 computes every logit at once.
+      head: the weights `logits_fn` reads (e.g. {"embed": [V, D]} when tied).
+      x: final-normed hidden states; targets: next tokens; weights: loss weight per token.
+
+    Differentiable in `head`, `x` and `weights`; the hit count is piecewise constant, so its
+    cotangent is zero and ignored.
+    """
+    loss, correct, _ = _scan(logits_fn, chunk, head, x, targets, weights, with_grad=False)
+    return loss, correct
+
+
+def _scan(logits_fn, chunk, head, x, targets, weights, *, with_grad: bool):
+    """The chunk loop; with `with_grad`, also d(loss)/d(head, x, weights) for a cotangent of 1."""
+    B, T, _ = x.shape
+    C = chunk_len(B, T, chunk)
+
+    def body(d_head, xs):
+        x_c, t_c, w_c = xs
+        if not with_grad:
+            _, nll, correct = _stats(logits_fn(head, x_c), t_c)
+            return d_head, (nll * w_c, correct * w_c, None)
+        logits, vjp = jax.vjp(logits_fn, head, x_c)
+        lse, nll, correct = _stats(logits, t_c)
+        # d(w * nll)/d logits = w * (softmax - onehot), built in one elementwise pass
+        hit = jnp.arange(logits.shape[-1]) == t_c[..., None]
+        d_logits = (jnp.exp(logits - lse[..., None]) - hit) * w_c[..., None]
+        dh, dx = vjp(d_logits)
+        d_head = jax.tree.map(lambda a, g: a + g.astype(a.dtype), d_head, dh)
+        return d_head, (nll * w_c, correct * w_c, (dx, nll))
+
+    # the head's gradient accumulates in fp32 whatever the weights' dtype
+    d_head = jax.tree.map(lambda h: jnp.zeros(h.shape, jnp.float32), head) if with_grad else None
+    xs = (_chunks(x, C), _chunks(targets, C), _chunks(weights, C))
+    d_head, (loss, correct, grads) = jax.lax.scan(body, d_head, xs)
+    if not with_grad:
+        return jnp.sum(loss), jnp.sum(correct), None
+    dx, nll = grads
+    return jnp.sum(loss), jnp.sum(correct), (d_head, _unchunk(dx, T), _unchunk(nll, T))
+
+
+def _fused_fwd(logits_fn, chunk, head, x, targets, weights):
+    loss, correct, (d_head, dx, nll) = _scan(logits_fn, chunk, head, x, targets, weights,
+                                             with_grad=True)
+    d_head = jax.tree.map(lambda d, h: d.astype(h.dtype), d_head, head)
+    return (loss, correct), (d_head, dx, nll)
+
+
+def _fused_bwd(logits_fn, chunk, res, cotangents):
+    d_head, dx, nll = res
+    g = cotangents[0]  # the loss's; the hit count's is zero (see `fused_loss`)
+    scale = lambda d: (g * d).astype(d.dtype)
+    return jax.tree.map(scale, d_head), scale(dx), None, g * nll
+
+
+fused_loss.defvjp(_fused_fwd, _fused_bwd)

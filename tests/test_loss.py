@@ -1,0 +1,101 @@
+"""Fused chunked LM head + cross-entropy: equal to the unchunked logits' loss under autodiff."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from s2jax.models.config import ModelConfig
+from s2jax.models.transformer import Transformer, forward
+from s2jax.train.config import TrainConfig
+from s2jax.train.loss import chunked_losses, fused_loss
+from s2jax.train.step import _sums
+
+B, T, D, V = 2, 11, 8, 37
+
+
+def _data(seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    x = jax.random.normal(k[0], (B, T, D))
+    targets = jax.random.randint(k[1], (B, T), 0, V)
+    weights = (jax.random.uniform(k[2], (B, T)) > 0.4).astype(jnp.float32)
+    heads = {"embed": 0.5 * jax.random.normal(k[3], (V, D)),
+             "lm_head": 0.5 * jax.random.normal(k[4], (D, V))}
+    return x, targets, weights, heads
+
+
+# a tied head with a final soft-cap (Gemma 2's), and a plain untied LM head
+LOGITS = {
+    "tied_softcap": (lambda h, x: 3.0 * jnp.tanh(jnp.einsum("btd,vd->btv", x, h["embed"]) / 3.0),
+                     "embed"),
+    "untied": (lambda h, x: jnp.einsum("btd,dv->btv", x, h["lm_head"]), "lm_head"),
+}
+
+
+# chunk: all at once, 1 and 4 positions per row (T padded up), more than there are
+@pytest.mark.parametrize("head_kind,chunk", [("tied_softcap", 0), ("tied_softcap", 2),
+                                             ("untied", 9), ("untied", 100)])
+def test_fused_loss_and_grads_equal_the_unchunked_reference(head_kind, chunk):
+    logits_fn, name = LOGITS[head_kind]
+    x, targets, weights, heads = _data()
+    head = {name: heads[name]}
+
+    def reference(head, x, weights, targets):
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits_fn(head, x), targets)
+        return jnp.sum(nll * weights)
+
+    def fused(head, x, weights, targets):
+        return fused_loss(logits_fn, chunk, head, x, targets, weights)[0]
+
+    want, want_g = jax.jit(jax.value_and_grad(reference, (0, 1, 2)))(head, x, weights, targets)
+    got, got_g = jax.jit(jax.value_and_grad(fused, (0, 1, 2)))(head, x, weights, targets)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    # masked tokens contribute nothing: any target there gives the same loss and gradients
+    noise = jax.random.randint(jax.random.PRNGKey(9), (B, T), 0, V)
+    masked = jnp.where(weights > 0, targets, noise)
+    again, again_g = jax.jit(jax.value_and_grad(fused, (0, 1)))(head, x, weights, masked)
+    assert float(again) == float(got)
+    np.testing.assert_array_equal(again_g[0][name], got_g[0][name])
+    assert not np.array_equal(masked, targets) and float(jnp.abs(got_g[1]).sum()) > 0
+    # the per-token losses and hits of the evaluation path
+    nll, correct = chunked_losses(logits_fn, head, x, targets, chunk)
+    logits = logits_fn(head, x)
+    np.testing.assert_allclose(nll, optax.softmax_cross_entropy_with_integer_labels(
+        logits, targets), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(correct, (jnp.argmax(logits, -1) == targets))
+    hits = fused_loss(logits_fn, chunk, head, x, targets, weights)[1]
+    assert float(hits) == float(jnp.sum(correct * weights))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_model_loss_gradients_equal_the_full_logits_ones(tied):
+    cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=64, hidden_size=16,
+                      intermediate_size=24, num_layers=2, num_heads=4, num_kv_heads=2,
+                      head_dim=4, tie_word_embeddings=tied)
+    params = Transformer(cfg, rngs=nnx.Rngs(1)).params()
+    _, targets, weights, _ = _data(1)
+    tokens = jax.random.randint(jax.random.PRNGKey(3), (B, T), 0, cfg.vocab_size)
+    targets = targets % cfg.vocab_size
+    segment_ids = jnp.ones((B, T), jnp.int32).at[1, 7:].set(2)
+    batch = dict(tokens=tokens, targets=targets, segment_ids=segment_ids, weights=weights)
+    tcfg = dataclasses.replace(TrainConfig(), loss_chunk=6)
+
+    def reference(p):
+        logits, _ = forward(cfg, p, tokens, segment_ids=segment_ids)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        return jnp.sum(nll * weights)
+
+    want, want_g = jax.jit(jax.value_and_grad(reference))(params)
+    (got, _), got_g = jax.jit(jax.value_and_grad(
+        lambda p: _sums(cfg, tcfg, None, p, batch), has_aux=True))(params)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert set(got_g) == set(params)
+    for name in params:
+        np.testing.assert_allclose(got_g[name], want_g[name], rtol=1e-4, atol=1e-7,
+                                   err_msg=name)
