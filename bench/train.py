@@ -29,6 +29,10 @@ CONFIGS = {
                 num_attention_heads=4, num_key_value_heads=4), 8, 256),
     "100m": (dict(vocab_size=8192, hidden_size=768, intermediate_size=2048,
                   num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12), 4, 256),
+    # SmolLM2-135M's shapes (random weights): GQA 9/3 heads of 64, tied 49,152-token vocabulary
+    "smollm2-135m": (dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                          num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                          tie_word_embeddings=True), 4, 256),
 }
 
 
@@ -36,7 +40,8 @@ def model_flops_per_token(shapes: dict, seq_len: int) -> float:
     """Training FLOPs per token: 6 x matmul params + causal attention scores and values."""
     D, F, L, V = (shapes["hidden_size"], shapes["intermediate_size"],
                   shapes["num_hidden_layers"], shapes["vocab_size"])
-    matmul_params = L * (4 * D * D + 3 * D * F) + D * V  # the embedding lookup is no matmul
+    KV = D * shapes["num_key_value_heads"] // shapes["num_attention_heads"]
+    matmul_params = L * (2 * D * D + 2 * D * KV + 3 * D * F) + D * V  # the lookup is no matmul
     attention = L * 2 * 2 * seq_len * D / 2  # QK^T and PV, half the positions under causality
     return 6 * matmul_params + 3 * attention
 
@@ -85,7 +90,8 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int) -> Callable[[], None]:
                       num_heads=shapes["num_attention_heads"],
                       num_kv_heads=shapes["num_key_value_heads"],
                       head_dim=shapes["hidden_size"] // shapes["num_attention_heads"],
-                      rms_norm_eps=1e-6)
+                      rms_norm_eps=1e-6,
+                      tie_word_embeddings=shapes.get("tie_word_embeddings", False))
     tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4)
     mesh = make_mesh(devices=jax.devices()[:1])
     model = Transformer(cfg, rngs=nnx.Rngs(0))
@@ -118,7 +124,8 @@ def torch_stepper(shapes: dict, batch: int, seq_len: int, threads: int) -> Calla
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(**shapes, tie_word_embeddings=False, rms_norm_eps=1e-6)
+    config = transformers.LlamaConfig(**{"tie_word_embeddings": False, **shapes},
+                                      rms_norm_eps=1e-6)
     model = transformers.LlamaForCausalLM(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     tokens = torch.randint(0, config.vocab_size, (batch, seq_len))

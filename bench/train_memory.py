@@ -30,7 +30,7 @@ def main() -> None:
     import jax
 
     from s2jax.models.config import ModelConfig
-    from s2jax.plan import GiB, compiled_total, train_memory
+    from s2jax.plan import GiB, compiled_total, hand_estimate, train_memory
     from s2jax.sharding import make_mesh
     from s2jax.train.config import TrainConfig
 
@@ -46,15 +46,18 @@ def main() -> None:
     print(f"Gemma 3 270M shapes ({cfg.num_params() / 1e6:.0f}M params), batch {args.batch} x "
           f"{args.seq_len}, fp32, remat {args.remat}; one fp32 [tokens, vocab] buffer is "
           f"{tokens * cfg.vocab_size * 4 / GiB:.2f} GiB")
-    print(f"{'loss_chunk':>10} {'arguments GiB':>14} {'temp GiB':>9} {'peak GiB':>9}")
+    print(f"{'loss_chunk':>10} {'arguments GiB':>14} {'temp GiB':>9} {'peak GiB':>9} "
+          f"{'s2jax plan hand GiB':>20}")
     peaks = {}
     for chunk in (int(c) for c in args.chunks.split(",")):
         tcfg = TrainConfig(batch_size=args.batch, seq_len=args.seq_len, remat=args.remat,
                            loss_chunk=chunk)
         analysis, _, _ = train_memory(cfg, tcfg, mesh)
         peaks[chunk] = compiled_total(analysis)
+        hand = hand_estimate(cfg, tcfg, {}, 1, 1, "float32")["train_total"]
         print(f"{chunk or 'all':>10} {analysis.argument_size_in_bytes / GiB:14.2f} "
-              f"{analysis.temp_size_in_bytes / GiB:9.2f} {peaks[chunk] / GiB:9.2f}", flush=True)
+              f"{analysis.temp_size_in_bytes / GiB:9.2f} {peaks[chunk] / GiB:9.2f} "
+              f"{hand / GiB:20.2f}", flush=True)
     if 0 in peaks and len(peaks) > 1:
         best = min(peaks, key=peaks.get)
         print(f"chunk {best} saves {(peaks[0] - peaks[best]) / GiB:.2f} GiB of peak "

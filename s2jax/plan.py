@@ -24,6 +24,7 @@ from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import param_shardings, param_specs
 from s2jax.sharding import MESH_AXES, make_mesh
 from s2jax.train.config import TrainConfig
+from s2jax.train.loss import chunk_len
 
 GiB = 2**30
 
@@ -145,7 +146,9 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
         saved = L * (layer - 2 * rows * N * T * T * 4 // tensor) + layer
     else:
         saved = L * layer
-    logits = 3 * t * V * 4 // tensor  # fp32 logits, their softmax and their gradient
+    # the fused LM head + loss holds one chunk's fp32 logits and their gradient at a time
+    chunk = rows * chunk_len(tcfg.batch_size, T, tcfg.loss_chunk)
+    logits = 2 * chunk * V * 4 // tensor
     # the global-norm clip needs every gradient before it scales any, so the clipped update
     # is a second gradient-sized buffer
     temp = 2 * grads + saved + logits
