@@ -7,7 +7,9 @@ rows permuted for llama.cpp's rotary kernel, 2-D weights quantized to `qtype`, 1
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import gguf
@@ -48,13 +50,15 @@ def _add_tokenizer(w: gguf.GGUFWriter, directory: Path, cfg: dict) -> None:
 
 
 def write_gguf(directory: Path, out: Path, family: str,
-               qtype: gguf.GGMLQuantizationType = gguf.GGMLQuantizationType.F32,
+               qtype: gguf.GGMLQuantizationType | Sequence = gguf.GGMLQuantizationType.F32,
                arch: str | None = None, raw_types: dict | None = None) -> Path:
     """Writes the HF checkpoint `directory` as the GGUF file `out`.
 
-    `raw_types` maps a GGUF tensor name to a type whose bytes are written as zeros (to test
-    types s2jax refuses); `arch` overrides general.architecture.
+    `qtype` is the type of 2-D weights, or a sequence of types they take in turn (a mixed file,
+    as llama.cpp writes); `raw_types` maps a GGUF tensor name to a type whose bytes are written
+    as zeros (to test types s2jax refuses); `arch` overrides general.architecture.
     """
+    qtypes = itertools.cycle([qtype] if isinstance(qtype, gguf.GGMLQuantizationType) else qtype)
     cfg = json.loads((directory / "config.json").read_text())
     arch = arch or ARCH[family]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,6 @@ def write_gguf(directory: Path, out: Path, family: str,
     w.add_rope_freq_base(float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))))
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     w.add_vocab_size(cfg["vocab_size"])
-    w.add_file_type(qtype)
     _add_tokenizer(w, directory, cfg)
 
     names = gguf.get_tensor_name_map(
@@ -90,8 +93,9 @@ def write_gguf(directory: Path, out: Path, family: str,
             block, size = gguf.GGML_QUANT_SIZES[t]
             raw = np.zeros((value.shape[0], value.shape[1] // block * size), np.uint8)
             w.add_tensor(name, raw, raw_dtype=t)
-        elif value.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
-            w.add_tensor(name, gguf.quants.quantize(value, qtype), raw_dtype=qtype)
+        elif value.ndim == 2:
+            t = next(qtypes)
+            w.add_tensor(name, gguf.quants.quantize(value, t), raw_dtype=t)
         else:
             w.add_tensor(name, value)
     w.write_header_to_file()

@@ -109,6 +109,27 @@ def test_q8_0_gguf_weights_within_format_bound_and_convert_round_trip(tmp_path_f
                                atol=2e-5, rtol=0)
 
 
+def test_mixed_types_match_transformers_import_of_the_same_file(tmp_path_factory):
+    """A file mixing F16, BF16, Q4_0, Q4_1, Q5_0 and Q5_1 tensors (Qwen2: biases, tied
+    embeddings): logits equal transformers' own import of the same GGUF (<= 1e-5)."""
+    import torch
+    import transformers
+
+    tmp = tmp_path_factory.mktemp("mixed")
+    src = make_hf_checkpoint(tmp / "hf", "qwen2", hidden_size=64, intermediate_size=96,
+                             head_dim=16)
+    path = write_gguf(src, tmp / "gguf" / "m.gguf", "qwen2",
+                      [Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1])
+    assert {t.tensor_type.name for t in gguf.GGUFReader(path).tensors} == {
+        "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}
+    model, _ = s2jax.load(path)
+    ids = _ids(model.config.vocab_size)
+    hf_gguf = transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager").eval()
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))), _ref_logits(hf_gguf, ids),
+                               atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("how,expected", [
     ("quant", "tensor blk.1.ffn_up.weight has quantization type IQ4_NL, which s2jax does not "
               "read"),
