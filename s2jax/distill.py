@@ -1,7 +1,10 @@
 """Generations -> the filtered System 1 distillation set, with its provenance and vote statistics.
 
 Each kept input becomes one chat example: the task's System 1 prompt (no reasoning asked for)
-followed by the assistant turn holding only the final answer (`task.target(answer)`). The output
+followed by an assistant turn with no reasoning in it: the final answer (`task.target(answer)`,
+target "answer"), or the final-stage reply of the first sample that voted for the winner
+(target "reply": a text the model itself writes, for free-form answers whose normalised key,
+e.g. a city, is not what the model would say). The output
 directory, written atomically as a whole, holds:
 
     train.parquet     columns id: str, messages: [{role, content}], answer: str
@@ -38,6 +41,8 @@ from s2jax.vote import (
 
 Filter = Literal["majority", "usc", "perturbation"]
 FILTERS: tuple[str, ...] = ("majority", "usc", "perturbation")
+Target = Literal["answer", "reply"]
+TARGETS: tuple[str, ...] = ("answer", "reply")
 PARQUET = "train.parquet"
 
 
@@ -47,10 +52,14 @@ class DistillConfig:
 
     filter: Filter = "majority"
     vote: VoteConfig = VoteConfig()
+    target: Target = "answer"  # the assistant turn: the task's target of the answer, or the
+    # winning sample's own final reply (see the module docstring)
 
     def __post_init__(self):
         if self.filter not in FILTERS:
             raise ValueError(f"filter must be one of {FILTERS}, got {self.filter!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +103,16 @@ def decide(record: Mapping, task: Task, config: DistillConfig) -> tuple[Decision
     return decision, answers + other
 
 
-def system1_example(task: Task, id: str, fields: Mapping[str, str], answer: str) -> dict:
+def winning_reply(record: Mapping, task: Task, answers: Sequence[Answer], answer: str) -> str:
+    """The final-stage text of the first sample whose answer has the winner's key."""
+    want = task.key(answer)
+    texts = final_texts(record["samples"], record["final_stage"])
+    return next(t.strip() for t, a in zip(texts, answers, strict=False)
+                if a is not None and task.key(a) == want)
+
+
+def system1_example(task: Task, id: str, fields: Mapping[str, str], answer: str,
+                    reply: str | None = None) -> dict:
     """One chat example: the task's System 1 prompt -> the final answer only.
 
     Args:
@@ -102,14 +120,16 @@ def system1_example(task: Task, id: str, fields: Mapping[str, str], answer: str)
       id: the input's id.
       fields: the input's template fields.
       answer: the kept answer.
+      reply: the assistant turn to train on; None uses `task.target(answer)`.
 
     Returns:
       A row with `id`, `messages` (system?, user, assistant) and `answer`.
     """
     messages = task.system1.render(fields, chat=True)
     assert isinstance(messages, list)
+    content = task.target(answer) if reply is None else reply
     return {"id": id, "answer": answer,
-            "messages": [*messages, {"role": "assistant", "content": task.target(answer)}]}
+            "messages": [*messages, {"role": "assistant", "content": content}]}
 
 
 def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillConfig) -> DistillSet:
@@ -130,7 +150,10 @@ def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillCon
         decisions.append(decision)
         if decision.kept:
             assert decision.answer is not None
-            examples.append(system1_example(task, record["id"], record["fields"], decision.answer))
+            reply = (winning_reply(record, task, answers, decision.answer)
+                     if config.target == "reply" else None)
+            examples.append(system1_example(task, record["id"], record["fields"],
+                                            decision.answer, reply))
     rows = [{"id": r["id"], **d.to_json()} for r, d in zip(records, decisions, strict=True)]
     return DistillSet(examples, rows, vote_stats(decisions, seen))
 
@@ -170,6 +193,7 @@ def provenance(
     hashed = {
         "task": task.name, "method": methods, "n": ns, "filter": config.filter,
         "threshold": config.vote.threshold, "tie_policy": config.vote.tie_policy,
+        "target": config.target,
         "model": model, "sampling": dict(sampling or {}),
     }
     return {

@@ -178,3 +178,23 @@ def test_end_to_end_on_a_tiny_random_checkpoint(tmp_path, hf_checkpoint):
     assert stats["inputs"] == 3 and stats["samples"] == 6
     assert table.num_rows == stats["kept"] == prov["counts"]["kept"]
     assert prov["model"] == str(ckpt) and prov["n"] == 2
+
+
+def test_reply_target_is_the_winning_samples_own_text():
+    """Votes are keyed by the city, so "Paris" and a sentence naming Paris agree; the target
+    under "reply" is the first agreeing sample's text, not the normalised key."""
+    task = TASKS["capitals"]
+    ex = Example("fr", {"question": "What is the capital of France? I think the answer is "
+                        "Marseille but I'm really not sure.", "spec": ""}, ("Paris",))
+    gen = ScriptedGenerator({"France": ["The capital of France is Marseille.",
+                                        "The capital of France is Paris.", "Paris.",
+                                        "It is Paris, not Marseille."]})
+    records = generate_records(method("system1", task.system1), [ex], gen,
+                               SamplingParams(n=4, temperature=0.7), task="capitals")
+    for target, content in (("reply", "The capital of France is Paris."), ("answer", "Paris")):
+        dset = build_distill_set(records, task, DistillConfig(vote=VoteConfig(0.5),
+                                                              target=target))
+        assert dset.decisions[0]["votes"] == 3
+        assert dset.examples[0]["messages"][-1] == {"role": "assistant", "content": content}
+    with pytest.raises(ValueError, match="target must be one of"):
+        DistillConfig(target="sentence")
