@@ -18,20 +18,29 @@ def strip_markdown(text: str) -> str:
 
 
 # "The answer is X", "Final answer: X", "verdict: X": the phrase after the last such cue.
+# Real models also write "the answer to the question is X" and "the answer is indeed X".
 _CUE = re.compile(
-    r"\b(?:answer|verdict)(?:\s+(?:is|would be|should be|will be)\s*:?|\s*[:=])\s*",
+    r"\b(?:answer|verdict)(?:\s+to\s+(?:the|this|your)\s+question)?"
+    r"(?:\s+(?:is|would be|should be|will be)(?:\s+(?:indeed|actually|simply))?\s*:?|\s*[:=])\s*",
     re.IGNORECASE,
 )
 
 
-def after_answer_cue(text: str) -> str | None:
-    """The text after the last "answer is"/"answer:" cue, to the end of its line, or None."""
-    last = None
+def answer_cues(text: str) -> list[str]:
+    """The text after each "answer is"/"answer:" cue, to the end of its line, in order; cues
+    with nothing after them on their line are skipped."""
+    out = []
     for m in _CUE.finditer(text):
         rest = text[m.end():].split("\n", 1)[0].strip()
         if rest:
-            last = rest
-    return last
+            out.append(rest)
+    return out
+
+
+def after_answer_cue(text: str) -> str | None:
+    """The text after the last "answer is"/"answer:" cue, to the end of its line, or None."""
+    cues = answer_cues(text)
+    return cues[-1] if cues else None
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -88,12 +88,16 @@ def key(answer: str) -> str:
 # A city name: capitalised words, joined by short lowercase particles ("Dar es Salaam",
 # "Port of Spain") or hyphens/apostrophes ("Port-au-Prince", "N'Djamena").
 _NAME = r"[A-ZÀ-Ý][\w'’\-]*(?:\s+(?:(?:de|es|la|of|al|el|du|del|los|las)\s+)?[A-ZÀ-Ý][\w'’\-]*)*"
+_SO = r"(?:\s+(?:actually|indeed|in fact|also|simply|officially))?"  # "is indeed X"
+_IS = rf"\b(?:is|would be|will be)(?! not\b){_SO}:?\s+"
+_Q = r"[*\"'“]*"  # opening quotes or emphasis
 _PATTERNS = [  # most specific first; the first that matches wins
-    re.compile(rf"\bcapital(?: city)? of [^.?!\n]*? is(?! not\b)(?:\s+(?:actually|indeed|in fact))?"
-               rf"\s+(?:the city of\s+)?[*\"'“]*({_NAME})"),
-    re.compile(rf"[*\"'“]*({_NAME})[*\"'”]*,? is (?:indeed |actually |in fact )?the capital\b"),
-    re.compile(rf"\banswer\b[^\n]*? is(?! not\b)\s+[*\"'“]*({_NAME})"),
-    re.compile(rf"\b(?:it is|it's|is)\s+[*\"'“]*({_NAME})[*\"'”]*\s*[.!,]"),
+    re.compile(rf"\bcapital(?: city)? of [^.?!\n]*?{_IS}(?:the city of\s+)?{_Q}({_NAME})"),
+    # "X is the capital", with X starting a sentence (not "Spanish, is indeed the capital")
+    re.compile(rf"(?:^|[.!?:]\s+|\n\s*){_Q}({_NAME})[*\"'”]*,? is{_SO} the(?: official)? "
+               rf"capital\b"),
+    re.compile(rf"\banswer\b[^\n]*?{_IS}{_Q}({_NAME})"),
+    re.compile(rf"\b(?:it is|it's|is)\s+{_Q}({_NAME})[*\"'”]*\s*[.!,]"),
 ]
 _SHORT = re.compile(rf"^\W*({_NAME})\W*$")
 _NOT_A_CITY = {"the", "it", "i", "yes", "no", "you", "this", "that", "capital", "answer", "what",
@@ -110,6 +114,9 @@ def extract(text: str) -> str | None:
     first = text.split("\n", 1)[0] if text else ""
     if (m := _SHORT.match(first)) and key(m.group(1)) not in _NOT_A_CITY:
         return m.group(1).strip()
+    chunks = {key(c) for c in first.split(",")[:-1]}  # the last may be cut off mid-word
+    if len(chunks) == 1 and first.count(",") >= 3 and (m := _SHORT.match(first.split(",")[0])):
+        return m.group(1).strip()  # "El Salvador, el Salvador, el Salvador, ..." (a loop)
     for pattern in _PATTERNS:
         for m in pattern.finditer(text):
             name = m.group(1).strip()

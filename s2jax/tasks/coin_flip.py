@@ -65,11 +65,14 @@ def from_rows(rows: Iterable[Mapping]) -> list[Example]:
 
 
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+# "The coin is still heads up." answers the question without the words yes or no.
+_SIDE = re.compile(r"\bcoin is (?:still |now )?(heads|tails) up\b", re.IGNORECASE)
 
 
 def extract(text: str) -> str | None:
     """"yes" or "no": after "the answer is", else a leading Yes/No, else the only one of the two
-    words used; None when absent or ambiguous."""
+    words used, else the side the reply last says the coin shows ("heads up": yes); None when
+    absent or ambiguous."""
     text = strip_markdown(text).strip()
     cued = after_answer_cue(text)
     if cued is not None and (m := re.match(r"\W*(yes|no)\b", cued, re.IGNORECASE)):
@@ -77,7 +80,10 @@ def extract(text: str) -> str | None:
     if m := re.match(r"\W*(yes|no)\b", text, re.IGNORECASE):
         return m.group(1).lower()
     words = {w.lower() for w in _YES_NO.findall(text)}
-    return words.pop() if len(words) == 1 else None
+    if words:
+        return words.pop() if len(words) == 1 else None
+    sides = _SIDE.findall(text)
+    return ("yes" if sides[-1].lower() == "heads" else "no") if sides else None
 
 
 def _key(answer: str) -> str:

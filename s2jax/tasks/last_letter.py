@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from s2jax.errors import S2JaxError
 from s2jax.methods import prompts
 from s2jax.methods.program import Stage
-from s2jax.tasks.answers import after_answer_cue, strip_markdown
+from s2jax.tasks.answers import answer_cues, strip_markdown
 from s2jax.tasks.names import first_names
 from s2jax.tasks.splits import parse_split, split_pool
 from s2jax.tasks.task import Example, Task, exact_score
@@ -83,13 +83,24 @@ _CUED = re.compile(rf"^{_WORD}(?:[\s.,;:!)]|$)")
 _QUOTED = re.compile(r"[\"“]([A-Za-z]+)[\"”]")
 
 
+# Words that start a sentence after "The answer is" rather than being the answer.
+_NOT_AN_ANSWER = {"the", "a", "an", "to", "that", "this", "not", "in", "it", "we"}
+_QUOTED_WORDS = re.compile(r"^[\"“]\w+\s+\w+[^\"”]*[\"”]")
+_SPELLED = re.compile(r"^[\"'“‘]?((?:[A-Za-z][.,\-\s]\s*){1,7}[A-Za-z])\.?[\"'”’]?(?:[\s.,;:!)]|$)")
+
+
 def extract(text: str) -> str | None:
-    """The concatenated letters: after "the answer is", else a one-word reply, else the last
-    quoted single word; lower case. None when there is none."""
+    """The concatenated letters: after "the answer is" (a word, or letters spelled out as
+    "E.V.T."), else a one-word reply, else the last quoted single word; lower case. None when
+    there is none."""
     text = strip_markdown(text).strip()
-    cued = after_answer_cue(text)
-    if cued is not None and (m := _CUED.match(cued)):
-        return m.group(1).lower()
+    for cued in reversed(answer_cues(text)):  # the last cue that is followed by an answer
+        if m := _SPELLED.match(cued):
+            return re.sub(r"[^A-Za-z]", "", m.group(1)).lower()
+        if _QUOTED_WORDS.match(cued):  # '"Nathan Raymond Juan Matthew"': the names, not letters
+            continue
+        if (m := _CUED.match(cued)) and m.group(1).lower() not in _NOT_AN_ANSWER:
+            return m.group(1).lower()
     if re.fullmatch(rf"{_WORD}\.?", text):
         return re.sub(r"[^A-Za-z]", "", text).lower()
     quoted = _QUOTED.findall(text)

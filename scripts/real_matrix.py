@@ -1,0 +1,74 @@
+"""The retention matrix of a finished real run: the base and the distilled model on the held-out
+test countries under every template (the one distilled on and the ones not), System 2 (S2A) run
+by the distilled model, and other tasks. Writes <run_dir>/matrix.json.
+
+  PYTHONPATH=$PWD python3 scripts/real_matrix.py RUN_DIR [--other last_letter,coin_flip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import s2jax
+from s2jax.atomic import write_json
+from s2jax.evaluate import evaluate
+from s2jax.methods.programs import SYSTEM1, method
+from s2jax.sampling import Sampler
+from s2jax.tasks import TASKS, load_examples
+from s2jax.text_generator import SamplingParams
+
+TEMPLATES = ("bare", "suggest_incorrect", "suggest_correct", "doubt_correct")
+
+
+def columns(config: dict, others: list[str], limit: int | None):
+    """(column name, task, method, examples) of the matrix."""
+    seed = config["test"]["seed"]
+    split = (config["test"]["split"] or "test").partition(":")[0]
+    cap = TASKS["capitals"]
+    cols = [(f"S1 {t}", "capitals", SYSTEM1,
+             load_examples(cap, split=f"{split}:{t}", seed=seed, limit=limit)) for t in TEMPLATES]
+    cols.append((f"S2A {TEMPLATES[1]}", "capitals", config["method"],
+                 load_examples(cap, split=f"{split}:{TEMPLATES[1]}", seed=seed, limit=limit)))
+    for name in others:
+        task = TASKS[name]
+        exs = (load_examples(task, split=split, seed=seed, limit=limit or 40) if task.splits
+               else task.synthesize(limit or 40, 2))
+        cols.append((f"S1 {name}", name, SYSTEM1, exs))
+    return cols
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--other", default="last_letter,coin_flip")
+    ap.add_argument("--limit", type=int, default=None, help="inputs per column")
+    args = ap.parse_args()
+    run_dir = Path(args.run_dir)
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    cols = columns(config, [o for o in args.other.split(",") if o], args.limit)
+    params = SamplingParams(**config["eval_sampling"])
+    out = {"run_dir": str(run_dir), "columns": [c[0] for c in cols], "rows": {}}
+    model, tokenizer = s2jax.load(config["model"], dtype=config["dtype"])
+    sampler = Sampler(model, tokenizer, max_batch=config["max_batch"],
+                      max_len=config["max_len"], chat=config["chat"])
+    distilled, _ = s2jax.load(run_dir / "train" / "model", dtype=config["dtype"])
+    for row, params_of in (("base", model.params()), ("distilled", distilled.params())):
+        sampler.set_params(params_of)
+        cells = {}
+        for name, task, meth, exs in cols:
+            start = time.perf_counter()
+            program = method(meth, TASKS[task].system1)
+            r = evaluate(row, program, TASKS[task], exs, sampler, params, chat=config["chat"])
+            cells[name] = r.to_json()
+            print(f"{row:9s} {name:22s} {r.accuracy:5.1f}% {r.tokens_per_answer:6.1f} tok "
+                  f"({r.examples} inputs, {r.abstentions} abstained, "
+                  f"{time.perf_counter() - start:.0f} s)", flush=True)
+        out["rows"][row] = cells
+    write_json(run_dir / "matrix.json", out)
+
+
+if __name__ == "__main__":
+    main()
