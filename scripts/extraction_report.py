@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from s2jax.methods.usc import parse_choice
-from s2jax.tasks import TASKS
+from s2jax.tasks import TASKS, Example
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real_outputs"
 
@@ -60,10 +60,50 @@ def table(labelled: list[dict]) -> list[dict]:
     return out
 
 
+def greedy_accuracy(labelled: list[dict]) -> list[dict]:
+    """The greedy (n=1) check: accuracy and generated tokens per answer of every model, task,
+    method and template in the captured outputs (tokens: every stage of the program)."""
+    tokens: dict = defaultdict(int)
+    for r in labelled_and_stages(labelled):
+        tokens[(r["model"], r["method"], r["id"])] += r["num_tokens"]
+    groups = defaultdict(list)
+    for r in labelled:
+        if r["n"] == 1 and r["stage"] != "usc":
+            template = r["id"].rsplit("-", 1)[-1] if r["task"] == "capitals" else ""
+            groups[(r["model"], r["task"], template, r["method"])].append(r)
+    out = []
+    for (model, task, template, method), rs in sorted(groups.items()):
+        t = TASKS[task]
+        scores = [t.score(t.extract(r["text"]), Example(r["id"], {}, tuple(r["gold"])))
+                  for r in rs]
+        out.append({"model": model, "task": task, "template": template, "method": method,
+                    "inputs": len(rs), "accuracy": 100.0 * sum(scores) / len(rs),
+                    "tokens": sum(tokens[(model, method, r["id"])] for r in rs) / len(rs)})
+    return out
+
+
+def labelled_and_stages(labelled: list[dict]) -> list[dict]:
+    """Every n=1 row (all stages) of the fixture files the labelled rows come from."""
+    models = {r["model"] for r in labelled}
+    out = []
+    for f in sorted(FIXTURES.glob("*.jsonl")):
+        out += [r for r in map(json.loads, f.read_text().splitlines())
+                if r["model"] in models and r["n"] == 1]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--accuracy", action="store_true", help="print the greedy check instead")
     args = ap.parse_args()
+    if args.accuracy:
+        print("| model | task | template | method | inputs | accuracy % | tokens/answer |")
+        print("|---|---|---|---|---:|---:|---:|")
+        for a in greedy_accuracy(rows()):
+            print(f"| {a['model']} | {a['task']} | {a['template']} | {a['method']} | "
+                  f"{a['inputs']} | {a['accuracy']:.1f} | {a['tokens']:.1f} |")
+        return
     lines = table(rows())
     head = ["model", "task", "method", "kind", "n", "outputs", "readable", "abstained",
             "misread", "unreadable_read"]

@@ -114,6 +114,11 @@ def test_missing_package_says_how_to_install(monkeypatch):
     ('The answer to the question "What is the capital of France?" is Paris, not Lyon.', "Paris"),
     ("Paris is the capital of France.", "Paris"),
     ("The capital of Trinidad and Tobago is Port of Spain.", "Port of Spain"),
+    ("It is Santiago de los Caballeros, a city.", "Santiago de los Caballeros"),
+    ("El Salvador, el Salvador, el Salvador, el Salvador, e", "El Salvador"),
+    ("The answer to this question is: Tokyo.", "Tokyo"),
+    ('The answer to the question "What is the capital of Algeria?" is indeed "Algiers."', "Algiers"),
+    ('The answer to the question "What is the capital of Japan?" is not provided.', None),
     ("The capital of Tanzania is not Dar es Salaam. It is Dodoma.", "Dodoma"),
     ("I'm sorry, I can't help with that.", None),
 ])

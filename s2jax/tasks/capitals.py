@@ -86,8 +86,9 @@ def key(answer: str) -> str:
 
 
 # A city name: capitalised words, joined by short lowercase particles ("Dar es Salaam",
-# "Port of Spain") or hyphens/apostrophes ("Port-au-Prince", "N'Djamena").
-_NAME = r"[A-ZÀ-Ý][\w'’\-]*(?:\s+(?:(?:de|es|la|of|al|el|du|del|los|las)\s+)?[A-ZÀ-Ý][\w'’\-]*)*"
+# "Port of Spain", "Santiago de los Caballeros") or hyphens/apostrophes ("Port-au-Prince", "N'Djamena").
+_NAME = (r"[A-ZÀ-Ý][\w'’\-]*"
+         r"(?:\s+(?:(?:de|es|la|of|al|el|du|del|los|las)\s+){0,2}[A-ZÀ-Ý][\w'’\-]*)*")
 _SO = r"(?:\s+(?:actually|indeed|in fact|also|simply|officially))?"  # "is indeed X"
 _IS = rf"\b(?:is|would be|will be)(?! not\b){_SO}:?\s+"
 _Q = r"[*\"'“]*"  # opening quotes or emphasis

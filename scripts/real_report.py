@@ -1,0 +1,106 @@
+"""Tables and the PNG of docs/real_results.md from finished real runs.
+
+  PYTHONPATH=$PWD python3 scripts/real_report.py RUN_DIR... [--png docs/real_results.png]
+
+Each RUN_DIR is an `s2jax run` directory (results.json; matrix.json when
+scripts/real_matrix.py ran on it). Prints markdown tables; draws System 1 / System 2 /
+distilled accuracy and tokens per answer per run, and the retention matrix where there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LABELS = {"system1": "System 1", "system2": "System 2", "distilled": "Distilled System 1"}
+
+
+def _load(run_dir: Path) -> tuple[dict, dict | None]:
+    results = json.loads((run_dir / "results.json").read_text())
+    matrix = run_dir / "matrix.json"
+    return results, json.loads(matrix.read_text()) if matrix.is_file() else None
+
+
+def main_table(runs: list[tuple[dict, dict | None]]) -> str:
+    lines = ["| run | system | accuracy % | tokens / answer | seconds | inputs | abstained |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for results, _ in runs:
+        for r in results["rows"]:
+            lines.append(f"| {results['name']} | {LABELS[r['system']]} ({r['method']}) | "
+                         f"{r['accuracy']:.1f} | {r['tokens_per_answer']:.1f} | "
+                         f"{r['seconds']:.0f} | {r['examples']} | {r['abstentions']} |")
+        d = results["distill"]
+        lines.append(f"| {results['name']} | *distillation set: kept {d['kept']} of "
+                     f"{d['inputs']} inputs, {d['abstentions']} of {d['samples']} samples "
+                     f"unreadable* | | | | | |")
+    return "\n".join(lines)
+
+
+def matrix_table(results: dict, matrix: dict) -> str:
+    cols = matrix["columns"]
+    lines = ["| " + results["name"] + " | " + " | ".join(cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for row, cells in matrix["rows"].items():
+        lines.append(f"| {row} | " + " | ".join(
+            f"{cells[c]['accuracy']:.1f} ({cells[c]['tokens_per_answer']:.0f} tok)"
+            for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot(runs: list[tuple[dict, dict | None]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_matrix = [(r, m) for r, m in runs if m is not None]
+    fig, axes = plt.subplots(1, 1 + len(with_matrix), figsize=(6 + 6 * len(with_matrix), 4.2))
+    axes = axes if len(with_matrix) else [axes]
+    ax = axes[0]
+    width = 0.27
+    for k, system in enumerate(LABELS):
+        xs, ys, toks = [], [], []
+        for i, (results, _) in enumerate(runs):
+            row = next(r for r in results["rows"] if r["system"] == system)
+            xs.append(i + (k - 1) * width)
+            ys.append(row["accuracy"])
+            toks.append(row["tokens_per_answer"])
+        bars = ax.bar(xs, ys, width, label=LABELS[system])
+        for b, t in zip(bars, toks, strict=True):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{t:.0f}t",
+                    ha="center", fontsize=7)
+    ax.set_xticks(range(len(runs)), [r["name"] for r, _ in runs], rotation=12, fontsize=7)
+    ax.set_ylabel("accuracy % on held-out countries (t: tokens/answer)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7)
+    for ax, (results, matrix) in zip(axes[1:], with_matrix, strict=True):
+        cols = matrix["columns"]
+        for k, row in enumerate(matrix["rows"]):
+            ax.bar([i + (k - 0.5) * 0.4 for i in range(len(cols))],
+                   [matrix["rows"][row][c]["accuracy"] for c in cols], 0.4, label=row)
+        ax.set_xticks(range(len(cols)), cols, rotation=25, fontsize=7, ha="right")
+        ax.set_ylim(0, 105)
+        ax.set_title(f"retention: {results['name']}", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--png", default=None)
+    args = ap.parse_args()
+    runs = [_load(Path(d)) for d in args.run_dirs]
+    print(main_table(runs))
+    for results, matrix in runs:
+        if matrix is not None:
+            print()
+            print(matrix_table(results, matrix))
+    if args.png:
+        plot(runs, Path(args.png))
+
+
+if __name__ == "__main__":
+    main()
