@@ -86,7 +86,7 @@ def key(answer: str) -> str:
 
 
 # A city name: capitalised words, joined by short lowercase particles ("Dar es Salaam",
-# "Port of Spain", "Santiago de los Caballeros") or hyphens/apostrophes ("Port-au-Prince", "N'Djamena").
+# "Santiago de los Caballeros") or hyphens/apostrophes ("Port-au-Prince", "N'Djamena").
 _NAME = (r"[A-ZÀ-Ý][\w'’\-]*"
          r"(?:\s+(?:(?:de|es|la|of|al|el|du|del|los|las)\s+){0,2}[A-ZÀ-Ý][\w'’\-]*)*")
 _SO = r"(?:\s+(?:actually|indeed|in fact|also|simply|officially))?"  # "is indeed X"
