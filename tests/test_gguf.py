@@ -102,6 +102,11 @@ def test_q8_0_gguf_weights_within_format_bound_and_convert_round_trip(tmp_path_f
     np.testing.assert_allclose(ours, _ref_logits(hf_gguf, ids), atol=1e-5, rtol=0)
     np.testing.assert_allclose(ours, _ref_logits(load_reference(tmp / "converted"), ids),
                                atol=1e-5, rtol=0)
+    bf16, _ = s2jax.load(path, dtype="bfloat16")  # dequantized, then cast once
+    for name in ("embed", "layers.q", "layers.down"):
+        ours_bf16 = bf16.param(name).get_value()
+        assert ours_bf16.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(ours_bf16, model.param(name).get_value().astype(jnp.bfloat16))
     sharded, _ = s2jax.load(path, mesh=make_mesh(data=2, fsdp=2, tensor=2))
     q = sharded.param("layers.q").get_value()
     assert q.addressable_shards[0].data.size * 4 <= q.size  # each device holds its slice only
