@@ -28,7 +28,7 @@ def load(path: str | Path, *, dtype=None, mesh=None):
     """
     from s2jax.models.fetch import resolve
     from s2jax.models.gguf import find_gguf, load_gguf
-    from s2jax.models.hf import load_model
+    from s2jax.models.hf import add_end_of_turn_eos, load_model
     from s2jax.tokenizer import load_tokenizer
 
     path = resolve(path)
@@ -36,7 +36,9 @@ def load(path: str | Path, *, dtype=None, mesh=None):
     if gguf_file is not None:
         return load_gguf(gguf_file, dtype=dtype, mesh=mesh)
     model = load_model(path, dtype=dtype, mesh=mesh)
-    return model, load_tokenizer(path)
+    tokenizer = load_tokenizer(path)
+    add_end_of_turn_eos(model, tokenizer)
+    return model, tokenizer
 
 
 def save(model, tokenizer, path: str | Path, **kwargs) -> None:

@@ -47,12 +47,37 @@ TEXTS = [
 ] * 4
 
 
+# Gemma's chat template (roles user/model, each turn closed by <end_of_turn>), BOS from the template
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
 def tiny_tokenizer(vocab_size: int = VOCAB):
     return train_bpe_tokenizer(TEXTS, vocab_size=vocab_size)
 
 
-def make_hf_checkpoint(directory: Path, family: str, seed: int = 0, **overrides) -> Path:
-    """Writes a random `family` model + tokenizer with `transformers`; returns the directory."""
+def gemma_tokenizer(vocab_size: int = VOCAB):
+    """A tiny tokenizer that behaves like Gemma's: every encoding starts with BOS (a
+    post-processor, as in Gemma's tokenizer.json), and its chat turns end with <end_of_turn>,
+    which is not its EOS token."""
+    from tokenizers import processors
+
+    tok = train_bpe_tokenizer(TEXTS, vocab_size=vocab_size - 2, chat_template=GEMMA_CHAT_TEMPLATE)
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.bos_token_id)])
+    return tok
+
+
+def make_hf_checkpoint(directory: Path, family: str, seed: int = 0, tokenizer=None,
+                       weight_std: float | None = 0.15, **overrides) -> Path:
+    """Writes a random `family` model + tokenizer (default `tiny_tokenizer`) with `transformers`;
+    returns the directory. Weights other than norms and biases are N(0, `weight_std`), or as
+    `transformers` initialises them (N(0, initializer_range)) when it is None."""
     import torch
     import transformers
 
@@ -60,16 +85,17 @@ def make_hf_checkpoint(directory: Path, family: str, seed: int = 0, **overrides)
     config = getattr(transformers, cls_name)(**{**_BASE, **extra, **overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    unit = 0.0 if cls_name.startswith("Gemma") else 1.0  # Gemma's norms scale by (1 + w)
     with torch.no_grad():  # larger-than-init weights so that parity is not trivially met
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+                p.copy_(unit + 0.3 * torch.randn_like(p))
             elif name.endswith("bias"):
                 p.copy_(0.3 * torch.randn_like(p))
-            else:
-                p.copy_(0.15 * torch.randn_like(p))
+            elif weight_std is not None:
+                p.copy_(weight_std * torch.randn_like(p))
     model.save_pretrained(directory, safe_serialization=True)
-    tiny_tokenizer(config.vocab_size).save_pretrained(directory)
+    (tokenizer or tiny_tokenizer(config.vocab_size)).save_pretrained(directory)
     return Path(directory)
 
 

@@ -37,6 +37,15 @@ UNSUPPORTED = {
     "Gemma3nForCausalLM": "Gemma 3n is not supported",
     "GemmaForCausalLM": "Gemma 1 is not supported (Gemma2ForCausalLM and Gemma3ForCausalLM are)",
 }
+# transformers' defaults (Gemma2Config, Gemma3TextConfig) for fields a config.json may omit,
+# where they differ from the Llama-style defaults `from_hf` assumes
+_HF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma2": dict(tie_word_embeddings=True, head_dim=256, query_pre_attn_scalar=256,
+                   sliding_window=4096, attn_logit_softcapping=50.0,
+                   final_logit_softcapping=30.0, max_position_embeddings=8192),
+    "gemma3_text": dict(tie_word_embeddings=True, head_dim=256, query_pre_attn_scalar=256,
+                        sliding_window=4096, max_position_embeddings=131072),
+}
 _GEMMA_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_python_tanh")  # both are GELU with tanh
 _ROPE_TYPES = ("default", "llama3", "linear")
 
@@ -111,7 +120,7 @@ class ModelConfig:
         default rope at `local_rope_theta`, all others `rope_inv_freq()`."""
         full = self.rope_inv_freq()
         local = full if self.local_rope_theta is None else \
-            _default_inv_freq(self.local_rope_theta, self.head_dim).astype(np.float32)
+            _default_inv_freq(self.local_rope_theta, self.head_dim)
         return np.stack([local if w else full for w in self.sliding_windows])
 
     def rope_inv_freq(self) -> np.ndarray:
@@ -145,6 +154,7 @@ class ModelConfig:
                 f"(expected one of {', '.join(ARCHITECTURES)})"
             )
         model_type, qkv_bias, qk_norm = ARCHITECTURES[arch]
+        hf = {**_HF_DEFAULTS.get(model_type, {}), **hf}
         _reject_unimplemented(hf, model_type, source)
 
         def req(key):
@@ -284,7 +294,11 @@ def _rope(hf: dict, source: str) -> dict:
 
 
 def _default_inv_freq(theta: float, head_dim: int) -> np.ndarray:
-    return 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    """1 / theta^(2i/H) in fp32, rounded step by step as torch computes it (the power rounded to
+    fp32, then an fp32 reciprocal). One ulp matters: at position p the angle p * inv_freq moves
+    by p ulps, 6e-5 rad at p = 500, and logits with it by up to 1e-3."""
+    exponent = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    return np.float32(1.0) / (theta ** exponent.astype(np.float64)).astype(np.float32)
 
 
 def _gemma3_rope(hf: dict, source: str) -> tuple[dict, float]:
@@ -316,7 +330,7 @@ def _gemma_fields(hf: dict, model_type: str, local_theta: float | None) -> dict[
     attn_cap = hf.get("attn_logit_softcapping") if model_type == "gemma2" else None
     final_cap = hf.get("final_logit_softcapping")
     return dict(
-        query_pre_attn_scalar=int(hf.get("query_pre_attn_scalar", 256)),
+        query_pre_attn_scalar=int(hf["query_pre_attn_scalar"]),
         attn_logit_softcap=None if attn_cap is None else float(attn_cap),
         final_logit_softcap=None if final_cap is None else float(final_cap),
         local_rope_theta=local_theta,

@@ -8,6 +8,7 @@ Every checkpoint key must be used exactly once and every shape must match.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Protocol
@@ -101,6 +102,27 @@ def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Tra
     gen_path = path / "generation_config.json"
     model.generation_config = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
     return model
+
+
+def add_end_of_turn_eos(model: Transformer, tokenizer) -> None:
+    """Makes Gemma's `<end_of_turn>` an EOS of `model` where its checkpoint lists only `<eos>`.
+
+    Gemma's chat template closes every turn with `<end_of_turn>`; instruction-tuned checkpoints
+    list it as an EOS, base ones do not, and then a chat would run past its answer and SFT would
+    train on the text after the turn. The id goes to the config and the generation config, so
+    the sampler, the answer mask and the export all see it.
+    """
+    cfg = model.config
+    eot = tokenizer.get_vocab().get("<end_of_turn>") if cfg.is_gemma else None
+    if eot is None:
+        return
+    if eot not in cfg.eos_token_ids:
+        model.config = dataclasses.replace(cfg, eos_token_ids=(*cfg.eos_token_ids, eot))
+    gen = model.generation_config
+    eos = gen.get("eos_token_id")
+    eos = [] if eos is None else list(eos) if isinstance(eos, list) else [eos]
+    if eos and eot not in eos:
+        gen["eos_token_id"] = [*eos, eot]
 
 
 def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | None,

@@ -225,10 +225,9 @@ def forward(
         spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), x.shape, mesh)
         return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
-    x = jnp.take(params["embed"], tokens, axis=0).astype(dtype)
+    x = constrain(jnp.take(params["embed"], tokens, axis=0).astype(dtype))
     if fam.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
-    x = constrain(x)
 
     if cache is None:
         k_pos = positions
