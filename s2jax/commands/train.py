@@ -1,7 +1,8 @@
 """`s2jax train --model DIR --data distill.parquet|.jsonl --out RUN_DIR [--<config field> ...]`.
 
-Every `TrainConfig` field is a flag (`--learning-rate 3e-4`, `--no-pack`), so the CLI and the
-Python API cannot drift apart. Re-running the same command resumes from the last checkpoint.
+Every `TrainConfig` field is a flag (`--learning-rate 3e-4`, `--no-pack`), and each field of a
+section is one too (`--lora-rank 16 --lora-targets q,v`), so the CLI and the Python API cannot
+drift apart. Re-running the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import typing
 
 
 def _flag_type(hint):
+    if typing.get_origin(hint) is tuple:  # "q,v": the config splits it
+        return str, None
     args = typing.get_args(hint)
     return (type(args[0]), args) if args else (hint, None)
 
@@ -28,17 +31,35 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rows split off --data)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 weights of the exported "
                    "model (default: as stored)")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind, choices = _flag_type(hints[f.name])
-        if kind is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                           default=f.default, help=f"(default: {f.default})")
-        else:
-            p.add_argument(flag, dest=f.name, type=kind, choices=choices, default=f.default,
-                           help=f"(default: {f.default})")
+    _add_flags(p, TrainConfig)
     p.set_defaults(func=run)
+
+
+def _add_flags(p: argparse.ArgumentParser, config: type, prefix: str = "") -> None:
+    """One flag per field of `config`; a section's fields get its name as a prefix."""
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        name = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            _add_flags(p, hints[f.name], name + "_")
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind, choices = _flag_type(hints[f.name])
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        if kind is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                           default=default, help=f"(default: {default})")
+        else:
+            p.add_argument(flag, dest=name, type=kind, choices=choices, default=default,
+                           help=f"(default: {default})")
+
+
+def _config(args: argparse.Namespace, config: type, prefix: str = ""):
+    """The `config` dataclass the flags `_add_flags` made describe."""
+    hints = typing.get_type_hints(config)
+    return config(**{f.name: _config(args, hints[f.name], prefix + f.name + "_")
+                     if dataclasses.is_dataclass(hints[f.name])
+                     else getattr(args, prefix + f.name) for f in dataclasses.fields(config)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.sharding import make_mesh, parse_mesh
     from s2jax.train import TrainConfig, finetune, read_examples
 
-    config = TrainConfig(**{f.name: getattr(args, f.name)
-                            for f in dataclasses.fields(TrainConfig)})
+    config = _config(args, TrainConfig)
     mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None

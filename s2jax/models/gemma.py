@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from s2jax.models.config import ModelConfig
+from s2jax.models.projection import project
 
 
 def rms_norm(x: Float[Array, "... X"], w: Float[Array, " X"], eps: float) -> Float[Array, "... X"]:
@@ -38,15 +39,15 @@ def block(cfg: ModelConfig, lp: dict[str, Array], x: Float[Array, "B T D"], atte
     """One Gemma layer: x + norm(attention(norm(x))), then x + norm(GELU-gated MLP(norm(x)))."""
     eps = cfg.rms_norm_eps
     h = rms_norm(x, lp["attn_norm"], eps)
-    q = jnp.einsum("btd,dnh->btnh", h, lp["q"].astype(dtype))
-    k = jnp.einsum("btd,dkh->btkh", h, lp["k"].astype(dtype))
-    v = jnp.einsum("btd,dkh->btkh", h, lp["v"].astype(dtype))
+    q = project(lp, "q", "btd,dnh->btnh", h, dtype)
+    k = project(lp, "k", "btd,dkh->btkh", h, dtype)
+    v = project(lp, "v", "btd,dkh->btkh", h, dtype)
     if cfg.qk_norm:
         q, k = rms_norm(q, lp["q_norm"], eps), rms_norm(k, lp["k_norm"], eps)
-    a = jnp.einsum("btnh,nhd->btd", attend(q, k, v), lp["o"].astype(dtype))
+    a = project(lp, "o", "btnh,nhd->btd", attend(q, k, v), dtype)
     x = x + rms_norm(a, lp["post_attn_norm"], eps)
     h = rms_norm(x, lp["mlp_norm"], eps)
-    g = jnp.einsum("btd,df->btf", h, lp["gate"].astype(dtype))
-    u = jnp.einsum("btd,df->btf", h, lp["up"].astype(dtype))
-    m = jnp.einsum("btf,fd->btd", jax.nn.gelu(g, approximate=True) * u, lp["down"].astype(dtype))
+    g = project(lp, "gate", "btd,df->btf", h, dtype)
+    u = project(lp, "up", "btd,df->btf", h, dtype)
+    m = project(lp, "down", "btf,fd->btd", jax.nn.gelu(g, approximate=True) * u, dtype)
     return x + rms_norm(m, lp["post_mlp_norm"], eps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -81,6 +82,40 @@ class TensorSource(Protocol):
     def where(self, key: str) -> str: ...
 
 
+def read_weights(ckpt: TensorSource, specs: dict[str, ParamSpec], shardings: dict,
+                 num_layers: int, dtype, *, source: str, what: str,
+                 may_skip: tuple[str, ...] = ()) -> dict[str, jax.Array]:
+    """Every weight of `specs` from `ckpt`, each device reading only its shard.
+
+    Each key of `specs` must be in the checkpoint with its shape, and every checkpoint tensor
+    must be used (except `may_skip`, e.g. a tied checkpoint's duplicate LM head); `source`
+    names the checkpoint and `what` the model in errors.
+    """
+    available = set(ckpt.keys())
+    used: set[str] = set(may_skip)
+    out = {}
+    for name, spec in specs.items():
+        keys = _hf_keys(spec, num_layers)
+        for key in keys:
+            if key not in available:
+                raise S2JaxError(
+                    f"{source}: checkpoint has no tensor {key} (expected {list(spec.hf_shape)})")
+            if ckpt.shape(key) != spec.hf_shape:
+                raise S2JaxError(
+                    f"{ckpt.where(key)} has shape {list(ckpt.shape(key))}, "
+                    f"expected {list(spec.hf_shape)}")
+            used.add(key)
+        out[name] = jax.make_array_from_callback(
+            spec.shape, shardings[name],
+            lambda idx, spec=spec, keys=keys: _read_slice(ckpt, spec, keys, idx, dtype))
+    unused = sorted(k for k in available - used if not k.endswith(_IGNORED_SUFFIXES))
+    if unused:
+        more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+        raise S2JaxError(f"{source}: checkpoint tensors not used by {what}: "
+                         f"{', '.join(unused[:3])}{more}")
+    return out
+
+
 def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Transformer:
     """Loads an HF checkpoint directory as a `Transformer` whose weights are placed on `mesh`.
 
@@ -134,31 +169,12 @@ def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | N
     """
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
     model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
-    available = set(ckpt.keys())
-    used: set[str] = set()
-    shardings = param_shardings(cfg, mesh)
-    for name, spec in param_specs(cfg).items():
-        keys = _hf_keys(spec, cfg.num_layers)
-        for key in keys:
-            if key not in available:
-                raise S2JaxError(
-                    f"{source}: checkpoint has no tensor {key} (expected {list(spec.hf_shape)})")
-            if ckpt.shape(key) != spec.hf_shape:
-                raise S2JaxError(
-                    f"{ckpt.where(key)} has shape {list(ckpt.shape(key))}, "
-                    f"expected {list(spec.hf_shape)}")
-            used.add(key)
-        array = jax.make_array_from_callback(
-            spec.shape, shardings[name],
-            lambda idx, spec=spec, keys=keys: _read_slice(ckpt, spec, keys, idx, dtype))
+    # some tied checkpoints store the shared matrix twice, as the LM head too
+    extra = ("lm_head.weight",) if cfg.tie_word_embeddings else ()
+    weights = read_weights(ckpt, param_specs(cfg), param_shardings(cfg, mesh), cfg.num_layers,
+                           dtype, source=source, what=cfg.architecture, may_skip=extra)
+    for name, array in weights.items():
         model.param(name).set_value(array)
-    if cfg.tie_word_embeddings and "lm_head.weight" in available:
-        used.add("lm_head.weight")  # some tied checkpoints store the shared matrix twice
-    unused = sorted(k for k in available - used if not k.endswith(_IGNORED_SUFFIXES))
-    if unused:
-        more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
-        raise S2JaxError(f"{source}: checkpoint tensors not used by {cfg.architecture}: "
-                         f"{', '.join(unused[:3])}{more}")
     return model
 
 
@@ -170,11 +186,28 @@ def _to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def _hf_tensor(model: Transformer, spec: ParamSpec, name: str, layer: int | None) -> np.ndarray:
-    """One HF tensor: our weight (one layer of it) transposed back and flattened."""
-    value = model.param(name).get_value()
-    ours = _to_host(value if layer is None else value[layer])
-    return ours.transpose(np.argsort(spec.hf_perm)).reshape(spec.hf_shape)
+def hf_tensors(specs: dict[str, ParamSpec], weights: dict[str, jax.Array], num_layers: int
+               ) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], Callable[[str], np.ndarray]]:
+    """The HF tensors of `weights`: ({key: (shape, dtype)}, produce(key) -> the tensor).
+
+    `produce` gathers one layer of one weight at a time (collectively in a multi-process run:
+    every process must produce every key, in the same order).
+    """
+    layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    source: dict[str, tuple[str, int | None]] = {}
+    for name, spec in specs.items():
+        for i, key in enumerate(_hf_keys(spec, num_layers)):
+            layout[key] = (spec.hf_shape, np.dtype(weights[name].dtype))
+            source[key] = (name, i if spec.stacked else None)
+
+    def produce(key: str) -> np.ndarray:
+        name, layer = source[key]
+        value = weights[name]
+        ours = _to_host(value if layer is None else value[layer])
+        spec = specs[name]
+        return ours.transpose(np.argsort(spec.hf_perm)).reshape(spec.hf_shape)
+
+    return layout, produce
 
 
 def save_model(model: Transformer, tokenizer, path: str | Path, *,
@@ -186,22 +219,10 @@ def save_model(model: Transformer, tokenizer, path: str | Path, *,
     gathered collectively); only process 0 writes.
     """
     cfg = model.config
-    specs = param_specs(cfg)
-    layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    source: dict[str, tuple[str, int | None]] = {}
-    for name, spec in specs.items():
-        dtype = np.dtype(model.param(name).get_value().dtype)
-        for i, key in enumerate(_hf_keys(spec, cfg.num_layers)):
-            layout[key] = (spec.hf_shape, dtype)
-            source[key] = (name, i if spec.stacked else None)
+    layout, produce = hf_tensors(param_specs(cfg), model.params(), cfg.num_layers)
     sizes = {k: int(np.prod(s)) * d.itemsize for k, (s, d) in layout.items()}
     shards = plan_shards(sizes, max_shard_bytes)
     writer = jax.process_index() == 0
-
-    def produce(key):
-        name, layer = source[key]
-        return _hf_tensor(model, specs[name], name, layer)
-
     if not writer:  # take part in the collective gathers, write nothing
         for key in layout:
             produce(key)

@@ -29,6 +29,7 @@ from jaxtyping import Array, Float, Int
 
 from s2jax.models import gemma
 from s2jax.models.config import ModelConfig
+from s2jax.models.projection import LORA_SCALE, project
 from s2jax.sharding import logical_to_spec, named_sharding
 
 Remat = Literal["none", "full", "dots"]
@@ -204,6 +205,8 @@ def forward(
 ) -> tuple[Float[Array, "B T V"], KVCache | None]:
     """Logits [B, T, V] in fp32 and, with a cache, the cache holding the new keys and values.
 
+    `params` holds every weight of `param_specs`, and optionally LoRA adapters (see LORA_A).
+
     Without a cache, attention is causal over the T tokens, restricted to equal non-zero
     `segment_ids` when given (packing; 0 marks padding). With a cache, token t of row b is written
     to slot `positions[b, t]` and attends to slots <= its position: callers keep positions
@@ -243,6 +246,8 @@ def forward(
     rows = jnp.broadcast_to(jnp.arange(B)[:, None], (B, T))
 
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
+    if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
+        layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
     windows = jnp.asarray(cfg.sliding_windows, jnp.int32)
     inv_freqs = jnp.asarray(cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ per layer
 
@@ -302,9 +307,9 @@ def decoder_block(cfg: ModelConfig, lp: dict[str, Array], x: Float[Array, "B T D
                   attend: Callable, dtype) -> Float[Array, "B T D"]:
     """One Llama-style layer: x + attention(norm(x)), then x + SiLU-gated MLP(norm(x))."""
     h = rms_norm(x, lp["attn_norm"], cfg.rms_norm_eps)
-    q = jnp.einsum("btd,dnh->btnh", h, lp["q"].astype(dtype))
-    k = jnp.einsum("btd,dkh->btkh", h, lp["k"].astype(dtype))
-    v = jnp.einsum("btd,dkh->btkh", h, lp["v"].astype(dtype))
+    q = project(lp, "q", "btd,dnh->btnh", h, dtype)
+    k = project(lp, "k", "btd,dkh->btkh", h, dtype)
+    v = project(lp, "v", "btd,dkh->btkh", h, dtype)
     if cfg.qkv_bias:
         q, k, v = (q + lp["q_bias"].astype(dtype), k + lp["k_bias"].astype(dtype),
                    v + lp["v_bias"].astype(dtype))
@@ -312,11 +317,11 @@ def decoder_block(cfg: ModelConfig, lp: dict[str, Array], x: Float[Array, "B T D
         q = rms_norm(q, lp["q_norm"], cfg.rms_norm_eps)
         k = rms_norm(k, lp["k_norm"], cfg.rms_norm_eps)
     a = attend(q, k, v)
-    x = x + jnp.einsum("btnh,nhd->btd", a, lp["o"].astype(dtype))
+    x = x + project(lp, "o", "btnh,nhd->btd", a, dtype)
     h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
-    g = jnp.einsum("btd,df->btf", h, lp["gate"].astype(dtype))
-    u = jnp.einsum("btd,df->btf", h, lp["up"].astype(dtype))
-    return x + jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, lp["down"].astype(dtype))
+    g = project(lp, "gate", "btd,df->btf", h, dtype)
+    u = project(lp, "up", "btd,df->btf", h, dtype)
+    return x + project(lp, "down", "btf,fd->btd", jax.nn.silu(g) * u, dtype)
 
 
 @dataclasses.dataclass(frozen=True)

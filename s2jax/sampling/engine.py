@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.errors import S2JaxError
+from s2jax.models.lora import weight_shardings
 from s2jax.models.transformer import param_shardings
 from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan
@@ -134,26 +135,29 @@ class Sampler:
         return loop.DecodeState.shardings(self.mesh, self.cfg, plan.batch, plan.cache_len,
                                           plan.out_len)
 
-    def _program(self, kind: str, key: tuple, plan: BucketPlan, method: SamplingMethod):
+    def _program(self, kind: str, key: tuple, plan: BucketPlan, method: SamplingMethod,
+                  weights: dict | None = None):
         # init and mark_done do not depend on the method
         method = method if kind in ("prefill", "decode") else None  # others do not sample
-        full = (kind, *key, plan.batch, plan.cache_len, plan.out_len, method)
+        names = tuple(weights) if kind in ("prefill", "decode") else ()  # base, or + adapters
+        full = (kind, *key, plan.batch, plan.cache_len, plan.out_len, method, names)
         if full in self._programs:
             return self._programs[full]
         state = self._state_shardings(plan)
+        w_shardings = weight_shardings(self.cfg, self.mesh, weights or {})
         replicated = NamedSharding(self.mesh, PartitionSpec())
         static = (self.cfg, method, self.eos_ids, self.dtype)
         if kind == "prefill":
             P, T = key
             batch = named_sharding(self.mesh, ("batch", None), (P, T))
             fn = jax.jit(functools.partial(loop.prefill_into, *static, mesh=self.mesh),
-                         in_shardings=(self._param_shardings, state, batch,
+                         in_shardings=(w_shardings, state, batch,
                                        *[replicated] * 6),
                          out_shardings=state, donate_argnums=1)
         elif kind == "decode":
             window, = key
             fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
-                         in_shardings=(self._param_shardings, state, replicated, replicated),
+                         in_shardings=(w_shardings, state, replicated, replicated),
                          out_shardings=(state, replicated), donate_argnums=1)
         elif kind == "take_rows":
             source = self._state_shardings(dataclasses.replace(plan, batch=key[0]))
@@ -173,6 +177,7 @@ class Sampler:
     # -- the call ------------------------------------------------------------------------------
 
     def __call__(self, prompts: Sequence[Prompt], params: SamplingParams, *,
+                 weights: dict[str, jax.Array] | None = None,
                  progress: Progress | None = None) -> list[list[Sample]]:
         """`params.n` samples for each prompt, in prompt order.
 
@@ -180,15 +185,19 @@ class Sampler:
           prompts: strings or chat message lists.
           params: how to sample; `params.seed` with the prompt's index and the sample's index
             fixes each sample, independently of batching and the mesh.
+          weights: the model's weights for this call (default: the model's own), e.g.
+            `{**model.params(), **adapters}` to sample base + LoRA adapter unmerged.
           progress: called with (prompts finished, tokens generated) as rows finish.
 
         Returns:
           samples[i][j]: sample j of prompt i.
         """
         ids = encode_prompts(self.tokenizer, prompts, chat=self.chat)
-        return [[s for s, _ in row] for row in self.generate_ids(ids, params, progress=progress)]
+        return [[s for s, _ in row]
+                for row in self.generate_ids(ids, params, weights=weights, progress=progress)]
 
     def generate_ids(self, ids: Sequence[Sequence[int]], params: SamplingParams, *,
+                     weights: dict[str, jax.Array] | None = None,
                      progress: Progress | None = None, prompt_offset: int = 0
                      ) -> list[list[tuple[Sample, list[int]]]]:
         """Like `__call__` on prompts given as token ids; also returns each sample's tokens.
@@ -213,6 +222,8 @@ class Sampler:
             raise S2JaxError(f"prompt {i} has {lengths[i]} tokens; max_len={self.max_len} "
                              "leaves no room to generate (raise max_len or shorten it)")
         method = SamplingMethod.from_params(params)
+        weights = self.params if weights is None else jax.device_put(
+            weights, weight_shardings(self.cfg, self.mesh, weights))
         self.stats = Stats(prompts=len(ids))
         self._prompt_offset = prompt_offset
 
@@ -232,7 +243,8 @@ class Sampler:
             free = [r for r in range(B) if rows[r] is None]
             busy = B - len(free)
             if queue and free and (len(free) >= min(refill, len(queue)) or busy == 0):
-                state = self._prefill(state, plan, method, ids, queue, free, rows, params)
+                state = self._prefill(state, plan, method, ids, queue, free, rows, params,
+                                      weights)
                 for r in free:
                     if rows[r] is not None:
                         positions[r] = len(ids[rows[r][0]])
@@ -245,8 +257,8 @@ class Sampler:
                 exit_done = B
             # enough slots for the furthest row to make progress (see `loop.decode`)
             window = plan.window(max(positions[live]) + 1 + WINDOW_HEADROOM)
-            state, ran = self._program("decode", (window,), plan, method)(
-                self.params, state, jnp.int32(chunk), jnp.int32(exit_done))
+            state, ran = self._program("decode", (window,), plan, method, weights)(
+                weights, state, jnp.int32(chunk), jnp.int32(exit_done))
             done, steps, out, positions, ran = map(np.array, jax.device_get(
                 (state.done, state.steps, state.out, state.positions, ran)))
             self.stats.decode_calls += 1
@@ -286,7 +298,8 @@ class Sampler:
         return results
 
     def _prefill(self, state, plan: BucketPlan, method: SamplingMethod, ids: list[list[int]],
-                 queue: collections.deque, free: list[int], rows: list, params: SamplingParams):
+                 queue: collections.deque, free: list[int], rows: list, params: SamplingParams,
+                 weights: dict):
         """Takes items off the queue into `free` rows, prefilling each distinct prompt once."""
         take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
         prompts = list(dict.fromkeys(i for i, _ in take))
@@ -308,5 +321,5 @@ class Sampler:
             limits[k] = min(params.max_new_tokens, plan.cache_len - len(ids[i]))
             rows[r] = (i, j)
         self.stats.prefills += 1
-        fn = self._program("prefill", (P, T), plan, method)
-        return fn(self.params, state, tokens, lengths, dest, src, pid, sid, limits)
+        fn = self._program("prefill", (P, T), plan, method, weights)
+        return fn(weights, state, tokens, lengths, dest, src, pid, sid, limits)

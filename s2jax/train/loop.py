@@ -21,17 +21,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.atomic import write_json
 from s2jax.errors import S2JaxError
+from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
+from s2jax.models.projection import LORA_SCALE
+from s2jax.models.transformer import param_shardings
 from s2jax.sharding import make_mesh, parse_mesh
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tokenize_examples
 from s2jax.train.metrics import MetricsLog
 from s2jax.train.optim import learning_rate_schedule, make_optimizer
-from s2jax.train.state import param_shardings, plan_state
+from s2jax.train.state import plan_state
 from s2jax.train.step import batch_sharding, make_eval_step, make_train_step
 
 # Fields that may differ between a killed run and its resumption without changing its math.
@@ -61,6 +64,7 @@ def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
 def _check_resume(run_dir: Path, record: dict, resuming: bool, writer: bool) -> None:
     """Writes the run's config; a resumed run must have the same one."""
     path = run_dir / "train_config.json"
+    record = json.loads(json.dumps(record))  # tuples as the JSON read back has them: lists
     if resuming and path.is_file():
         old = json.loads(path.read_text())
         diff = [k for k in record if k not in _RESUMABLE_CHANGES and old.get(k) != record[k]]
@@ -90,15 +94,18 @@ def _put(batch: Batch, sharding) -> dict[str, jax.Array]:
 
 @functools.lru_cache(maxsize=8)
 def _compiled(cfg, config: TrainConfig, total: int, mesh: Mesh):
-    """State init, restore target, and the jitted train and eval steps of a run."""
+    """State init, restore target, the jitted train and eval steps of a run, and the shardings
+    of the frozen weights (with LoRA the base and the adapters' scale; else none)."""
     # Cached: a process that calls `finetune` again with one config (the demo) compiles once.
     schedule = learning_rate_schedule(config, total)
     tx = make_optimizer(config, total)
-    init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype))
+    init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype), config.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
-    train_step = make_train_step(cfg, config, tx, schedule, shardings, mesh)
-    evaluate = make_eval_step(cfg, config, param_shardings(cfg, mesh), mesh)
-    return init, target, train_step, evaluate
+    frozen = ({**param_shardings(cfg, mesh), LORA_SCALE: NamedSharding(mesh, PartitionSpec())}
+              if config.lora.enabled else {})
+    train_step = make_train_step(cfg, config, tx, schedule, shardings, mesh, frozen)
+    evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh)
+    return init, target, train_step, evaluate, frozen
 
 
 class _Progress:
@@ -158,13 +165,14 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
-      model: a `Transformer` (e.g. from `s2jax.load`); its weights are replaced by the result.
+      model: a `Transformer` (e.g. from `s2jax.load`); its weights are replaced by the result
+        (with LoRA, by the merged weights; the adapters alone go to run_dir/adapter).
       tokenizer: the checkpoint's tokenizer (its chat template renders the examples).
       examples: rows with `messages` (or `prompt` + `completion`, or `text`), chats (lists of
         {role, content}), raw strings, or `TokenizedExample`s.
       config: the run's `TrainConfig`.
       run_dir: where checkpoints/, metrics.jsonl, tb/, train_config.json, summary.json and
-        (with `config.export`) the exported HF model/ go.
+        (with `config.export`) the exported HF model/ go, and with LoRA the PEFT adapter/.
       eval_examples: held-out examples for the eval loss; default: `config.eval_examples`
         examples split off `examples`.
       mesh: the (data, fsdp, tensor) mesh; default: `config.mesh`, else the model's own.
@@ -198,10 +206,16 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
                             "model": cfg.architecture}, resuming=start > 0, writer=writer)
-    init, target, train_step, evaluate = _compiled(cfg, config, total, mesh)
+    init, target, train_step, evaluate, frozen_shardings = _compiled(cfg, config, total, mesh)
+    lora = config.lora
+    # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
+    frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
+              if lora.enabled else {})
     if start:
         state, data_state = checkpoints.restore(start, target)
         batches.restore(data_state)
+    elif lora.enabled:
+        state = init(init_adapters(cfg, lora, jax.random.key(config.seed)))
     else:
         state = init(model.params())
     held_batches = eval_batches(held, seq_len=config.seq_len, batch_size=config.batch_size,
@@ -210,7 +224,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     e_sharding = batch_sharding(mesh, (config.batch_size, config.seq_len))
 
     def run_eval(step: int) -> dict[str, float]:
-        sums = [evaluate(state.params, _put(b, e_sharding)) for b in held_batches]
+        sums = [evaluate({**frozen, **state.params}, _put(b, e_sharding))
+                for b in held_batches]
         total_sums = {k: float(sum(s[k] for s in jax.device_get(sums))) for k in sums[0]}
         n = max(total_sums["loss_tokens"], 1.0)
         result = {"eval_loss": total_sums["loss_sum"] / n,
@@ -224,7 +239,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     t0 = time.perf_counter()
     try:
         for s in range(start + 1, total + 1):
-            state, metrics = train_step(state, _put(next(batches), b_sharding))
+            state, metrics = train_step(state, frozen, _put(next(batches), b_sharding))
             progress.push(s, metrics)
             save = s == total or (config.checkpoint_every and s % config.checkpoint_every == 0)
             if save:
@@ -240,7 +255,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         log.close()
         checkpoints.close()
 
-    for name, value in state.params.items():
+    trained = merge({**frozen, **state.params}) if lora.enabled else state.params
+    for name, value in trained.items():
         old = model.param(name).get_value()
         model.param(name).set_value(value.astype(old.dtype))
     seconds = time.perf_counter() - t0
@@ -253,4 +269,6 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         import s2jax
 
         s2jax.save(model, tokenizer, run_dir / "model")
+        if lora.enabled:
+            save_peft(cfg, lora, state.params, run_dir / "adapter")
     return model

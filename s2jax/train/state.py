@@ -18,23 +18,33 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Int
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import param_shardings, param_specs
+from s2jax.models.lora import adapter_specs
+from s2jax.models.transformer import ParamSpec, param_specs
+from s2jax.sharding import named_sharding
+from s2jax.train.config import LoraConfig
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class TrainState:
-    """What a checkpoint holds besides the data-iterator state."""
+    """What a checkpoint holds besides the data-iterator state; `params` are the trainable ones
+    (with LoRA, the adapters: the frozen base is never saved and has no optimizer state)."""
 
     step: Int[Array, ""]
     params: dict[str, Array]
     opt_state: optax.OptState
 
 
-def state_shardings(abstract: TrainState, cfg: ModelConfig, mesh: Mesh) -> TrainState:
-    """Shardings for every leaf of `abstract` (a `jax.eval_shape` of the state)."""
-    by_param = param_shardings(cfg, mesh)
-    shapes = {name: spec.shape for name, spec in param_specs(cfg).items()}
+def trainable_specs(cfg: ModelConfig, lora: LoraConfig | None) -> dict[str, ParamSpec]:
+    """What the optimizer updates: every weight, or with LoRA the adapters only."""
+    return adapter_specs(cfg, lora) if lora and lora.enabled else param_specs(cfg)
+
+
+def state_shardings(abstract: TrainState, specs: dict[str, ParamSpec], mesh: Mesh
+                    ) -> TrainState:
+    """Shardings for every leaf of `abstract` (a `jax.eval_shape` of the state of `specs`)."""
+    by_param = {name: named_sharding(mesh, s.axes, s.shape) for name, s in specs.items()}
+    shapes = {name: spec.shape for name, spec in specs.items()}
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def leaf(path, x):
@@ -50,24 +60,26 @@ def state_shardings(abstract: TrainState, cfg: ModelConfig, mesh: Mesh) -> Train
 
 
 def plan_state(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
-               param_dtype=jnp.float32) -> tuple[Callable[[dict], TrainState], TrainState]:
-    """How to make a train state on `mesh`, before making one.
+               param_dtype=jnp.float32, lora: LoraConfig | None = None
+               ) -> tuple[Callable[[dict], TrainState], TrainState]:
+    """How to make a train state on `mesh` (of `trainable_specs`), before making one.
 
     Returns:
       (init, target): `init(params)` builds a fresh state (params cast to `param_dtype`) with
       every leaf created on its shard; `target` is the state's shape as
       `jax.ShapeDtypeStruct`s carrying their shardings, the restore target of a checkpoint.
     """
-    p_shardings = param_shardings(cfg, mesh)
+    specs = trainable_specs(cfg, lora)
+    p_shardings = {name: named_sharding(mesh, s.axes, s.shape) for name, s in specs.items()}
 
     def init(params):
         params = {k: v.astype(param_dtype) for k, v in params.items()}
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     abstract_params = {name: jax.ShapeDtypeStruct(spec.shape, param_dtype)
-                       for name, spec in param_specs(cfg).items()}
+                       for name, spec in specs.items()}
     abstract = jax.eval_shape(init, abstract_params)
-    shardings = state_shardings(abstract, cfg, mesh)
+    shardings = state_shardings(abstract, specs, mesh)
     jitted = jax.jit(init, in_shardings=(p_shardings,), out_shardings=shardings)
 
     def make(params):

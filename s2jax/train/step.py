@@ -79,16 +79,21 @@ def batch_sharding(mesh: Mesh, shape: tuple[int, ...]) -> NamedSharding:
 
 
 def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, shardings: TrainState, mesh: Mesh
-                    ) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
-    """`step(state, batch) -> (state, metrics)`, jitted; `state` is donated.
+                    schedule: optax.Schedule, shardings: TrainState, mesh: Mesh,
+                    frozen_shardings: dict | None = None
+                    ) -> Callable[[TrainState, dict, dict], tuple[TrainState, Metrics]]:
+    """`step(state, frozen, batch) -> (state, metrics)`, jitted; `state` is donated.
 
-    `batch` holds int32 tokens / targets / segment_ids and float32 weights, each
-    [grad_accum, batch_size, seq_len]. Metrics are replicated fp32 scalars.
+    The model's weights are `{**frozen, **state.params}`, and only `state.params` are trained:
+    with LoRA `frozen` is the base (and the adapters' scale), in full fine-tuning it is {}.
+    `frozen_shardings` are its shardings (None: {}). `batch` holds int32 tokens / targets /
+    segment_ids and float32 weights, each [grad_accum, batch_size, seq_len]. Metrics are
+    replicated fp32 scalars.
     """
 
-    def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
-        grad_fn = jax.value_and_grad(lambda p, mb: _sums(cfg, tcfg, mesh, p, mb), has_aux=True)
+    def step(state: TrainState, frozen: dict, batch: dict) -> tuple[TrainState, Metrics]:
+        grad_fn = jax.value_and_grad(
+            lambda p, mb: _sums(cfg, tcfg, mesh, {**frozen, **p}, mb), has_aux=True)
 
         def micro(carry, mb):
             grads, loss, correct = carry
@@ -115,13 +120,16 @@ def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTrans
     b_sharding = batch_sharding(mesh, shape)
     batch_shardings = dict.fromkeys(("tokens", "targets", "segment_ids", "weights"), b_sharding)
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(step, in_shardings=(shardings, batch_shardings),
+    return jax.jit(step, in_shardings=(shardings, frozen_shardings or {}, batch_shardings),
                    out_shardings=(shardings, replicated), donate_argnums=0)
 
 
 def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, mesh: Mesh
                    ) -> Callable[[dict, dict], Metrics]:
-    """`eval(params, batch) -> {"loss_sum", "correct", "loss_tokens"}` for a [B, T] batch."""
+    """`eval(params, batch) -> {"loss_sum", "correct", "loss_tokens"}` for a [B, T] batch.
+
+    `params` is every weight the forward reads (with LoRA, the base and the adapters).
+    """
 
     def evaluate(params, batch):
         loss, correct = _sums(cfg, tcfg, mesh, params, batch)
