@@ -17,12 +17,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import param_shardings, param_specs
-from s2jax.sharding import MESH_AXES, make_mesh
+from s2jax.sharding import MESH_AXES, RULES, make_mesh
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
 
@@ -38,8 +38,9 @@ class PlanReport:
     mesh: dict[str, int]
     device_memory: int  # bytes per device
     # the train step, from XLA's memory analysis
-    params: int  # the state's weights, in `param_dtype`
+    params: int  # the state's (trained) weights, in `param_dtype`: with LoRA, the adapters
     opt_state: int  # Adam's moments (+ step counters)
+    frozen: int  # with LoRA, the frozen base weights in their own dtype (else 0)
     batch: int  # tokens, targets, segment ids and weights of one step
     activations: int  # XLA temporaries: activations kept for backward, gradients, updates
     train_arguments: int  # XLA's argument bytes of the step: state + batch
@@ -54,6 +55,7 @@ class PlanReport:
     sample_max_len: int
     compile_seconds: float
     hand: dict[str, int]  # the closed-form figures of `hand_estimate`
+    lora: str = ""  # e.g. "rank 16 on q,k,v,o,gate,up,down: 207.6M adapter params"; "" full
 
     @property
     def fits_train(self) -> bool:
@@ -71,8 +73,9 @@ class PlanReport:
         """The report as text: compiled and hand figures per device, in GiB."""
         mesh = ",".join(f"{k}={v}" for k, v in self.mesh.items())
         cap = self.device_memory / GiB
-        rows = [("params", self.params, "params"), ("optimizer state", self.opt_state, "adam"),
-                ("batch", self.batch, "batch"),
+        rows = [("frozen base (LoRA)", self.frozen, "frozen")] if self.frozen else []
+        rows += [("trained params", self.params, "params"),
+                 ("optimizer state", self.opt_state, "adam"), ("batch", self.batch, "batch"),
                 ("activations + grads (temp)", self.activations, "temp"),
                 ("train total", self.train_total, "train_total"),
                 ("sampling params", self.sample_params, "sample_params"),
@@ -80,7 +83,8 @@ class PlanReport:
                 ("decode temp", self.decode_temp, None),
                 ("sampling total", self.sample_total, "sample_total")]
         lines = [f"{self.model}: {self.num_params / 1e9:.2f}B params, mesh {mesh} "
-                 f"({math.prod(self.mesh.values())} devices x {cap:.0f} GiB)",
+                 f"({math.prod(self.mesh.values())} devices x {cap:.0f} GiB)"
+                 + (f"; LoRA {self.lora}" if self.lora else ""),
                  f"{'per device':<28}{'compiled GiB':>14}{'hand GiB':>10}"]
         for name, value, key in rows:
             hand = f"{self.hand[key] / GiB:10.2f}" if key else f"{'-':>10}"
@@ -116,9 +120,30 @@ def _check(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str,
             raise S2JaxError(f"{name} {value}: expected a multiple of data x fsdp = {rows}")
 
 
+def _lora_bytes(cfg: ModelConfig, lora, mesh_sizes: dict[str, int], itemsize: int) -> int:
+    """Per-device bytes of the adapters: each split over the mesh axes of its named axes (the
+    weight's), where they divide it; the rank axis is replicated."""
+    from s2jax.models.lora import adapter_specs
+
+    total = 0
+    for spec in adapter_specs(cfg, lora).values():
+        split = 1
+        for n, axis in zip(spec.shape, spec.axes, strict=True):
+            target = RULES.get(axis) if axis else None
+            size = math.prod(mesh_sizes.get(a, 1) for a in
+                             ((target,) if isinstance(target, str) else target or ()))
+            split *= size if n % size == 0 else 1
+        total += math.prod(spec.shape) * itemsize // split
+    return total
+
+
 def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int],
                   sample_batch: int, sample_max_len: int, sample_dtype: str) -> dict[str, int]:
-    """The closed form of docs/plan.md: per-device bytes, each term divided by its sharding."""
+    """The closed form of docs/plan.md: per-device bytes, each term divided by its sharding.
+
+    With LoRA the trained params are the adapters and the base is frozen in the sampling dtype
+    (the dtype the run loads the model in), with no gradient, update or Adam moments.
+    """
     data, fsdp, tensor = (mesh_sizes.get(a, 1) for a in MESH_AXES)
     pb, cb = jnp.dtype(tcfg.param_dtype).itemsize, jnp.dtype(tcfg.compute_dtype).itemsize
     sb = jnp.dtype(sample_dtype).itemsize
@@ -126,8 +151,10 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     P = cfg.num_params()
     shard = fsdp * tensor  # every weight is split over both (replicated over data)
-    params = P * pb // shard
-    grads = params  # one gradient per weight, in the weight's dtype
+    frozen = P * sb // shard if tcfg.lora.enabled else 0
+    params = (_lora_bytes(cfg, tcfg.lora, mesh_sizes, pb) if tcfg.lora.enabled
+              else P * pb // shard)
+    grads = params  # one gradient per trained weight, in the weight's dtype
     adam = 2 * params  # mu and nu, in the weight's dtype
     # one micro-batch on one device: its rows, all T tokens; heads and MLP split over tensor
     rows = tcfg.batch_size // (data * fsdp)
@@ -156,27 +183,51 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     kv = 2 * L * sample_batch * sample_max_len * K * H * sb // (data * fsdp)
     kv //= tensor if K % tensor == 0 else 1
     sample_params = P * sb // shard
-    return dict(params=params, grads=grads, adam=adam, activations=saved + logits, temp=temp,
-                batch=batch, train_total=params + adam + batch + temp, kv_cache=kv,
+    return dict(frozen=frozen, params=params, grads=grads, adam=adam,
+                activations=saved + logits, temp=temp, batch=batch,
+                train_total=frozen + params + adam + batch + temp, kv_cache=kv,
                 sample_params=sample_params, sample_total=sample_params + kv)
 
 
-def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh):
-    """(compiled train step's memory analysis, abstract state with shardings)."""
+def _abstract_weights(cfg: ModelConfig, mesh: Mesh, dtype) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sharding)
+            for (k, s), sharding in zip(param_specs(cfg).items(),
+                                        param_shardings(cfg, mesh).values(), strict=True)}
+
+
+def frozen_weights(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+    """The train step's frozen weights, abstract with their shardings: with LoRA the base in
+    `base_dtype` (the dtype the run loads it in) and the adapters' scale; else none."""
+    from s2jax.models.projection import LORA_SCALE
+
+    if not tcfg.lora.enabled:
+        return {}
+    scale = jax.ShapeDtypeStruct((), jnp.float32, sharding=NamedSharding(mesh, PartitionSpec()))
+    return {**_abstract_weights(cfg, mesh, base_dtype), LORA_SCALE: scale}
+
+
+def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype=None):
+    """(compiled train step's memory analysis, abstract state with shardings, abstract batch).
+
+    `base_dtype`: with LoRA, the frozen base's dtype (default: the compute dtype).
+    """
     from s2jax.train.optim import learning_rate_schedule, make_optimizer
     from s2jax.train.state import plan_state
     from s2jax.train.step import batch_sharding, make_train_step
 
     tx = make_optimizer(tcfg, 1000)
-    _, target = plan_state(cfg, tx, mesh, jnp.dtype(tcfg.param_dtype))
+    _, target = plan_state(cfg, tx, mesh, jnp.dtype(tcfg.param_dtype), tcfg.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
-    step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 1000), shardings, mesh)
+    frozen = frozen_weights(cfg, tcfg, mesh, base_dtype or jnp.dtype(tcfg.compute_dtype))
+    step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 1000), shardings, mesh,
+                           jax.tree.map(lambda x: x.sharding, frozen))
     shape = (tcfg.grad_accum, tcfg.batch_size, tcfg.seq_len)
     sharding = batch_sharding(mesh, shape)
     batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32 if k == "weights" else jnp.int32,
                                      sharding=sharding)
              for k in ("tokens", "targets", "segment_ids", "weights")}
-    return step.lower(target, batch).compile().memory_analysis(), target, batch
+    return step.lower(target, frozen, batch).compile().memory_analysis(), target, batch
 
 
 def compiled_total(analysis) -> int:
@@ -191,9 +242,7 @@ def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype
     from s2jax.sampling.token_rules import SamplingMethod
     from s2jax.text_generator import SamplingParams
 
-    params = {k: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sharding)
-              for (k, s), sharding in zip(param_specs(cfg).items(),
-                                          param_shardings(cfg, mesh).values(), strict=True)}
+    params = _abstract_weights(cfg, mesh, dtype)
     state = jax.eval_shape(functools.partial(loop.DecodeState.empty, cfg, batch, max_len, 256,
                                              dtype=dtype), 0)
     state_shardings = loop.DecodeState.shardings(mesh, cfg, batch, max_len, 256)
@@ -231,18 +280,21 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:devices])
     sample_dtype = sample_dtype or train_cfg.compute_dtype
     t0 = time.perf_counter()
-    train, target, batch = train_memory(model_cfg, train_cfg, mesh)
+    train, target, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
+    frozen = frozen_weights(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
     decode, sample_params, kv = _decode_memory(model_cfg, mesh, sample_batch, sample_max_len,
                                                jnp.dtype(sample_dtype))
     seconds = time.perf_counter() - t0
 
     params = sum(_shard_bytes(x) for x in jax.tree.leaves(target.params))
     opt = sum(_shard_bytes(x) for x in jax.tree.leaves(target.opt_state))
+    frozen_bytes = sum(_shard_bytes(x) for x in jax.tree.leaves(frozen))
     batch_bytes = sum(_shard_bytes(x) for x in batch.values())
 
     return PlanReport(
         model=name, num_params=model_cfg.num_params(), mesh=mesh_sizes,
         device_memory=int(device_memory_gib * GiB), params=params, opt_state=opt,
+        frozen=frozen_bytes,
         batch=batch_bytes, activations=train.temp_size_in_bytes,
         train_arguments=train.argument_size_in_bytes, train_total=compiled_total(train),
         sample_params=sample_params, kv_cache=kv, sample_arguments=decode.argument_size_in_bytes,
@@ -251,4 +303,14 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
         sample_max_len=sample_max_len,
         compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
-                           sample_dtype))
+                           sample_dtype), lora=_lora_summary(model_cfg, train_cfg))
+
+
+def _lora_summary(cfg: ModelConfig, tcfg: TrainConfig) -> str:
+    if not tcfg.lora.enabled:
+        return ""
+    from s2jax.models.lora import num_adapter_params
+
+    n = num_adapter_params(cfg, tcfg.lora)
+    return (f"rank {tcfg.lora.rank} on {','.join(tcfg.lora.targets)}: {n / 1e6:.1f}M adapter "
+            f"params, base frozen")

@@ -11,7 +11,7 @@ from s2jax.cli import main
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.plan import GiB, hand_estimate, plan
-from s2jax.train.config import TrainConfig
+from s2jax.train.config import LoraConfig, TrainConfig
 
 SHAPES = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -115,3 +115,19 @@ def test_llama2_70b_plan_on_32_fake_devices(tmp_path):
     _close(r["opt_state"], 2 * 68.98e9 * 4 / 32, "70B Adam moments per device", 0.01)
     _close(r["kv_cache"], 2 * 80 * (64 // 32) * 1024 * 8 * 128 * 2, "70B KV cache", 0.01)
     assert r["fits_train"] and r["fits_sample"]
+
+
+def test_lora_plan_freezes_the_base_and_trains_adapters_only():
+    cfg = _small()
+    train = TrainConfig(batch_size=8, seq_len=64, remat="full", compute_dtype="bfloat16",
+                        lora=LoraConfig(rank=8, targets=("q", "v", "o", "down")))
+    r = plan(cfg, train, dict(fsdp=2, tensor=2), 4, 1.0, 8, 128, sample_dtype="bfloat16")
+    h = r.hand
+    _close(r.frozen, h["frozen"], "frozen base")
+    _close(r.params, h["params"], "adapters")
+    _close(r.opt_state, h["adam"], "adapters' Adam moments")
+    _close(r.train_arguments, h["frozen"] + h["params"] + h["adam"] + h["batch"], "arguments")
+    full = hand_estimate(cfg, dataclasses.replace(train, lora=LoraConfig()), dict(fsdp=2,
+                         tensor=2), 8, 128, "bfloat16")
+    assert r.opt_state < full["adam"] / 10 and r.fits_train
+    assert "frozen base (LoRA)" in r.table() and "rank 8 on q,v,o,down" in r.table()

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 import s2jax
 from tests.test_train import _examples
@@ -15,12 +16,12 @@ from tests.test_train import _examples
 STEPS = 40
 
 
-def _command(model, data, out):
+def _command(model, data, out, extra):
     return [sys.executable, "-m", "s2jax.cli", "train", "--model", str(model), "--data",
             str(data), "--out", str(out), "--steps", str(STEPS), "--seq-len", "48",
             "--batch-size", "4", "--learning-rate", "2e-3", "--warmup-steps", "4",
             "--checkpoint-every", "2", "--keep-checkpoints", "3", "--eval-examples", "4",
-            "--eval-every", "10", "--no-progress"]
+            "--eval-every", "10", "--no-progress", *extra]
 
 
 def _logged_steps(run) -> int:
@@ -31,17 +32,20 @@ def _logged_steps(run) -> int:
     return max((json.loads(x)["step"] for x in lines[:-1]), default=0)  # last may be partial
 
 
-def test_sigkill_then_resume_is_bit_identical(hf_checkpoint, tmp_path):
+# LoRA: the checkpoint holds adapters + Adam + data state only; the base is reloaded
+@pytest.mark.parametrize("extra", [(), ("--lora-rank", "4", "--lora-targets", "q,v,down")],
+                         ids=["full", "lora"])
+def test_sigkill_then_resume_is_bit_identical(hf_checkpoint, tmp_path, extra):
     data = tmp_path / "distill.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in _examples(40, seed=9)))
     model = hf_checkpoint("llama3")
 
-    whole = subprocess.run(_command(model, data, tmp_path / "whole"), capture_output=True,
+    whole = subprocess.run(_command(model, data, tmp_path / "whole", extra), capture_output=True,
                            text=True)
     assert whole.returncode == 0, whole.stderr
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(model, data, killed), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_command(model, data, killed, extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while _logged_steps(killed) < 11 and proc.poll() is None and time.monotonic() < deadline:
@@ -53,7 +57,7 @@ def test_sigkill_then_resume_is_bit_identical(hf_checkpoint, tmp_path):
     saved = [int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit()]
     assert saved and max(saved) < STEPS
 
-    resumed = subprocess.run(_command(model, data, killed), capture_output=True, text=True)
+    resumed = subprocess.run(_command(model, data, killed, extra), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((killed / "summary.json").read_text())
     assert 0 < summary["resumed_from"] < STEPS
@@ -63,6 +67,9 @@ def test_sigkill_then_resume_is_bit_identical(hf_checkpoint, tmp_path):
     for name, value in a.params().items():
         np.testing.assert_array_equal(np.asarray(value), np.asarray(b.params()[name]),
                                       err_msg=name)
+    if extra:
+        adapter = "adapter/adapter_model.safetensors"
+        assert (killed / adapter).read_bytes() == (tmp_path / "whole" / adapter).read_bytes()
     # the log reads as one run: every step once, with the uninterrupted run's losses
     rows = lambda run: [r for r in map(json.loads, (run / "metrics.jsonl").read_text()
                                        .splitlines()) if "loss" in r]

@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-batch", type=int, default=None, help="decode rows (default 64)")
     p.add_argument("--max-len", type=int, default=None,
                    help="sampler cache slots per row (default: the model's max positions)")
-    p.add_argument("--sample-dtype", choices=("float32", "bfloat16"), default=None)
+    p.add_argument("--sample-dtype", choices=("float32", "bfloat16"), default=None,
+                   help="sampler weights and cache; with LoRA also the frozen base in training")
+    p.add_argument("--lora-rank", type=int, default=None,
+                   help="plan a LoRA run of this rank (0: full fine-tuning)")
+    p.add_argument("--lora-alpha", type=float, default=None)
+    p.add_argument("--lora-targets", default=None, help="adapted projections, e.g. q,k,v,o")
     p.add_argument("--json", default=None, help="also write the report here")
     p.set_defaults(func=run)
 
@@ -86,7 +91,10 @@ def _load(args) -> tuple:
         batch_size=args.batch, seq_len=args.seq_len, grad_accum=args.grad_accum,
         param_dtype=args.param_dtype, compute_dtype=args.compute_dtype,
         remat=args.remat).items() if v is not None}
-    train = dataclasses.replace(train, **overrides)
+    lora = {k: v for k, v in dict(rank=args.lora_rank, alpha=args.lora_alpha,
+                                  targets=args.lora_targets).items() if v is not None}
+    train = dataclasses.replace(train, **overrides,
+                                lora=dataclasses.replace(train.lora, **lora))
     mesh = args.mesh or getattr(exp, "mesh", "") or f"fsdp={args.devices}"
     sample_batch = args.sample_batch or getattr(exp, "sample_batch", None) or \
         getattr(exp, "max_batch", None) or 64
@@ -101,7 +109,7 @@ def _argv(args) -> list[str]:
     out = [args.config]
     for name in ("mesh", "devices", "device_memory", "batch", "seq_len", "grad_accum",
                  "param_dtype", "compute_dtype", "remat", "sample_batch", "max_len",
-                 "sample_dtype", "json"):
+                 "sample_dtype", "lora_rank", "lora_alpha", "lora_targets", "json"):
         value = getattr(args, name)
         if value is not None:
             out += [f"--{name.replace('_', '-')}", str(value)]
