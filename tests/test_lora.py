@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import s2jax
+from s2jax.cli import main
 from s2jax.errors import S2JaxError
 from s2jax.experiment import override
 from s2jax.models.lora import (
@@ -59,8 +60,10 @@ def test_adapters_are_described_from_the_weights_they_adapt(hf_checkpoint):
         LoraConfig(rank=4, targets=("q", "qq"))
 
 
-def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint):
-    model, _ = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")  # q/k/v biases, tied
+# qwen2: q/k/v biases, tied; gemma3: its own block, which projects through the same `project`
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
+def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint, family):
+    model, _ = s2jax.load(hf_checkpoint(family), dtype="float32")
     cfg, base = model.config, model.params()
     tokens = _tokens(cfg)
     want, _ = forward(cfg, base, tokens)
@@ -72,7 +75,8 @@ def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint):
     unmerged, _ = forward(cfg, weights, tokens)
     merged, _ = forward(cfg, merge(weights), tokens)
     assert np.abs(np.asarray(unmerged) - np.asarray(want)).max() > 0.1  # the adapter matters
-    np.testing.assert_allclose(np.asarray(merged), np.asarray(unmerged), atol=1e-5, rtol=0)
+    # fp32 rounding of x @ (W + s A B) vs x @ W + s (x A) B: 1e-5, relative to logits of O(1)
+    np.testing.assert_allclose(np.asarray(merged), np.asarray(unmerged), atol=1e-5, rtol=1e-5)
 
 
 def test_peft_loads_the_exported_adapter_onto_transformers(hf_checkpoint, tmp_path):
@@ -131,6 +135,17 @@ def test_lora_run_trains_adapters_only_and_exports_merged_and_peft(hf_checkpoint
                                       np.asarray(base.param(name).get_value()), name)
     rows = [json.loads(x) for x in (tmp_path / "one/metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < rows[0]["loss"]
+    # `s2jax generate --adapter`: base + the exported adapter, unmerged == the merged export
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "prompt": "Item 3: red fox"}\n')
+    outs = []
+    for flags in (["--model", str(hf_checkpoint("llama3")), "--adapter",
+                   str(tmp_path / "one" / "adapter")], ["--model", str(tmp_path / "one/model")]):
+        out = tmp_path / f"out{len(outs)}.jsonl"
+        assert main(["generate", *flags, "--input", str(tmp_path / "in.jsonl"), "--output",
+                     str(out), "--max-new-tokens", "6", "--max-batch", "4", "--max-len", "48",
+                     "--dtype", "float32"]) == 0
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
     # the checkpoint and the optimizer hold adapters only
     meta = json.loads((tmp_path / "one/train_config.json").read_text())
     assert meta["lora"] == {"rank": 4, "alpha": 8.0, "targets": list(LORA.targets)}

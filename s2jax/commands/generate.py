@@ -13,6 +13,8 @@ from s2jax.errors import S2JaxError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="sample continuations of the prompts of a JSONL file")
     p.add_argument("--model", required=True, help="HF checkpoint directory")
+    p.add_argument("--adapter", default=None, help="a PEFT LoRA adapter directory for --model: "
+                   "samples from base + adapter, unmerged")
     p.add_argument("--input", required=True,
                    help='JSONL: {"id", "prompt"} or {"id", "messages": [{"role", "content"}]}')
     p.add_argument("--output", required=True, help='JSONL: {"id", "samples": [...]}')
@@ -82,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"sampling options: {e}") from None
     mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
+    weights = None
+    if args.adapter:
+        from s2jax.models.lora import load_peft
+
+        _, adapters = load_peft(model.config, args.adapter, mesh=mesh)
+        weights = {**model.params(), **adapters}
     sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=args.max_batch,
                       max_len=args.max_len, chat=args.chat)
 
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                 refresh=False)
             bar.update(prompts_done)
 
-        samples = sampler(prompts, params, progress=progress)
+        samples = sampler(prompts, params, weights=weights, progress=progress)
     write_jsonl(args.output, ({"id": i, "samples": [s.to_json() for s in row]}
                               for i, row in zip(ids, samples, strict=True)))
     return 0

@@ -201,16 +201,7 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise S2JaxError(f"{path}: no such file (expected an HF config.json)")
-        try:
-            hf = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise S2JaxError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(hf, dict):
-            raise S2JaxError(f"{path}: expected a JSON object")
-        return cls.from_hf(hf, source=str(path))
+        return cls.from_hf(read_json_object(path, "an HF config.json"), source=str(path))
 
     def to_hf(self) -> dict[str, Any]:
         """The HF `config.json` dict that `transformers` loads as the same model."""
@@ -259,6 +250,20 @@ class ModelConfig:
         if len(windows) > 1:
             raise S2JaxError(f"cannot export several sliding window sizes {sorted(windows)}")
         return hf
+
+
+def read_json_object(path: str | Path, expected: str) -> dict[str, Any]:
+    """The JSON object in `path`; a missing or malformed file is an error naming `expected`."""
+    path = Path(path)
+    if not path.is_file():
+        raise S2JaxError(f"{path}: no such file (expected {expected})")
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise S2JaxError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise S2JaxError(f"{path}: expected a JSON object")
+    return obj
 
 
 def _arch_from_model_type(model_type: str | None, source: str) -> str:

@@ -14,7 +14,6 @@ and nothing is merged per step; `merge` folds scale * A @ B into W once, for exp
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +26,7 @@ from jaxtyping import Array
 
 from s2jax.atomic import atomic_dir, write_json
 from s2jax.errors import S2JaxError
-from s2jax.models.config import ModelConfig
+from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.hf import hf_tensors, read_weights
 from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
@@ -171,12 +170,7 @@ _PEFT_DEFAULTS = {"use_rslora": False, "use_dora": False, "fan_in_fan_out": Fals
 def read_peft_config(cfg: ModelConfig, path: str | Path) -> LoraConfig:
     """The `LoraConfig` of a PEFT adapter dir, or an error naming the field s2jax cannot use."""
     file = Path(path) / PEFT_CONFIG
-    if not file.is_file():
-        raise S2JaxError(f"{path}: no {PEFT_CONFIG} (expected a PEFT LoRA adapter directory)")
-    try:
-        peft = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise S2JaxError(f"{file}: not valid JSON ({e})") from None
+    peft = read_json_object(file, "the config of a PEFT LoRA adapter directory")
     if peft.get("peft_type") != "LORA":
         raise S2JaxError(f"{file}: peft_type {peft.get('peft_type')!r}, expected 'LORA'")
     for field, default in _PEFT_DEFAULTS.items():

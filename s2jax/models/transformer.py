@@ -205,7 +205,7 @@ def forward(
 ) -> tuple[Float[Array, "B T V"], KVCache | None]:
     """Logits [B, T, V] in fp32 and, with a cache, the cache holding the new keys and values.
 
-    `params` holds every weight of `param_specs`, and optionally LoRA adapters (see LORA_A).
+    `params` holds every weight of `param_specs`, and optionally LoRA adapters (`projection.py`).
 
     Without a cache, attention is causal over the T tokens, restricted to equal non-zero
     `segment_ids` when given (packing; 0 marks padding). With a cache, token t of row b is written
