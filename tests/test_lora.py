@@ -60,9 +60,11 @@ def test_adapters_are_described_from_the_weights_they_adapt(hf_checkpoint):
         LoraConfig(rank=4, targets=("q", "qq"))
 
 
-# qwen2: q/k/v biases, tied; gemma3: its own block, which projects through the same `project`
-@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
-def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint, family):
+# qwen2: q/k/v biases, tied; gemma3: its own block, which projects through the same `project`.
+# Merged vs unmerged differ by fp32 rounding (x @ (W + s A B) vs x @ W + s (x A) B); Gemma's
+# four norms per layer carry it further (measured 1.8e-5 on this fixture's logits of O(1)).
+@pytest.mark.parametrize("family,tol", [("qwen2", 1e-5), ("gemma3", 3e-5)])
+def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint, family, tol):
     model, _ = s2jax.load(hf_checkpoint(family), dtype="float32")
     cfg, base = model.config, model.params()
     tokens = _tokens(cfg)
@@ -75,8 +77,7 @@ def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint, fa
     unmerged, _ = forward(cfg, weights, tokens)
     merged, _ = forward(cfg, merge(weights), tokens)
     assert np.abs(np.asarray(unmerged) - np.asarray(want)).max() > 0.1  # the adapter matters
-    # fp32 rounding of x @ (W + s A B) vs x @ W + s (x A) B: 1e-5, relative to logits of O(1)
-    np.testing.assert_allclose(np.asarray(merged), np.asarray(unmerged), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(merged), np.asarray(unmerged), atol=tol, rtol=0)
 
 
 def test_peft_loads_the_exported_adapter_onto_transformers(hf_checkpoint, tmp_path):
