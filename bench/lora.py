@@ -39,6 +39,7 @@ def measure(mode: str, args) -> dict:
     from s2jax.models.config import ModelConfig
     from s2jax.models.lora import init_adapters, num_adapter_params, with_scale
     from s2jax.models.transformer import Transformer
+    from s2jax.plan import compiled_total
     from s2jax.sharding import make_mesh
     from s2jax.train.config import LoraConfig, TrainConfig
     from s2jax.train.loop import _compiled
@@ -67,8 +68,7 @@ def measure(mode: str, args) -> dict:
     step = step.lower(state, frozen, batch).compile()
     compile_s = time.perf_counter() - t0
     a = step.memory_analysis()
-    xla = a.argument_size_in_bytes + a.temp_size_in_bytes + max(
-        a.output_size_in_bytes - a.alias_size_in_bytes, 0)
+    xla = compiled_total(a)
     state, metrics = step(state, frozen, batch)  # warm-up
     jax.block_until_ready(metrics)
     times, losses = [], []
