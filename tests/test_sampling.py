@@ -128,18 +128,19 @@ def test_eos_ids_come_from_generation_config(hf_checkpoint, tmp_path):
     (sample, got), = Sampler(model, tok).generate_ids(prompts, params)[0]
     assert got == toks[:cut + 1]
     assert sample.num_tokens == cut + 1 and sample.finish_reason == "stop"
-    assert sample.text == tok.decode(toks[:cut], skip_special_tokens=False)
+    assert sample.text == tok.decode(toks[:cut], skip_special_tokens=True)  # the default
 
 
 def test_stop_strings_cut_exactly(hf_checkpoint):
     model, tok = s2jax.load(hf_checkpoint("mistral"), dtype="float32")
     prompts = _prompts(model.config.vocab_size, [4, 9])
-    free = Sampler(model, tok).generate_ids(prompts, SamplingParams(n=2, temperature=1.0,
-                                                                   max_new_tokens=24))
+    free = Sampler(model, tok, keep_special_tokens=True).generate_ids(
+        prompts, SamplingParams(n=2, temperature=1.0, max_new_tokens=24))
     toks = free[1][1][1]
     assert len(toks) == 24
     stop = tok.decode(toks[9:11], skip_special_tokens=False)  # completed by token 10 at latest
-    sampler = Sampler(model, tok, stop_check_steps=3, max_batch=2)  # refills + stops mid-chunk
+    # refills + stops mid-chunk; texts keep special tokens, so they are exactly the tokens'
+    sampler = Sampler(model, tok, stop_check_steps=3, max_batch=2, keep_special_tokens=True)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=24, stop=(stop, "\x00\x01"))
     got = sampler.generate_ids(prompts, params)
     for row_free, row_got in zip(free, got, strict=True):

@@ -91,8 +91,10 @@ class Sampler:
 
     def __init__(self, model, tokenizer, *, mesh: Mesh | None = None, max_batch: int = 64,
                  max_len: int | None = None, chat: bool = True, continuous: bool = True,
-                 refill_rows: int | None = None, stop_check_steps: int = 32):
+                 refill_rows: int | None = None, stop_check_steps: int = 32,
+                 keep_special_tokens: bool = False):
         self.cfg = model.config
+        self.keep_special_tokens = keep_special_tokens  # else dropped from texts, as in HF
         self.tokenizer = tokenizer
         self.dtype = getattr(model, "dtype", None)
         self.chat = chat
@@ -269,7 +271,8 @@ class Sampler:
                 if item is None:
                     continue
                 sample = finish(self.tokenizer, out[r, :steps[r]].tolist(), eos_ids=self.eos_ids,
-                                stop=params.stop, device_done=bool(done[r]))
+                                stop=params.stop, device_done=bool(done[r]),
+                                keep_special=self.keep_special_tokens)
                 if sample is None:
                     continue
                 i, j = item
