@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from s2jax.distributed import detect_launcher, initialize
 from s2jax.errors import S2JaxError
+
+# errors of the machine rather than of s2jax: reported in one line, exit 2
+_ENVIRONMENT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other bad input (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,12 +36,23 @@ def _parser() -> argparse.ArgumentParser:
         vote,
     )
 
-    p = argparse.ArgumentParser(prog="s2jax", description="System 2 distillation in JAX.")
+    p = _Parser(prog="s2jax", description="System 2 distillation in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
     for module in (inspect, generate_method, vote, train, generate, run, demo, toy, plan, convert,
                    fetch_models):
         module.register(sub)
     return p
+
+
+def _environment_error(e: BaseException | None) -> OSError | None:
+    """The OSError of the machine (disk full, read-only, ...) that caused `e`, if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRORS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except S2JaxError as e:
         print(f"s2jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        cause = _environment_error(e)
+        if cause is None:
+            raise
+        # a full disk or a read-only path: one line, whatever library was writing (orbax wraps
+        # the OSError of its writer threads)
+        where = f"{cause.filename}: " if cause.filename else ""
+        print(f"s2jax {args.command}: error: {where}{cause.strerror or cause} (errno "
+              f"{errno.errorcode.get(cause.errno, cause.errno)}); free space or pick another "
+              "path", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"s2jax {args.command}: interrupted", file=sys.stderr)

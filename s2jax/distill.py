@@ -221,6 +221,8 @@ def write_distill_set(out_dir: str | os.PathLike, dset: DistillSet, prov: Mappin
     """
     import datasets  # heavy; only when writing
 
+    datasets.disable_progress_bars()  # a bar for writing a few rows would only be noise
+
     features = datasets.Features({
         "id": datasets.Value("string"),
         "messages": datasets.List(

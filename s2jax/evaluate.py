@@ -45,6 +45,36 @@ def pick_answer(task: Task, texts: Sequence[str]) -> str | None:
     return majority_vote([task.extract(t) for t in texts], ANSWER_VOTE, task.key).answer
 
 
+def score_examples(
+    program: Program,
+    task: Task,
+    examples: Sequence[Example],
+    generate: TextGenerator,
+    params: SamplingParams,
+    *,
+    chat: bool = True,
+) -> list[dict]:
+    """Runs `program` on `examples`; one row per example: id, answer, score, tokens.
+
+    `tokens` counts every generated token of the example, all stages and samples.
+    """
+    traces = run_program(program, [ex.fields for ex in examples], generate, params, chat=chat)
+    rows = []
+    for ex, paths in zip(examples, traces, strict=True):
+        answer = pick_answer(task, [p[program.final_stage].text for p in paths])
+        rows.append({"id": ex.id, "answer": answer, "score": float(task.score(answer, ex)),
+                     "tokens": sum(trace_tokens(p) for p in paths)})
+    return rows
+
+
+def summarize(system: str, program: Program, rows: Sequence[dict], seconds: float) -> EvalResult:
+    """The table row of `score_examples` rows."""
+    n = max(len(rows), 1)
+    return EvalResult(system, program.name, 100.0 * sum(r["score"] for r in rows) / n,
+                      sum(r["tokens"] for r in rows) / n, seconds, len(rows),
+                      sum(r["answer"] is None for r in rows))
+
+
 def evaluate(
     system: str,
     program: Program,
@@ -70,14 +100,5 @@ def evaluate(
       The accuracy, tokens per answer and time of this system.
     """
     start = time.perf_counter()
-    traces = run_program(program, [ex.fields for ex in examples], generate, params, chat=chat)
-    seconds = time.perf_counter() - start
-    scores, tokens, abstentions = [], [], 0
-    for ex, paths in zip(examples, traces, strict=True):
-        answer = pick_answer(task, [p[program.final_stage].text for p in paths])
-        abstentions += answer is None
-        scores.append(task.score(answer, ex))
-        tokens.append(sum(trace_tokens(p) for p in paths))
-    n = max(len(examples), 1)
-    return EvalResult(system, program.name, 100.0 * sum(scores) / n, sum(tokens) / n, seconds,
-                      len(examples), abstentions)
+    rows = score_examples(program, task, examples, generate, params, chat=chat)
+    return summarize(system, program, rows, time.perf_counter() - start)

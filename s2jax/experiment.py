@@ -33,6 +33,12 @@ class DataConfig:
     synthetic: int = 0  # > 0: generate this many examples (synthetic tasks), ignoring `source`
     seed: int = 0  # seed of the synthetic generator, or of a task's package-shipped splits
 
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise S2JaxError(f"limit={self.limit}: expected >= 1 (or none for every input)")
+        if self.synthetic < 0:
+            raise S2JaxError(f"synthetic={self.synthetic}: expected >= 0 (0: read `source`)")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
@@ -59,6 +65,31 @@ class ExperimentConfig:
     chat: bool = True  # chat-template prompts (instruct models) vs raw text
     max_batch: int = 64  # sampler rows in flight
     max_len: int | None = None  # sampler cache length; None: the model's max positions
+    shard_size: int = 128  # inputs per shard of the sampling stages: a kill loses at most one
+
+    def __post_init__(self):
+        _check_types(self, "config")
+        checks = [
+            (self.distill.filter != "usc" or self.usc,
+             f"distill.filter=usc needs usc=True (got usc={self.usc})"),
+            (self.distill.filter != "perturbation" or self.perturb,
+             f"distill.filter=perturbation needs perturb=True (got perturb={self.perturb})"),
+            (self.dtype in DTYPES, f"dtype={self.dtype!r}: expected one of {DTYPES}"),
+            (self.max_batch >= 1, f"max_batch={self.max_batch}: expected >= 1"),
+            (self.max_len is None or self.max_len >= 2,
+             f"max_len={self.max_len}: expected >= 2 (or none for the model's)"),
+            (self.shard_size >= 1, f"shard_size={self.shard_size}: expected >= 1"),
+            (bool(self.name) and "/" not in self.name,
+             f"name={self.name!r}: expected a non-empty name without '/'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise S2JaxError(f"config {message}")
+        if self.mesh:
+            from s2jax.sharding import parse_mesh
+
+            if min(parse_mesh(self.mesh).values()) < 1:
+                raise S2JaxError(f"config mesh={self.mesh!r}: every axis size must be >= 1")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,19 +100,78 @@ class ExperimentConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+DTYPES = (None, "float32", "bfloat16")
+
+
+def _check_types(config: Any, where: str) -> None:
+    """Every field holds a value of its declared type (a `--set` or a config file can't slip)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if not _is_a(value, hint):
+            raise S2JaxError(f"{where} {f.name}={value!r}: expected {_describe(hint)}")
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{where} {f.name}:")
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, tuple)
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    return "none" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
 def load_config(spec: str) -> tuple[ExperimentConfig, Any]:
     """Runs a config file `path[:arg]`; returns its config and its module namespace."""
     path, _, arg = spec.partition(":")
     if not Path(path).is_file():
         raise S2JaxError(f"{path}: no such config file (expected a Python file with get_config)")
-    namespace = runpy.run_path(path)
-    if "get_config" not in namespace:
-        raise S2JaxError(f"{path}: defines no get_config()")
-    config = namespace["get_config"](arg or None)
+    try:
+        namespace = runpy.run_path(path)
+        if "get_config" not in namespace:
+            raise S2JaxError(f"{path}: defines no get_config()")
+        config = namespace["get_config"](arg or None)
+    except S2JaxError:
+        raise
+    except Exception as e:  # a config file is user code: any failure is a bad input
+        where = _user_line(e, path)
+        raise S2JaxError(f"{where}: the config file failed ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); expected get_config "
+                         "to return an ExperimentConfig") from None
     if not isinstance(config, ExperimentConfig):
         raise S2JaxError(f"{path}: get_config() returned {type(config).__name__}, "
                          "expected ExperimentConfig")
     return config, namespace
+
+
+def _user_line(e: BaseException, path: str) -> str:
+    """`path:line` of the deepest frame of `e` inside the config file (else `path`)."""
+    import traceback
+
+    if isinstance(e, SyntaxError) and e.lineno:
+        return f"{path}:{e.lineno}"
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+             if Path(f.filename).resolve() == Path(path).resolve()]
+    return f"{path}:{lines[-1]}" if lines else path
 
 
 def _parse(value: str, hint: Any, key: str) -> Any:
@@ -131,10 +221,32 @@ def override(config: Any, key: str, value: Any, *, full_key: str | None = None) 
 
 
 def apply_overrides(config: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
-    """Applies `key=value` strings in order."""
+    """Applies `key=value` strings in order, then checks the config as a whole once.
+
+    Cross-field rules (filter "usc" needs usc=True) see every override together, so their order
+    on the command line does not matter.
+    """
+    changes: dict[str, Any] = {}
+    keys = []
+    fields = {f.name for f in dataclasses.fields(config)}
     for item in assignments:
         key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not eq:
             raise S2JaxError(f"--set {item!r}: expected key=value")
-        config = override(config, key.strip(), value.strip())
-    return config
+        head, _, rest = key.partition(".")
+        if head not in fields:
+            raise S2JaxError(f"--set {key}: {type(config).__name__} has no field {head!r} "
+                             f"(fields: {', '.join(sorted(fields))})")
+        current = changes.get(head, getattr(config, head))
+        if rest:
+            if not dataclasses.is_dataclass(current):
+                raise S2JaxError(f"--set {key}: {head!r} is not a config section")
+            changes[head] = override(current, rest, value, full_key=key)
+        else:
+            changes[head] = _parse(value, typing.get_type_hints(type(config))[head], key)
+        keys.append(key)
+    try:
+        return dataclasses.replace(config, **changes)
+    except (ValueError, S2JaxError) as e:
+        raise S2JaxError(f"--set {', '.join(dict.fromkeys(keys))}: {e}") from None

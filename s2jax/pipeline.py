@@ -1,172 +1,287 @@
-"""One System 2 distillation run as resumable stages, each leaving an artifact in `run_dir`.
+"""One System 2 distillation run: the stage sequence, resumable, each stage leaving an artifact.
 
-  config.json         the resolved experiment config (a rerun must match it)
-  eval_base.json      System 1 and System 2 of the base model on the test split
-  generations.jsonl   System 2 with N samples on the unlabeled inputs (labels stripped)
-  distill/            the label-free filter's System 1 set: train.parquet, provenance, stats
-  train/              checkpoints, metrics, and the exported model/ (HF format)
-  results.json        the table: base System 1, base System 2, distilled System 1
+  config.json                the resolved config (a rerun must match it)
+  eval/system1.jsonl         per-example evaluation of the base model (System 1, System 2) on
+  eval/system2.jsonl         the test split, shard by shard; eval_base.json sums them up
+  generations.jsonl          System 2 with N samples on the unlabeled inputs (labels stripped)
+  distill/                   the label-free filter's System 1 set: train.parquet, provenance, stats
+  train/                     checkpoints, metrics, and the exported model/ (HF format)
+  eval/distilled.jsonl       the distilled System 1 on the test split
+  results.json               the table: base System 1, base System 2, distilled System 1
 
-A stage whose artifact exists is skipped, so a killed run resumes where it stopped (training
-resumes from its last orbax checkpoint). Every artifact is written atomically.
+`run_distillation` is the sequence (`s2jax run` and `s2jax demo` both call it):
+evaluate_stage x2 -> generate_stage -> distill_stage -> finetune_stage -> evaluate_stage.
+A finished stage is skipped and a killed sampling stage resumes at its first unfinished shard,
+so a kill loses at most one shard (training resumes from its last orbax checkpoint).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from s2jax.atomic import write_json, write_jsonl
-from s2jax.distill import PARQUET, build_distill_set, provenance, write_distill_set
+from s2jax.atomic import write_json
+from s2jax.distill import PARQUET, DistillConfig
 from s2jax.errors import S2JaxError
-from s2jax.evaluate import EvalResult, evaluate
+from s2jax.evaluate import EvalResult
 from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.methods.programs import SYSTEM1, method
-from s2jax.methods.records import read_generations
+from s2jax.methods.program import Program
+from s2jax.methods.programs import METHODS, SYSTEM1, method
+from s2jax.rundir import check_creatable, claim, locked
+from s2jax.stages import (
+    MAX_UNREADABLE_SHARE,
+    distill_stage,
+    evaluate_stage,
+    finetune_stage,
+    generate_stage,
+    processes,
+    require_examples,
+)
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
+from s2jax.text_generator import SamplingParams
+from s2jax.train.config import TrainConfig
+from s2jax.train.data import read_examples
 
 Log = Callable[[str], None]
+TOY_PREFIX = "toy/"  # `task = "toy/coin_flip"` names a task of the toy world
 
 
-def task_examples(task: Task, data: DataConfig) -> list[Example]:
+@dataclasses.dataclass(frozen=True)
+class Distillation:
+    """Everything one distillation run needs, resolved: programs, tasks, inputs, configs."""
+
+    name: str
+    program: Program  # the System 2 method
+    system1: Program  # the task's direct prompt
+    task: Task
+    test_task: Task
+    test: Sequence[Example]  # labelled held-out inputs
+    unlabeled: Sequence[Example]  # System 2's inputs (their labels are stripped before use)
+    sampling: SamplingParams
+    eval_sampling: SamplingParams
+    distill: DistillConfig
+    train: TrainConfig
+    model: str  # the base model's path (provenance)
+    fingerprint: str  # of the config: a rerun in the same run dir must match it
+    config: Mapping[str, Any]  # written to config.json
+    perturb: bool = False
+    usc: bool = False
+    chat: bool = True
+    shard_size: int = 128
+    dtype: str | None = None  # of the reloaded distilled weights
+    fail_on_empty: bool = True  # a filter that kept nothing is an error (else a marked row)
+
+
+def resolve_task(name: str, tasks: Mapping[str, Task], field: str) -> Task:
+    """A task by name: from `tasks`, or the toy world's for "toy/NAME"."""
+    if name in tasks:
+        return tasks[name]
+    if name.startswith(TOY_PREFIX):
+        from s2jax.toy.world import TASKS as TOY
+
+        toy = name[len(TOY_PREFIX):]
+        if toy in TOY:
+            return dataclasses.replace(TOY[toy].task, name=name)
+    known = [*tasks, *(TOY_PREFIX + t for t in _toy_names())]
+    raise S2JaxError(f"config {field} {name!r}: expected one of {', '.join(known)}")
+
+
+def _toy_names() -> list[str]:
+    from s2jax.toy.world import TASKS as TOY
+
+    return list(TOY)
+
+
+def task_examples(task: Task, data: DataConfig, field: str) -> list[Example]:
     """A task's examples per a `DataConfig` (synthetic or loaded)."""
     if data.synthetic:
         if task.synthesize is None:
-            raise S2JaxError(f"data.synthetic: task {task.name} has no generator; set a source")
+            raise S2JaxError(f"config {field}.synthetic: task {task.name} has no generator; "
+                             "set a source")
         return task.synthesize(data.synthetic, data.seed)
     return load_examples(task, data.source, split=data.split, limit=data.limit, seed=data.seed)
 
 
-def _write(write, path: Path, obj) -> None:
-    """Writes an artifact from process 0 only; every process waits until it is there."""
-    import jax
+def resolve(config: ExperimentConfig, run_dir: Path, *,
+            tasks: Mapping[str, Task] = TASKS) -> Distillation:
+    """Checks everything a run would reject, before any work: names, model, mesh, inputs, dir.
 
-    from s2jax.distributed import is_writer
+    `s2jax run --dry-run` calls this and stops; a run calls it and goes on.
+    """
+    from s2jax.models.config import ModelConfig
 
-    if is_writer():
-        write(path, obj)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    task = resolve_task(config.task, tasks, "task")
+    test_task = resolve_task(config.test_task or config.task, tasks, "test_task")
+    if config.method not in METHODS:
+        raise S2JaxError(f"config method {config.method!r}: expected one of {', '.join(METHODS)}")
+    if config.perturb and task.perturbation is None:
+        raise S2JaxError(f"config perturb: task {task.name} has no perturbation")
+    model_config = Path(config.model) / "config.json"
+    if not model_config.is_file():
+        raise S2JaxError(f"config model {config.model}: no config.json (expected a local HF "
+                         "checkpoint directory)")
+    ModelConfig.from_file(model_config)
+    if config.mesh:
+        import jax
 
-        multihost_utils.sync_global_devices(f"s2jax wrote {path.name}")
+        from s2jax.sharding import parse_mesh
+
+        sizes = parse_mesh(config.mesh)
+        need = 1
+        for v in sizes.values():
+            need *= v
+        if need > jax.device_count():
+            raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
+                             f"{jax.device_count()} available")
+    check_creatable(run_dir, "run dir")
+    old = run_dir / "config.json"
+    if old.is_file() and json.loads(old.read_text()).get("fingerprint") != config.fingerprint():
+        raise S2JaxError(f"{old}: the run dir holds a run of a different config; use a new "
+                         "--run-dir (or delete it to start over)")
+    test = task_examples(test_task, config.test, "test")
+    unlabeled = task_examples(task, config.unlabeled, "unlabeled")
+    for field, examples in (("test", test), ("unlabeled", unlabeled)):
+        if not examples:
+            raise S2JaxError(f"config {field}: no examples (expected at least one input)")
+    return Distillation(
+        name=config.name, program=method(config.method, task.system1),
+        system1=method(SYSTEM1, task.system1), task=task, test_task=test_task, test=test,
+        unlabeled=unlabeled, sampling=config.sampling, eval_sampling=config.eval_sampling,
+        distill=config.distill, train=dataclasses.replace(config.train, export=True),
+        model=config.model, fingerprint=config.fingerprint(), config=config.to_json(),
+        perturb=config.perturb, usc=config.usc, chat=config.chat, shard_size=config.shard_size,
+        dtype=config.dtype)
 
 
-def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
-    path = run_dir / "config.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old.get("fingerprint") != config.fingerprint():
-            raise S2JaxError(f"{path}: the run dir holds a run of a different config; "
-                             "use a new --run-dir (or delete it to start over)")
-        return
-    _write(write_json, path, {"fingerprint": config.fingerprint(), "config": config.to_json()})
+def _row_warnings(row: EvalResult) -> list[str]:
+    if row.examples and row.abstentions > MAX_UNREADABLE_SHARE * row.examples:
+        return [f"{row.system} ({row.method}): no answer read in {row.abstentions} of "
+                f"{row.examples} test examples"]
+    return []
 
 
-def _sampler(model, tokenizer, config: ExperimentConfig, mesh):
-    from s2jax.sampling import Sampler
+def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sampler, *,
+                     mesh=None, log: Log = print, progress: bool = True) -> dict:
+    """The stage sequence on a loaded model and its sampler; returns results.json's contents.
 
-    return Sampler(model, tokenizer, mesh=mesh, max_batch=config.max_batch,
-                   max_len=config.max_len, chat=config.chat)
+    Args:
+      d: the resolved run.
+      run_dir: where the artifacts go (locked against a second run while this one works).
+      model: the base model; fine-tuning replaces its weights.
+      tokenizer: its tokenizer.
+      sampler: a `TextGenerator` on `model` with `set_params` (the distilled weights go in).
+      mesh: the device mesh the model was loaded on.
+      log: where progress lines and warnings go.
+      progress: progress bars on stderr.
+
+    Returns:
+      {"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
+       "warnings": [...], "seconds": {...}}
+    """
+    import s2jax
+
+    writer, sync = processes()
+
+    def write(path: Path, obj) -> None:
+        if writer:
+            write_json(path, obj)
+        if sync:
+            sync(f"wrote {path.name}")
+
+    with locked(run_dir, writer=writer) as run_dir:
+        claim(run_dir, d.fingerprint, d.config, writer=writer)
+        done = run_dir / "results.json"
+        if done.is_file():
+            log(f"[{d.name}] done already: {done}")
+            return json.loads(done.read_text())
+
+        def evaluate(system: str, program: Program) -> EvalResult:
+            row = evaluate_stage(system, program, d.test_task, d.test, sampler, d.eval_sampling,
+                                 path=run_dir / "eval" / f"{system}.jsonl", key=d.fingerprint,
+                                 shard_size=d.shard_size, chat=d.chat, progress=progress)
+            log(f"[{d.name}] {system}: {row.accuracy:.1f}% at {row.tokens_per_answer:.1f} "
+                f"tokens/answer")
+            return row
+
+        rows = [evaluate("system1", d.system1), evaluate("system2", d.program)]
+        write(run_dir / "eval_base.json", [r.to_json() for r in rows])
+
+        t0 = time.perf_counter()
+        gen_path = run_dir / "generations.jsonl"
+        records = generate_stage(d.program, d.task, d.unlabeled, sampler, d.sampling,
+                                 path=gen_path, key=d.fingerprint, shard_size=d.shard_size,
+                                 perturb=d.perturb, usc=d.usc, chat=d.chat, progress=progress)
+        generate_seconds = time.perf_counter() - t0
+
+        distill_dir = run_dir / "distill"
+        if (distill_dir / PARQUET).is_file():
+            stats = json.loads((distill_dir / "vote_stats.json").read_text())
+            warnings = json.loads((distill_dir / "provenance.json").read_text())["warnings"]
+        else:
+            dset, warnings = distill_stage(records, d.task, d.distill, distill_dir,
+                                           generations=str(gen_path), model=d.model,
+                                           sampling=dataclasses.asdict(d.sampling))
+            stats = dset.stats.to_json()
+        log(f"[{d.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs")
+        warnings = [*warnings, *(w for r in rows for w in _row_warnings(r))]
+
+        t0 = time.perf_counter()
+        if stats["kept"] or d.fail_on_empty:
+            require_examples(stats, str(distill_dir / PARQUET))
+            model_dir = run_dir / "train" / "model"
+            if not (model_dir / "config.json").is_file():
+                examples = read_examples(distill_dir / PARQUET)
+                finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh)
+            distilled, _ = s2jax.load(model_dir, dtype=d.dtype, mesh=mesh)
+            sampler.set_params(distilled.params())  # same shapes: compiled programs are reused
+            final = evaluate("distilled", d.system1)
+            rows.append(final)
+            warnings += _row_warnings(final)
+        else:
+            warnings.append(f"nothing to distil: the filter kept 0 of {stats['inputs']} inputs")
+        for w in warnings:
+            log(f"[{d.name}] WARNING (non-result?): {w}")
+        results = {"name": d.name, "task": d.task.name, "method": d.program.name,
+                   "rows": [r.to_json() for r in rows], "distill": stats, "warnings": warnings,
+                   "seconds": {"generate": round(generate_seconds, 2),
+                               "finetune_and_eval": round(time.perf_counter() - t0, 2)}}
+        write(done, results)
+        return results
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
-                   tasks: Mapping[str, Task] = TASKS, log: Log = print) -> dict:
-    """Runs (or resumes) every stage; returns the contents of results.json.
+                   tasks: Mapping[str, Task] = TASKS, log: Log = print,
+                   progress: bool = True) -> dict:
+    """Runs (or resumes) a configured experiment; returns the contents of results.json.
 
     Args:
       config: the experiment.
       run_dir: where the artifacts go.
-      tasks: where `config.task` is looked up (the toy world passes its own tasks).
+      tasks: where `config.task` is looked up ("toy/NAME" also finds the toy world's tasks).
       log: where progress lines go.
-
-    Returns:
-      {"config": ..., "rows": [EvalResult json for system1, system2, distilled], "distill": ...}
+      progress: progress bars on stderr.
     """
     import s2jax
+    from s2jax.sampling import Sampler
     from s2jax.sharding import make_mesh, parse_mesh
-    from s2jax.train.loop import finetune
 
-    if config.task not in tasks:
-        raise S2JaxError(f"config task {config.task!r}: expected one of {', '.join(tasks)}")
-    task = tasks[config.task]
-    if (config.test_task or config.task) not in tasks:
-        raise S2JaxError(f"config test_task {config.test_task!r}: expected one of "
-                         f"{', '.join(tasks)}")
-    test_task = tasks[config.test_task or config.task]
-    program, system1 = method(config.method, task.system1), method(SYSTEM1, task.system1)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(run_dir, config)
-    if (run_dir / "results.json").is_file():
-        log(f"[{config.name}] done already: {run_dir / 'results.json'}")
-        return json.loads((run_dir / "results.json").read_text())
-    mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
-    model, tokenizer = s2jax.load(config.model, dtype=config.dtype, mesh=mesh)
-    test = task_examples(test_task, config.test)
-
-    sampler = None  # built on first use, then shared by every stage that samples
-    base_path = run_dir / "eval_base.json"
-    if not base_path.is_file():
-        sampler = _sampler(model, tokenizer, config, mesh)
-        rows = [evaluate(name, prog, test_task, test, sampler, config.eval_sampling,
-                         chat=config.chat)
-                for name, prog in (("system1", system1), ("system2", program))]
-        _write(write_json, base_path, [r.to_json() for r in rows])
-    base = [EvalResult(**r) for r in json.loads(base_path.read_text())]
-    for r in base:
-        log(f"[{config.name}] base {r.system}: {r.accuracy:.1f}% at "
-            f"{r.tokens_per_answer:.1f} tokens/answer")
-
-    gen_path = run_dir / "generations.jsonl"
-    if not gen_path.is_file():
-        # System 2 distillation is unsupervised: labels are stripped before generation
-        unlabeled = [dataclasses.replace(ex, gold=()) for ex in
-                     task_examples(task, config.unlabeled)]
-        sampler = sampler or _sampler(model, tokenizer, config, mesh)
-        records = _generate(program, task, unlabeled, sampler, config)
-        _write(write_jsonl, gen_path, records)
-
-    distill_dir = run_dir / "distill"
-    if not (distill_dir / PARQUET).is_file():
-        records = read_generations(gen_path)
-        dset = build_distill_set(records, task, config.distill)
-        prov = provenance(records, task, config.distill, dset, generations=str(gen_path),
-                          model=config.model, sampling=dataclasses.asdict(config.sampling))
-        _write(lambda d, args: write_distill_set(d, *args), distill_dir, (dset, prov))
-    stats = json.loads((distill_dir / "vote_stats.json").read_text())
-    log(f"[{config.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs")
-
-    model_dir = run_dir / "train" / "model"
-    if not (model_dir / "config.json").is_file():
-        import datasets
-
-        examples = datasets.Dataset.from_parquet(str(distill_dir / PARQUET)).to_list()
-        if not examples:
-            raise S2JaxError(f"{distill_dir / PARQUET}: the filter kept no examples; lower "
-                             "distill.vote.threshold or draw more samples")
-        finetune(model, tokenizer, examples, dataclasses.replace(config.train, export=True),
-                 run_dir / "train", mesh=mesh)
-    distilled, _ = s2jax.load(model_dir, dtype=config.dtype, mesh=mesh)
-    sampler = sampler or _sampler(distilled, tokenizer, config, mesh)
-    sampler.set_params(distilled.params())  # same shapes: the compiled programs are reused
-    final = evaluate("distilled", system1, test_task, test, sampler, config.eval_sampling,
-                     chat=config.chat)
-    results = {"name": config.name, "task": task.name, "method": program.name,
-               "rows": [r.to_json() for r in (*base, final)], "distill": stats}
-    _write(write_json, run_dir / "results.json", results)
-    log(f"[{config.name}] distilled system1: {final.accuracy:.1f}% at "
-        f"{final.tokens_per_answer:.1f} tokens/answer")
-    return results
-
-
-def _generate(program, task: Task, examples: list[Example], sampler, config: ExperimentConfig):
-    from s2jax.methods.records import generate_records
-
-    if config.perturb and task.perturbation is None:
-        raise S2JaxError(f"config perturb: task {task.name} has no perturbation")
-    return generate_records(program, examples, sampler, config.sampling, task=task.name,
-                            perturbation=task.perturbation if config.perturb else None,
-                            usc=config.usc, chat=config.chat)
+    d = resolve(config, run_dir, tasks=tasks)
+    d = dataclasses.replace(d, train=dataclasses.replace(
+        d.train, progress=progress and d.train.progress))  # steps, loss, tokens/s and ETA
+    with locked(run_dir):  # before the model loads: a second run is refused at once
+        claim(run_dir, d.fingerprint, d.config)
+        if (run_dir / "results.json").is_file():
+            log(f"[{config.name}] done already: {run_dir / 'results.json'}")
+            return json.loads((run_dir / "results.json").read_text())
+        mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
+        model, tokenizer = s2jax.load(config.model, dtype=config.dtype, mesh=mesh)
+        sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=config.max_batch,
+                          max_len=config.max_len, chat=config.chat)
+        return run_distillation(d, run_dir, model, tokenizer, sampler, mesh=mesh, log=log,
+                                progress=progress)

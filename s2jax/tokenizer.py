@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,8 +27,20 @@ def load_tokenizer(path: str | Path):
                                               "tokenizer_config.json")):
         raise S2JaxError(f"{path}: no tokenizer files (expected tokenizer.json or "
                          "tokenizer.model with tokenizer_config.json)")
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
-                                         trust_remote_code=False)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (path / name).is_file():
+            try:
+                json.loads((path / name).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise S2JaxError(f"{path / name}: not valid JSON ({str(e).splitlines()[0]}); "
+                                 "expected the tokenizer's files as saved by transformers"
+                                 ) from None
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                             trust_remote_code=False)
+    except Exception as e:  # transformers raises many types for a broken tokenizer
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise S2JaxError(f"{path}: the tokenizer does not load ({first})") from None
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: str =

@@ -169,8 +169,14 @@ def test_end_to_end_on_a_tiny_random_checkpoint(tmp_path, hf_checkpoint):
             assert all(1 <= st["num_tokens"] <= 6 for st in s["stages"].values())
             assert s["num_tokens"] == sum(st["num_tokens"] for st in s["stages"].values())
     out = tmp_path / "distill"
-    assert main(["vote", "--generations", str(gens), "--task", "coin_flip", "--out",
-                 str(out)]) == 0
+    vote = ["vote", "--generations", str(gens), "--task", "coin_flip", "--out", str(out)]
+    # a random model answers nothing: nothing to fine-tune on is an error, and nothing is written
+    assert main(vote) == 2 and not out.exists()
+    for r in records:  # as if the model had answered
+        for s in r["samples"]:
+            s["stages"]["respond"]["text"] = "So the answer is yes."
+    gens.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(vote) == 0
     stats = json.loads((out / "vote_stats.json").read_text())
     prov = json.loads((out / "provenance.json").read_text())
     table = pq.read_table(out / "train.parquet")

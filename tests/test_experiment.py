@@ -72,7 +72,7 @@ def test_bad_overrides_are_one_line_errors(item, message):
 def test_sweep_dry_run_lists_every_point_once():
     sweep = [p for p in PAPER if p.stem.startswith("sweep")][0]
     proc = subprocess.run([sys.executable, "-m", "s2jax.cli", "run", f"{sweep}:llama3.1-8b",
-                           "--sweep", "--dry-run"], capture_output=True, text=True)
+                           "--sweep", "--print-config"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     points = [json.loads(line) for line in proc.stdout.splitlines()]
     dirs = {p["run_dir"] for p in points}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from s2jax.errors import S2JaxError
+from s2jax.prompt_file import read_prompts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,41 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True,
                    help="render prompts with the tokenizer's chat template (default) or raw")
+    p.add_argument("--keep-special-tokens", action="store_true",
+                   help="keep special tokens (<pad>, template markers) in the text; by default "
+                        "they are dropped, as transformers and vLLM do")
     p.add_argument("--max-batch", type=int, default=64, help="decode rows at most")
     p.add_argument("--max-len", type=int, default=None,
                    help="cache slots per row (default: the model's max positions)")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: as stored)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                   help="weights dtype (default: as stored)")
     p.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2,tensor=2 (default: 1 device)")
     p.set_defaults(func=run)
 
 
-def read_prompts(path: Path) -> tuple[list[str], list]:
-    """Ids and prompts (a string or a message list) of every line of IN.jsonl."""
-    if not path.is_file():
-        raise S2JaxError(f"{path}: no such file (expected the input JSONL)")
-    ids, prompts = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise S2JaxError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise S2JaxError(f"{path}:{n}: expected an object with a string field 'id'")
-        prompt = row.get("prompt", row.get("messages"))
-        ok_messages = isinstance(prompt, list) and prompt and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str) for m in prompt)
-        if ("prompt" in row) == ("messages" in row) or not (
-                isinstance(prompt, str) if "prompt" in row else ok_messages):
-            raise S2JaxError(f"{path}:{n}: expected exactly one of 'prompt' (a string) or "
-                             "'messages' (a list of {'role': str, 'content': str})")
-        ids.append(row["id"])
-        prompts.append(prompt)
-    if not prompts:
-        raise S2JaxError(f"{path}: no prompts (expected one JSON object per line)")
-    return ids, prompts
+def _is_generate_output(path: Path) -> bool:
+    """Whether `path` looks like a previous `s2jax generate` output (which may be replaced)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = json.loads(f.readline() or "null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and set(first) == {"id", "samples"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     import s2jax
     from s2jax.atomic import write_jsonl
+    from s2jax.rundir import writable_file
     from s2jax.sampling import Sampler
     from s2jax.sharding import make_mesh, parse_mesh
     from s2jax.text_generator import SamplingParams
@@ -82,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
                                 seed=args.seed)
     except ValueError as e:
         raise S2JaxError(f"sampling options: {e}") from None
+    if args.max_batch < 1:
+        raise S2JaxError(f"--max-batch {args.max_batch}: expected >= 1")
+    if args.max_len is not None and args.max_len < 2:
+        raise S2JaxError(f"--max-len {args.max_len}: expected >= 2 (prompt and one new token)")
+    output = writable_file(args.output, "--output")
+    if output.exists() and not _is_generate_output(output):
+        raise S2JaxError(f"--output {output}: exists and is not an s2jax generate output; "
+                         "refusing to replace it")
     mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
     weights = None
@@ -91,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         _, adapters = load_peft(model.config, args.adapter, mesh=mesh)
         weights = {**model.params(), **adapters}
     sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=args.max_batch,
-                      max_len=args.max_len, chat=args.chat)
+                      max_len=args.max_len, chat=args.chat,
+                      keep_special_tokens=args.keep_special_tokens)
 
     start, tokens = time.perf_counter(), 0
     with tqdm(total=len(prompts), unit="prompt", desc="generate", dynamic_ncols=True) as bar:

@@ -1,9 +1,14 @@
-"""`s2jax generate-method`: run System 1 or a System 2 method over a task -> generations.jsonl."""
+"""`s2jax generate-method`: System 1 or a System 2 method over a task -> generations.jsonl.
+
+The generation stage of the pipeline (`s2jax.stages.generate_stage`): labels stripped, written
+shard by shard, so rerunning the same command after a kill resumes it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 from s2jax.methods.programs import METHOD_NAMES
@@ -42,58 +47,78 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also run each input's perturbation (pairwise tasks: A and B swapped)")
     p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True,
                    help="apply the tokenizer's chat template (default) or use plain text")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: as stored)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                   help="weights dtype (default: as stored)")
+    p.add_argument("--shard-size", type=int, default=128,
+                   help="inputs per shard: a rerun resumes after the last finished shard")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars on stderr")
     p.set_defaults(func=run)
 
 
-def meta_path(output: str | Path) -> Path:
-    """Where the run's settings are written beside generations.jsonl."""
-    output = Path(output)
-    return output.with_name(output.stem + ".meta.json")
-
-
 def run(args: argparse.Namespace) -> int:
-    from s2jax.atomic import write_json, write_jsonl
+    from s2jax.atomic import write_json
     from s2jax.errors import S2JaxError
+    from s2jax.experiment import DataConfig
     from s2jax.methods.programs import method
-    from s2jax.methods.records import generate_records
+    from s2jax.methods.records import meta_path
+    from s2jax.pipeline import task_examples
+    from s2jax.rundir import writable_file
+    from s2jax.stages import generate_stage, stage_key
     from s2jax.tasks import TASKS, load_examples
     from s2jax.text_generator import SamplingParams
 
     task = TASKS[args.task]
     program = method(args.method, task.system1)
-    if args.synthetic is not None:
-        if task.synthesize is None:
-            raise S2JaxError(f"--synthetic: task {task.name} has no generator; use --input")
-        examples = task.synthesize(args.synthetic, args.seed)
-    else:
-        examples = load_examples(task, args.input, split=args.split, limit=args.limit,
-                                 data_dir=args.data_dir)
     if args.perturb and task.perturbation is None:
         raise S2JaxError(f"--perturb: task {task.name} has no perturbation")
+    if args.shard_size < 1:
+        raise S2JaxError(f"--shard-size {args.shard_size}: expected >= 1")
     try:
         params = SamplingParams(n=args.n, temperature=args.temperature, top_k=args.top_k,
                                 top_p=args.top_p, min_p=args.min_p,
                                 max_new_tokens=args.max_new_tokens, seed=args.seed)
     except ValueError as e:
-        raise S2JaxError(str(e)) from e
+        raise S2JaxError(f"sampling options: {e}") from None
+    if args.synthetic is not None:
+        if args.synthetic < 1:
+            raise S2JaxError(f"--synthetic {args.synthetic}: expected >= 1")
+        examples = task_examples(task, DataConfig(synthetic=args.synthetic, seed=args.seed),
+                                 "--synthetic")
+    else:
+        if args.limit is not None and args.limit < 1:
+            raise S2JaxError(f"--limit {args.limit}: expected >= 1")
+        examples = load_examples(task, args.input, split=args.split, limit=args.limit,
+                                 data_dir=args.data_dir)
+    meta = {"task": task.name, "method": program.name, "model": str(args.model),
+            "inputs": len(examples), "sampling": dataclasses.asdict(params),
+            "usc": args.usc, "perturb": args.perturb, "chat": args.chat,
+            "shard_size": args.shard_size}
+    output = writable_file(args.output, "--output")
+    meta_file = writable_file(meta_path(output), "--output's meta file")
+    if meta_file.exists() and _read_json(meta_file) != meta:
+        raise S2JaxError(f"{meta_file}: exists and records other settings; refusing to "
+                         "overwrite it (pick another --output)")
 
     import s2jax
     from s2jax.sampling import Sampler  # JAX: imported only when generating
 
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype)
     sampler = Sampler(model, tokenizer, chat=args.chat)
-    records = generate_records(
-        program, examples, sampler, params, task=task.name,
-        perturbation=task.perturbation if args.perturb else None, usc=args.usc, chat=args.chat,
-    )
-    write_jsonl(args.output, records)
-    write_json(meta_path(args.output), {
-        "task": task.name, "method": program.name, "model": str(args.model),
-        "inputs": len(records), "sampling": dataclasses.asdict(params),
-        "usc": args.usc, "perturb": args.perturb, "chat": args.chat,
-    })
+    records = generate_stage(program, task, examples, sampler, params, path=output,
+                             key=stage_key(model=str(Path(args.model).resolve()),
+                                           dtype=args.dtype),
+                             shard_size=args.shard_size, perturb=args.perturb, usc=args.usc,
+                             chat=args.chat, progress=args.progress)
+    write_json(meta_file, meta)
     tokens = sum(s["num_tokens"] for r in records for s in r["samples"])
     print(f"{len(records)} inputs x {params.n} samples of {program.name} on {task.name}: "
           f"{tokens} tokens -> {args.output}")
     return 0
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

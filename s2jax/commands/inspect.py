@@ -8,7 +8,8 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="load an HF checkpoint dir and summarise it")
     p.add_argument("model", help="HF checkpoint directory")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: as stored)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                   help="weights dtype (default: as stored)")
     p.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2,tensor=2 (default: 1 device)")
     p.set_defaults(func=run)
 

@@ -73,18 +73,13 @@ def _load(args) -> tuple:
         raise S2JaxError(f"{path}: no such file (expected a config.json or a config .py)")
     exp = None
     if path.endswith(".py"):
-        import runpy
+        from s2jax.experiment import load_config
 
-        namespace = runpy.run_path(path)
-        if "get_config" not in namespace:
-            raise S2JaxError(f"{path}: defines no get_config()")
-        arg = args.config.partition(":")[2] or None
-        exp = namespace["get_config"](arg) if arg else namespace["get_config"]()
-        shape = getattr(exp, "model_shape", "") or getattr(exp, "model_config", "")
-        if not shape:
+        exp, _ = load_config(args.config)
+        if not exp.model_shape:
             raise S2JaxError(f"{path}: its config has no model_shape (a config.json path)")
-        model_cfg, name = ModelConfig.from_file(shape), Path(shape).stem
-        train = getattr(exp, "train", TrainConfig())
+        model_cfg, name = ModelConfig.from_file(exp.model_shape), Path(exp.model_shape).stem
+        train = exp.train
     else:
         model_cfg, name, train = ModelConfig.from_file(path), Path(path).stem, TrainConfig()
     overrides = {k: v for k, v in dict(

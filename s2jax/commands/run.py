@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="store_true",
                    help="run every point of the config file's sweep() into <run-dir>/<point>")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config(s) as JSON and exit")
+                   help="check everything a run would reject (config, task, model, mesh, "
+                        "inputs, run dir), print the resolved config(s) as JSON and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config(s) as JSON and exit, checking nothing else")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars on stderr")
     p.set_defaults(func=run)
 
 
@@ -35,13 +40,18 @@ def run(args: argparse.Namespace) -> int:
                   for name, sets in namespace["sweep"]().items()}
     else:
         points = {"": config}
-    if args.dry_run:
+    if args.print_config:
         for name, cfg in points.items():
             print(json.dumps({"run_dir": str(run_dir / name), "config": cfg.to_json()},
                              default=str))
         return 0
-    from s2jax.pipeline import run_experiment
+    from s2jax.pipeline import resolve, run_experiment
 
     for name, cfg in points.items():
-        run_experiment(cfg, run_dir / name)
+        resolve(cfg, run_dir / name)  # every point checked before the first one starts
+    if args.dry_run:
+        print(f"s2jax run: {len(points)} run(s) checked; nothing was done (--dry-run)")
+        return 0
+    for name, cfg in points.items():
+        run_experiment(cfg, run_dir / name, progress=args.progress)
     return 0

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, model/)")
     p.add_argument("--eval-data", default=None, help="held-out set (default: --eval-examples "
                    "rows split off --data)")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 weights of the exported "
-                   "model (default: as stored)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                   help="weights of the exported model (default: as stored)")
     _add_flags(p, TrainConfig)
     p.set_defaults(func=run)
 
@@ -64,15 +64,20 @@ def _config(args: argparse.Namespace, config: type, prefix: str = ""):
 
 def run(args: argparse.Namespace) -> int:
     import s2jax
+    from s2jax.rundir import check_creatable, refuse_foreign_dir, writable_dir
     from s2jax.sharding import make_mesh, parse_mesh
-    from s2jax.train import TrainConfig, finetune, read_examples
+    from s2jax.stages import finetune_stage
+    from s2jax.train import TrainConfig, read_examples
 
     config = _config(args, TrainConfig)
+    refuse_foreign_dir(args.out, "--out", "train_config.json")
+    check_creatable(args.out, "--out")
     mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None
+    writable_dir(args.out, "--out")
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
-    finetune(model, tokenizer, examples, config, args.out, eval_examples=held, mesh=mesh)
+    finetune_stage(model, tokenizer, examples, config, args.out, eval_examples=held, mesh=mesh)
     print(f"s2jax train: done; run in {args.out}"
           + (f", model in {args.out}/model" if config.export else ""))
     return 0

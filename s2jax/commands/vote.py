@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--generations", required=True, help="generations.jsonl of generate-method")
     p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True,
+                   help="output directory (a new one, or a set made from the same generations)")
     p.add_argument("--filter", default="majority", choices=FILTERS,
                    help="majority vote, the USC stage's pick, or consistency under perturbation")
     p.add_argument("--threshold", type=float, default=0.0,
@@ -26,15 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.commands.generate_method import meta_path
-    from s2jax.distill import (
-        DistillConfig,
-        build_distill_set,
-        provenance,
-        write_distill_set,
-    )
+    from s2jax.distill import DistillConfig
     from s2jax.errors import S2JaxError
-    from s2jax.methods.records import read_generations
+    from s2jax.methods.records import meta_path, read_generations
+    from s2jax.rundir import writable_dir
+    from s2jax.shards import index_path, is_complete
+    from s2jax.stages import distill_stage, require_examples
     from s2jax.tasks import TASKS
     from s2jax.vote import VoteConfig
 
@@ -42,19 +42,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = DistillConfig(args.filter, VoteConfig(args.threshold, args.tie_policy))
     except ValueError as e:
-        raise S2JaxError(str(e)) from e
+        raise S2JaxError(f"--threshold/--tie-policy: {e}") from None
+    writable_dir(Path(args.out).parent, "--out")
+    if index_path(args.generations).exists() and not is_complete(args.generations):
+        raise S2JaxError(f"{args.generations}: generation did not finish (its .shards index has "
+                         "no completion line); rerun generate-method to resume it")
     records = read_generations(args.generations)
-    wrong = sorted({r["task"] for r in records} - {task.name})
-    if wrong:
-        raise S2JaxError(f"{args.generations} holds task(s) {wrong}, not --task {task.name}")
     meta = {}
     if meta_path(args.generations).exists():
         meta = json.loads(meta_path(args.generations).read_text("utf-8"))
-    dset = build_distill_set(records, task, config)
-    prov = provenance(records, task, config, dset, generations=str(args.generations),
-                      model=meta.get("model"), sampling=meta.get("sampling"))
-    path = write_distill_set(args.out, dset, prov)
+    dset, warnings = distill_stage(records, task, config, args.out,
+                                   generations=str(args.generations), model=meta.get("model"),
+                                   sampling=meta.get("sampling"))
+    require_examples(dset.stats.to_json(), str(args.generations))
     s = dset.stats
     dropped = ", ".join(f"{k} {v}" for k, v in s.reasons.items() if k != "kept" and v)
-    print(f"kept {s.kept}/{s.inputs} inputs ({dropped or 'none dropped'}) -> {path}")
+    print(f"kept {s.kept}/{s.inputs} inputs ({dropped or 'none dropped'}) -> {args.out}")
+    for w in warnings:
+        print(f"s2jax vote: WARNING (non-result?): {w}", file=sys.stderr)
     return 0

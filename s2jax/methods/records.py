@@ -16,12 +16,13 @@ and samples; the USC stage, when asked for, is one more call.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from s2jax.errors import S2JaxError
+from s2jax.jsonl import read_objects
 from s2jax.methods.program import Program
 from s2jax.methods.runner import StageResult, Trace, run_program, trace_tokens
 from s2jax.methods.usc import UscResult, run_usc
@@ -147,21 +148,16 @@ def read_generations(path: str | os.PathLike) -> list[dict]:
       The records, in file order.
     """
     records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{n}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise S2JaxError(f"{where}: not JSON ({e.msg})") from e
-                try:
-                    _check(record, where)
-                except (KeyError, TypeError, ValueError) as e:
-                    raise S2JaxError(f"{where}: malformed sample ({e})") from e
-                records.append(record)
-    except FileNotFoundError as e:
-        raise S2JaxError(f"generations file {path} does not exist") from e
+    for where, record in read_objects(path, "a generations.jsonl of s2jax generate-method"):
+        try:
+            _check(record, where)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise S2JaxError(f"{where}: malformed sample ({e})") from e
+        records.append(record)
     return records
+
+
+def meta_path(generations: str | os.PathLike) -> Path:
+    """Where the settings that made a generations file are written beside it."""
+    generations = Path(generations)
+    return generations.with_name(generations.stem + ".meta.json")

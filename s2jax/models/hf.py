@@ -16,13 +16,14 @@ from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
 from s2jax.atomic import atomic_dir, write_json
 from s2jax.errors import S2JaxError
-from s2jax.models.config import ModelConfig
+from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.safetensors_io import (
     INDEX_NAME,
     Checkpoint,
@@ -132,10 +133,19 @@ def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Tra
         raise S2JaxError(f"{path}: not a directory (expected an HF checkpoint directory)")
     cfg = ModelConfig.from_file(path / "config.json")
     hf_config = json.loads((path / "config.json").read_text())
-    model = place_weights(cfg, Checkpoint(path), dtype=resolve_dtype(dtype, hf_config),
-                          mesh=mesh, source=str(path))
-    gen_path = path / "generation_config.json"
-    model.generation_config = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+    ckpt = Checkpoint(path)
+    for key in ckpt.location:
+        stored = ckpt.dtype(key)
+        if not key.endswith(_IGNORED_SUFFIXES) and not (
+                np.issubdtype(stored, np.floating) or stored == np.dtype(ml_dtypes.bfloat16)):
+            raise S2JaxError(  # a weight is never cast from an integer type
+                f"{ckpt.where(key)} is stored as {stored}, expected a floating-point dtype "
+                "(F32, F16, BF16)")
+    model = place_weights(cfg, ckpt, dtype=resolve_dtype(dtype, hf_config), mesh=mesh,
+                          source=str(path))
+    gen = path / "generation_config.json"
+    model.generation_config = read_json_object(gen, "the checkpoint's generation config") \
+        if gen.is_file() else {}
     return model
 
 

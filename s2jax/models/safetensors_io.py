@@ -29,6 +29,18 @@ _NAMES = {v: k for k, v in _DTYPES.items()}
 INDEX_NAME = "model.safetensors.index.json"
 
 
+def _check_entry(path: Path, name: str, e) -> None:
+    """A header entry must be {"dtype": str, "shape": [int...], "data_offsets": [int, int]}."""
+    def ints(v, n=None):
+        return isinstance(v, list) and (n is None or len(v) == n) and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+    ok = (isinstance(e, dict) and isinstance(e.get("dtype"), str) and ints(e.get("shape"))
+          and ints(e.get("data_offsets"), 2) and e["data_offsets"][0] <= e["data_offsets"][1])
+    if not ok:
+        raise S2JaxError(f"{path}: corrupt safetensors header: tensor {name} needs 'dtype', "
+                         "'shape' (non-negative ints) and 'data_offsets' ([start, end])")
+
+
 class SafetensorsFile:
     """One .safetensors file; `view(name)` is a zero-copy memory-mapped numpy array."""
 
@@ -48,11 +60,15 @@ class SafetensorsFile:
                 header = json.loads(f.read(n))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise S2JaxError(f"{self.path}: corrupt safetensors header") from None
+        if not isinstance(header, dict):
+            raise S2JaxError(f"{self.path}: corrupt safetensors header (a JSON "
+                             f"{type(header).__name__}, expected an object of tensors)")
         self.metadata = header.pop("__metadata__", None) or {}
         self._base = 8 + n
         self.entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
         for name, e in header.items():
-            if e.get("dtype") not in _DTYPES:
+            _check_entry(self.path, name, e)
+            if e["dtype"] not in _DTYPES:
                 raise S2JaxError(
                     f"{self.path}: tensor {name} has unsupported dtype {e.get('dtype')}")
             start, end = e["data_offsets"]
@@ -118,6 +134,9 @@ class Checkpoint:
 
     def where(self, key: str) -> str:
         return f"{self.location[key].path}: tensor {key}"
+
+    def dtype(self, key: str) -> np.dtype:
+        return self.location[key].entries[key][0]
 
 
 def write_safetensors(path: str | Path, layout: dict[str, tuple[tuple[int, ...], np.dtype]],

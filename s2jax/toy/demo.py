@@ -1,24 +1,24 @@
 """`s2jax demo`: System 2 distillation end to end on the shipped toy base model, on CPU.
 
-Per task of the toy world: evaluate System 1 and the task's System 2 method on held-out inputs;
-sample the System 2 method N times on unlabeled inputs (`s2jax.methods.records`); filter by
-vote (`s2jax.distill`, which uses `s2jax.vote`); fine-tune System 1 on the kept final answers
-(`s2jax.train.finetune`); evaluate the distilled System 1. Artifacts under the output directory:
+Per task of the toy world, the same stage sequence as `s2jax run`
+(`s2jax.pipeline.run_distillation`): evaluate System 1 and the task's System 2 method on held-out
+inputs; sample the System 2 method N times on unlabeled inputs (labels stripped); filter by vote;
+fine-tune System 1 on the kept final answers; evaluate the distilled System 1. One sampler serves
+every task (its programs compile once). Artifacts under the output directory:
 
     results.json, results.png, table.md                  the paper-style table and chart
-    <task>/generations.jsonl, <task>/distill/...        System 2 samples and the distillation set
-    <task>/train/ (metrics.jsonl, summary.json, ...)    the fine-tuning run
+    <task>/                                              a run dir of `s2jax.pipeline`: eval/,
+                                                         generations.jsonl, distill/, train/
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from s2jax.text_generator import Prompt, Sample, SamplingParams
+from s2jax.text_generator import SamplingParams
 from s2jax.toy.world import TASKS
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
@@ -45,6 +45,7 @@ class DemoConfig:
     learning_rate: float = 1e-3
     max_batch: int = 64  # sampler decode rows
     seed: int = 0
+    shard_size: int = 128  # inputs per resumable shard (>= test and unlabeled: one shard each)
 
     def __post_init__(self):
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -58,24 +59,6 @@ class DemoConfig:
 QUICK = DemoConfig(test=6, unlabeled=6, samples=2, finetune_steps=3, batch_size=8)
 
 
-class _Bar:
-    """A `TextGenerator` around the sampler that drives one tqdm bar per call."""
-
-    def __init__(self, sampler, label: str, enabled: bool):
-        self.sampler, self.label, self.enabled, self.calls = sampler, label, enabled, 0
-
-    def __call__(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]:
-        from tqdm import tqdm
-
-        self.calls += 1
-        with tqdm(total=len(prompts), desc=f"{self.label} [stage {self.calls}]", unit="prompt",
-                  leave=False, disable=not self.enabled, dynamic_ncols=True) as bar:
-            def progress(prompts_done: int, tokens: int) -> None:
-                bar.update(prompts_done)
-                bar.set_postfix(tokens=tokens, refresh=False)
-            return self.sampler(prompts, params, progress=progress)
-
-
 def _set_params(model, sampler, params: dict) -> None:
     """Puts `params` (host arrays) into the model and the sampler, without recompiling."""
     import jax.numpy as jnp
@@ -85,12 +68,41 @@ def _set_params(model, sampler, params: dict) -> None:
     sampler.set_params(model.params())
 
 
+def task_distillation(name: str, config: DemoConfig, model_dir: Path):
+    """One toy task's distillation, resolved for `s2jax.pipeline.run_distillation`."""
+    from s2jax.distill import DistillConfig
+    from s2jax.methods import method
+    from s2jax.pipeline import Distillation
+    from s2jax.stages import stage_key
+    from s2jax.toy.world import held_out
+    from s2jax.train import TrainConfig
+
+    t = TASKS[name]
+    test, unlabeled = held_out(t, config.test, config.unlabeled)
+    sizes = {k: v for k, v in dataclasses.asdict(config).items() if k != "tasks"}
+    train = TrainConfig(steps=config.finetune_steps, batch_size=config.batch_size, seq_len=128,
+                        learning_rate=config.learning_rate,
+                        warmup_steps=min(10, config.finetune_steps // 4), schedule="constant",
+                        seed=config.seed, progress=True, export=True, log_every=1)
+    return Distillation(
+        name=name, program=t.method, system1=method("system1", t.task.system1), task=t.task,
+        test_task=t.task, test=test, unlabeled=unlabeled,
+        sampling=SamplingParams(n=config.samples, temperature=config.temperature,
+                                top_k=config.top_k, max_new_tokens=config.max_new_tokens,
+                                seed=config.seed),
+        eval_sampling=SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens),
+        distill=DistillConfig(filter=t.vote), train=train, model=str(model_dir),
+        fingerprint=stage_key(demo=sizes, task=name, model=str(model_dir)),
+        config={"demo": sizes, "task": name, "model": str(model_dir)},
+        perturb=t.vote == "perturbation", shard_size=config.shard_size, fail_on_empty=False)
+
+
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: str | Path | None
              = None, progress: bool = True, log=print) -> dict:
-    """Runs the demo and writes its artifacts under `out`.
+    """Runs (or resumes) the demo and writes its artifacts under `out`.
 
     Args:
-      out: output directory.
+      out: output directory; each task's run dir is `out/<task>`.
       config: sizes.
       model_dir: base model (default: the shipped one).
       progress: tqdm bars on stderr.
@@ -103,75 +115,45 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     import jax
 
     import s2jax
-    from s2jax.atomic import write_json, write_jsonl
-    from s2jax.distill import DistillConfig, build_distill_set, provenance, write_distill_set
-    from s2jax.evaluate import evaluate
-    from s2jax.methods import method
-    from s2jax.methods.records import generate_records
+    from s2jax.atomic import write_json
+    from s2jax.pipeline import run_distillation
+    from s2jax.rundir import writable_dir
     from s2jax.sampling import Sampler
     from s2jax.toy.report import verdict, write_report
-    from s2jax.toy.world import held_out
-    from s2jax.train import TrainConfig, finetune
 
     start = time.perf_counter()
     datasets.disable_progress_bars()  # parquet writes would add a bar per task
-    out = Path(out)
+    out = writable_dir(out, "--out")
     model_dir = Path(model_dir or base_model_dir())
     model, tokenizer = s2jax.load(model_dir)
     base = jax.device_get(model.params())
+    # one sampler for every task: its programs compile once and take each task's weights
     sampler = Sampler(model, tokenizer, max_batch=config.max_batch, max_len=512)
-    greedy = SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens)
-    sample = SamplingParams(n=config.samples, temperature=config.temperature, top_k=config.top_k,
-                            max_new_tokens=config.max_new_tokens, seed=config.seed)
     results = {"model": str(model_dir), "config": dataclasses.asdict(config), "tasks": {}}
     for name in config.tasks:
-        t = TASKS[name]
-        task_dir = out / name
-        test, unlabeled = held_out(t, config.test, config.unlabeled)
-        system1 = method("system1", t.task.system1)
+        d = task_distillation(name, config, model_dir)
+        d = dataclasses.replace(d, train=dataclasses.replace(d.train, progress=progress))
         _set_params(model, sampler, base)
-        gen = lambda label, name=name: _Bar(sampler, f"{name}: {label}", progress)
-        s1 = evaluate("system1", system1, t.task, test, gen("System 1"), greedy)
-        s2 = evaluate("system2", t.method, t.task, test, gen(f"System 2 ({t.method.name})"),
-                      greedy)
-
-        t0 = time.perf_counter()
-        perturbation = t.task.perturbation if t.vote == "perturbation" else None
-        records = generate_records(t.method, unlabeled, gen(f"label x{config.samples}"), sample,
-                                   task=name, perturbation=perturbation)
-        label_seconds = time.perf_counter() - t0
-        write_jsonl(task_dir / "generations.jsonl", records)
-        dconfig = DistillConfig(filter=t.vote)
-        dset = build_distill_set(records, t.task, dconfig)
-        write_distill_set(task_dir / "distill", dset, provenance(
-            records, t.task, dconfig, dset, generations=str(task_dir / "generations.jsonl"),
-            model=str(model_dir), sampling=dataclasses.asdict(sample)))
-
-        t0 = time.perf_counter()
-        distilled = None
-        if dset.examples:
-            tconfig = TrainConfig(steps=config.finetune_steps, batch_size=config.batch_size,
-                                  seq_len=128, learning_rate=config.learning_rate,
-                                  warmup_steps=min(10, config.finetune_steps // 4),
-                                  schedule="constant", seed=config.seed, progress=progress,
-                                  export=False, log_every=1)
-            finetune(model, tokenizer, dset.examples, tconfig, task_dir / "train")
-            _set_params(model, sampler, jax.device_get(model.params()))
-            distilled = evaluate("distilled", system1, t.task, test, gen("distilled System 1"),
-                                 greedy)
-        train_seconds = time.perf_counter() - t0
+        r = run_distillation(d, out / name, model, tokenizer, sampler, log=lambda _: None,
+                             progress=progress)
+        rows = {row["system"]: row for row in r["rows"]}
         row = {
-            "method": t.method.name, "filter": t.vote, "built_to_distil": t.distils,
-            "system1": s1.to_json(), "system2": s2.to_json(),
-            "distilled": distilled.to_json() if distilled else None,
-            "distill_set": {"unlabeled": len(unlabeled), "kept": dset.stats.kept,
-                            "label_seconds": round(label_seconds, 2)},
-            "finetune_seconds": round(train_seconds, 2),
+            "method": d.program.name, "filter": d.distill.filter,
+            "built_to_distil": TASKS[name].distils,
+            "system1": rows["system1"], "system2": rows["system2"],
+            "distilled": rows.get("distilled"),
+            "distill_set": {"unlabeled": len(d.unlabeled), "kept": r["distill"]["kept"],
+                            "label_seconds": r["seconds"]["generate"]},
+            "finetune_seconds": r["seconds"]["finetune_and_eval"],
+            "warnings": r["warnings"],
         }
         row["verdict"] = verdict(row)
         results["tasks"][name] = row
-        log(f"{name}: System 1 {s1.accuracy:.1f}%  System 2 {s2.accuracy:.1f}%  distilled "
-            f"{distilled.accuracy if distilled else float('nan'):.1f}%  ({row['verdict']})")
+        distilled = row["distilled"]["accuracy"] if row["distilled"] else float("nan")
+        log(f"{name}: System 1 {rows['system1']['accuracy']:.1f}%  System 2 "
+            f"{rows['system2']['accuracy']:.1f}%  distilled {distilled:.1f}%  ({row['verdict']})")
+        for w in r["warnings"]:
+            log(f"{name}: WARNING (non-result?): {w}")
     results["seconds"] = round(time.perf_counter() - start, 1)
     results["sampler_compiles"] = sampler.compile_count
     write_json(out / "results.json", results)

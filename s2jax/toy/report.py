@@ -44,7 +44,9 @@ def table(results: dict) -> str:
                          f"{s['tokens_per_answer']:.1f} | {s['seconds']:.1f} |")
         lines.append(f"| {name} ({row['method']}) | *{row['verdict']}*: kept "
                      f"{row['distill_set']['kept']}/{row['distill_set']['unlabeled']} inputs, "
-                     f"fine-tune + eval {row['finetune_seconds']:.0f} s | | | |")
+                     f"fine-tune + eval {row['finetune_seconds']:.0f} s"
+                     + "".join(f"; **warning**: {w}" for w in row.get("warnings", []))
+                     + " | | | |")
     lines.append(f"\nTotal: {results['seconds']:.0f} s")
     return "\n".join(lines)
 

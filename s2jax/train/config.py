@@ -4,6 +4,7 @@ low-rank adapters of a LoRA run, also read from and written to PEFT's adapter_co
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal, get_args, get_type_hints
 
 from s2jax.errors import S2JaxError
@@ -97,6 +98,11 @@ class TrainConfig:
                      "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise S2JaxError(f"train config {name}={getattr(self, name)}: expected >= 0")
+        for name in ("learning_rate", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
+                     "max_grad_norm", "epochs"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise S2JaxError(f"train config {name}={value!r}: expected a finite number >= 0")
         if self.seq_len < 2:
             raise S2JaxError(f"train config seq_len={self.seq_len}: expected >= 2")
 

@@ -14,7 +14,6 @@ positions. Row order is a pure function of (seed, epoch), so the iterator's whol
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,19 +40,18 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise S2JaxError(f"{path}: no such file (expected a .parquet or .jsonl distill set)")
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise S2JaxError(f"{path}: not a readable parquet file ({first})") from None
     if path.suffix in (".jsonl", ".json"):
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise S2JaxError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-        return rows
+        from s2jax.jsonl import read_objects
+
+        return [row for _, row in read_objects(path, "a distill set: JSON objects, one a line")]
     raise S2JaxError(f"{path}: unknown format {path.suffix!r} (expected .parquet or .jsonl)")
 
 

@@ -86,6 +86,30 @@ def _split(examples: list[TokenizedExample], n: int, seed: int):
             [e for i, e in enumerate(examples) if i in held])
 
 
+def _check_schedule(config: TrainConfig, total: int) -> None:
+    """Refuses a run whose learning rate is 0 at every step: it would export the base model."""
+    schedule = learning_rate_schedule(config, total)
+    # warmup rises from 0 and decay starts at the peak: the first warmup+1 steps decide it
+    if max(float(schedule(s)) for s in range(min(total, config.warmup_steps + 1))) == 0.0:
+        raise S2JaxError(f"train config: the learning rate is 0 at every one of the {total} "
+                         f"steps (learning_rate={config.learning_rate}, warmup_steps="
+                         f"{config.warmup_steps}); raise learning_rate or steps, or lower "
+                         "warmup_steps")
+
+
+def _check_finite(params: dict, step: int, checkpoints: Checkpoints) -> None:
+    """Raises when an update made a weight NaN or Inf (the loss of that step was still finite)."""
+    bad = [name for name, ok in jax.device_get(
+        {k: jnp.isfinite(v).all() for k, v in params.items()}).items() if not ok]
+    if bad:
+        checkpoints.wait()
+        good = checkpoints.latest_step()
+        kept = (f"the last good checkpoint is step {good} in {checkpoints.directory}"
+                if good is not None else "no checkpoint was saved")
+        raise S2JaxError(f"step {step}: the update made {len(bad)} weight(s) non-finite (first: "
+                         f"{bad[0]}); this state was not saved; {kept}; lower learning_rate")
+
+
 def _put(batch: Batch, sharding) -> dict[str, jax.Array]:
     """The batch on the mesh; each process hands over only the slices its devices hold."""
     return {k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
@@ -201,6 +225,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     total = config.steps or max(1, math.ceil(
         config.epochs * batches.rows_per_epoch() / config.rows_per_step))
 
+    _check_schedule(config, total)
     checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
@@ -244,6 +269,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
             save = s == total or (config.checkpoint_every and s % config.checkpoint_every == 0)
             if save:
                 progress.flush()  # a checkpoint follows only steps known to be finite
+                _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
                 checkpoints.save(s, state, batches.state())
             if held_batches and (s == total or (config.eval_every and s % config.eval_every == 0)):
                 progress.flush()

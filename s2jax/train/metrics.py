@@ -11,6 +11,24 @@ import json
 from pathlib import Path
 
 from s2jax.atomic import write_jsonl
+from s2jax.errors import S2JaxError
+
+
+def _rows(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a torn last line (the run was killed mid-write) is dropped."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif n < len(lines):
+            raise S2JaxError(f"{path}:{n}: not a metrics row (expected a JSON object); move "
+                             "the file away to resume")
+    return rows
 
 
 class MetricsLog:
@@ -27,8 +45,7 @@ class MetricsLog:
             return
         self.path = Path(run_dir) / "metrics.jsonl"
         if self.path.exists():
-            kept = [r for r in map(json.loads, self.path.read_text().splitlines())
-                    if r.get("step", 0) <= resume_step]
+            kept = [r for r in _rows(self.path) if r.get("step", 0) <= resume_step]
             write_jsonl(self.path, kept)
         self.file = self.path.open("a", encoding="utf-8")
         self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step + 1)

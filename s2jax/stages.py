@@ -1,0 +1,246 @@
+"""The stages of System 2 distillation, each a function of resolved objects.
+
+    evaluate_stage   a system (prompt program on the current weights) on labelled inputs
+    generate_stage   System 2 with N samples on unlabeled inputs (labels stripped here)
+    distill_stage    the label-free filter -> the System 1 distillation set
+    finetune_stage   SFT of System 1 on that set -> the distilled weights
+
+`s2jax.pipeline.run_distillation` calls them in order for `s2jax run` and `s2jax demo`; the step
+commands (`generate-method`, `vote`, `train`) call one each. The two sampling stages run shard
+by shard into a resumable JSONL file (`s2jax.shards`). A stage whose result cannot mean anything
+(nothing kept, a learning rate that never leaves 0) raises `S2JaxError`; one whose result is
+weak (few inputs kept, most answers unreadable) returns it with warnings that the run prints
+loudly and records in results.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from s2jax.distill import DistillConfig, DistillSet, build_distill_set, provenance
+from s2jax.errors import S2JaxError
+from s2jax.evaluate import EvalResult, score_examples, summarize
+from s2jax.methods.program import Program
+from s2jax.methods.records import generate_records
+from s2jax.progress import StageBar
+from s2jax.rundir import refuse_foreign_dir
+from s2jax.shards import run_sharded
+from s2jax.tasks.task import Example, Task
+from s2jax.text_generator import SamplingParams, TextGenerator
+
+Log = Callable[[str], None]
+
+# Below these, a result is reported as a non-result (a warning in the log and in results.json).
+MIN_KEPT_SHARE = 0.25  # inputs kept by the filter
+MAX_UNREADABLE_SHARE = 0.5  # samples (or USC replies) the extractor / parser could not read
+
+
+def stage_key(**parts) -> str:
+    """A short hash of everything that determines a stage's rows."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def processes() -> tuple[bool, Callable[[str], None] | None]:
+    """(this process writes, a barrier for multi-process runs or None)."""
+    jax = sys.modules.get("jax")  # a run that never imported JAX (a fake generator) is alone
+    if jax is None or jax.process_count() == 1:
+        return True, None
+    from jax.experimental import multihost_utils
+
+    return jax.process_index() == 0, multihost_utils.sync_global_devices
+
+
+def evaluate_stage(
+    system: str,
+    program: Program,
+    task: Task,
+    examples: Sequence[Example],
+    generate: TextGenerator,
+    params: SamplingParams,
+    *,
+    path: str | os.PathLike,
+    key: str,
+    shard_size: int,
+    chat: bool = True,
+    progress: bool = False,
+) -> EvalResult:
+    """Scores `program` on `examples`, shard by shard into `path` (one row per example).
+
+    Args:
+      system: the row's label ("system1", "system2", "distilled").
+      program: the prompt program.
+      task: extraction and scoring.
+      examples: labelled inputs.
+      generate: the model's text generator.
+      params: evaluation sampling.
+      path: the per-example JSONL; a killed run resumes from its finished shards.
+      key: what else determines the rows (model, run); hashed with the stage's own settings.
+      shard_size: examples per shard.
+      chat: chat-template prompts.
+      progress: a progress bar on stderr.
+
+    Returns:
+      The table row; `seconds` sums the generation time of every shard.
+    """
+    writer, sync = processes()
+    full_key = stage_key(stage="evaluate", system=system, program=program.name, task=task.name,
+                         params=dataclasses.asdict(params), chat=chat, shard=shard_size, key=key)
+    with StageBar(generate, f"{task.name}: {system} ({program.name})",
+                  progress and writer) as bar:
+        rows, seconds = run_sharded(
+            path, list(examples), [ex.id for ex in examples], key=full_key, shard_size=shard_size,
+            work=lambda chunk: score_examples(program, task, chunk, bar, params, chat=chat),
+            progress=bar.shards, sync=sync, writer=writer)
+    return summarize(system, program, rows, seconds)
+
+
+def strip_labels(examples: Sequence[Example]) -> list[Example]:
+    """The inputs without their gold answers: System 2 distillation never reads a label."""
+    return [dataclasses.replace(ex, gold=()) for ex in examples]
+
+
+def generate_stage(
+    program: Program,
+    task: Task,
+    examples: Sequence[Example],
+    generate: TextGenerator,
+    params: SamplingParams,
+    *,
+    path: str | os.PathLike,
+    key: str,
+    shard_size: int,
+    perturb: bool = False,
+    usc: bool = False,
+    chat: bool = True,
+    progress: bool = False,
+) -> list[dict]:
+    """System 2 samples of `examples`, labels stripped, shard by shard into generations.jsonl.
+
+    Args:
+      program: the System 2 method.
+      task: the task (its perturbation, when `perturb`).
+      examples: the inputs; their labels are dropped before anything is generated.
+      generate: the model's text generator.
+      params: sampling; `params.n` samples per input.
+      path: generations.jsonl; a killed run resumes from its finished shards.
+      key: what else determines the records (model, run); hashed with the stage's settings.
+      shard_size: inputs per shard.
+      perturb: also sample each input's perturbation (filter "perturbation").
+      usc: also run the Universal Self-Consistency stage (filter "usc").
+      chat: chat-template prompts.
+      progress: a progress bar on stderr.
+
+    Returns:
+      The generations.jsonl records, in input order.
+    """
+    if perturb and task.perturbation is None:
+        raise S2JaxError(f"perturb: task {task.name} has no perturbation (expected a pairwise "
+                         "task, or perturb off)")
+    writer, sync = processes()
+    unlabeled = strip_labels(examples)
+    full_key = stage_key(stage="generate", program=program.name, task=task.name,
+                         params=dataclasses.asdict(params), perturb=perturb, usc=usc, chat=chat,
+                         shard=shard_size, key=key)
+    with StageBar(generate, f"{task.name}: System 2 ({program.name}) x{params.n}",
+                  progress and writer) as bar:
+        records, _ = run_sharded(
+            path, unlabeled, [ex.id for ex in unlabeled], key=full_key, shard_size=shard_size,
+            work=lambda chunk: generate_records(
+                program, chunk, bar, params, task=task.name,
+                perturbation=task.perturbation if perturb else None, usc=usc, chat=chat),
+            progress=bar.shards, sync=sync, writer=writer)
+    return records
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def distill_warnings(dset: DistillSet, config: DistillConfig) -> list[str]:
+    """What makes a distillation set a weak result, with the counts."""
+    s, out = dset.stats, []
+    if _share(s.kept, s.inputs) < MIN_KEPT_SHARE:
+        out.append(f"the filter kept {s.kept} of {s.inputs} inputs "
+                   f"({100 * _share(s.kept, s.inputs):.0f}% < {100 * MIN_KEPT_SHARE:.0f}%)")
+    if _share(s.abstentions, s.samples) > MAX_UNREADABLE_SHARE:
+        out.append(f"the extractor read no answer in {s.abstentions} of {s.samples} samples")
+    unparsable = s.reasons.get("usc_unparsable", 0)
+    if config.filter == "usc" and _share(unparsable, s.inputs) > MAX_UNREADABLE_SHARE:
+        out.append(f"the USC reply was unparsable for {unparsable} of {s.inputs} inputs")
+    return out
+
+
+def distill_stage(
+    records: Sequence[Mapping],
+    task: Task,
+    config: DistillConfig,
+    out_dir: str | os.PathLike,
+    *,
+    generations: str,
+    model: str | None = None,
+    sampling: Mapping | None = None,
+) -> tuple[DistillSet, list[str]]:
+    """Filters `records` into the distillation set and writes it to `out_dir` (atomically).
+
+    Args:
+      records: generations.jsonl records.
+      task: their task (extractor and answer keys).
+      config: the filter.
+      out_dir: the output directory; an existing one must be a distillation set made from
+        the same generations file, else it is refused.
+      generations: path of the generations file (recorded in the provenance).
+      model: the checkpoint that generated them, when known.
+      sampling: their sampling parameters, when known.
+
+    Returns:
+      The set and its warnings (see `distill_warnings`). A set that kept nothing is not
+      written; `require_examples` says whether there is anything to fine-tune on.
+    """
+    from s2jax.distill import write_distill_set
+
+    refuse_foreign_dir(out_dir, "distillation set dir", "provenance.json",
+                       {"generations": generations})
+    wrong = sorted({r["task"] for r in records} - {task.name})
+    if wrong:
+        raise S2JaxError(f"{generations} holds task(s) {wrong}, not task {task.name}")
+    dset = build_distill_set(records, task, config)
+    prov = provenance(records, task, config, dset, generations=generations, model=model,
+                      sampling=sampling)
+    warnings = distill_warnings(dset, config)
+    writer, sync = processes()
+    if writer and dset.examples:  # an empty set is no artifact: `require_examples` refuses it
+        write_distill_set(out_dir, dset, {**prov, "warnings": warnings})
+    if sync:
+        sync(f"wrote {out_dir}")
+    return dset, warnings
+
+
+def require_examples(stats: Mapping, where: str) -> None:
+    """Raises when the filter kept nothing: fine-tuning on an empty set cannot mean anything."""
+    if stats["kept"]:
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in stats["reasons"].items() if v)
+    raise S2JaxError(f"{where}: the filter kept no examples of {stats['inputs']} inputs "
+                     f"({reasons or 'no inputs'}); lower distill.vote.threshold, draw more "
+                     "samples, or check the extractor on these outputs")
+
+
+def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
+                   mesh=None, eval_examples: Sequence | None = None):
+    """Fine-tunes System 1 (resuming from `run_dir`), exports it, and returns the model.
+
+    `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights.
+    """
+    from s2jax.train.loop import finetune
+
+    if not examples:
+        raise S2JaxError("fine-tuning: no examples (expected a non-empty distillation set)")
+    return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
+                    eval_examples=eval_examples)
