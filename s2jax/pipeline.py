@@ -114,6 +114,8 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
     `s2jax run --dry-run` calls this and stops; a run calls it and goes on.
     """
     from s2jax.models.config import ModelConfig
+    from s2jax.models.fetch import resolve as fetched_model
+    from s2jax.models.gguf import find_gguf
 
     task = resolve_task(config.task, tasks, "task")
     test_task = resolve_task(config.test_task or config.task, tasks, "test_task")
@@ -121,11 +123,12 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         raise S2JaxError(f"config method {config.method!r}: expected one of {', '.join(METHODS)}")
     if config.perturb and task.perturbation is None:
         raise S2JaxError(f"config perturb: task {task.name} has no perturbation")
-    model_config = Path(config.model) / "config.json"
-    if not model_config.is_file():
-        raise S2JaxError(f"config model {config.model}: no config.json (expected a local HF "
-                         "checkpoint directory)")
-    ModelConfig.from_file(model_config)
+    model_path = fetched_model(config.model)  # a pinned name must be fetched already
+    if find_gguf(model_path) is None:
+        if not (model_path / "config.json").is_file():
+            raise S2JaxError(f"config model {config.model}: no config.json (expected a local HF "
+                             "checkpoint directory, a .gguf file or a fetched model's name)")
+        ModelConfig.from_file(model_path / "config.json")
     if config.mesh:
         import jax
 
