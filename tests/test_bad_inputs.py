@@ -329,3 +329,17 @@ def test_a_locked_run_dir_is_refused(tmp_path, capsys):
 
 def test_corpus_is_large_enough():
     assert len(CASES) >= 40
+
+
+def test_an_update_that_makes_weights_inf_is_caught_after_the_final_step(tmp_path, capsys):
+    # the loss of the one step is finite (it is computed before the update), the weights after
+    # it are not: the guard must look at the parameters, or an all-Inf model is exported
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "completion": "a"}\n')
+    code = main(["train", "--model", str(base_model_dir()), "--data", str(data), "--out",
+                 str(tmp_path / "run"), "--steps", "1", "--learning-rate", "1e39",
+                 "--batch-size", "1", "--seq-len", "32", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "non-finite" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "model").exists()
+    assert not list((tmp_path / "run" / "checkpoints").glob("*"))

@@ -28,9 +28,13 @@ def test_quick_demo_writes_every_artifact(tmp_path, capsys):
         if TASKS[name].vote == "perturbation":
             assert len(record["perturbed"]["samples"]) == 2
         distill = out / name / "distill"
-        stats = json.loads((distill / "vote_stats.json").read_text())
-        assert stats["kept"] == row["distill_set"]["kept"]
-        assert (distill / "train.parquet").stat().st_size > 0
+        if row["distill_set"]["kept"]:
+            stats = json.loads((distill / "vote_stats.json").read_text())
+            assert stats["kept"] == row["distill_set"]["kept"]
+            assert (distill / "train.parquet").stat().st_size > 0
+        else:  # nothing kept: no empty set is written, and the row says so
+            assert not distill.exists() and row["distilled"] is None
+            assert any("kept 0" in w for w in row["warnings"])
         if row["distilled"] is not None:
             summary = json.loads((out / name / "train" / "summary.json").read_text())
             assert summary["steps"] == 3
