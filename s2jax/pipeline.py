@@ -31,7 +31,7 @@ from s2jax.evaluate import EvalResult
 from s2jax.experiment import DataConfig, ExperimentConfig
 from s2jax.methods.program import Program
 from s2jax.methods.programs import METHODS, SYSTEM1, method
-from s2jax.rundir import check_creatable, claim, locked
+from s2jax.rundir import check_claim, check_creatable, claim, locked
 from s2jax.stages import (
     MAX_UNREADABLE_SHARE,
     distill_stage,
@@ -142,10 +142,8 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
             raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
                              f"{jax.device_count()} available")
     check_creatable(run_dir, "run dir")
-    old = run_dir / "config.json"
-    if old.is_file() and json.loads(old.read_text()).get("fingerprint") != config.fingerprint():
-        raise S2JaxError(f"{old}: the run dir holds a run of a different config; use a new "
-                         "--run-dir (or delete it to start over)")
+    if run_dir.is_dir():
+        check_claim(run_dir, config.fingerprint())
     test = task_examples(test_task, config.test, "test")
     unlabeled = task_examples(task, config.unlabeled, "unlabeled")
     for field, examples in (("test", test), ("unlabeled", unlabeled)):

@@ -114,17 +114,25 @@ def locked(run_dir: str | os.PathLike, *, writer: bool = True) -> Iterator[Path]
         os.close(fd)  # closing drops the lock
 
 
+def check_claim(run_dir: Path, fingerprint: str) -> bool:
+    """Whether `run_dir` already holds this run; raises if it holds another config's run."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        old = None
+    if not isinstance(old, dict) or old.get("fingerprint") != fingerprint:
+        raise S2JaxError(f"{path}: the run dir holds a run of a different config; "
+                         "use a new --run-dir (or delete it to start over)")
+    return True
+
+
 def claim(run_dir: Path, fingerprint: str, config: Mapping, *, writer: bool = True) -> None:
     """Records the run's config in `run_dir/config.json`; a resumed run must have the same one."""
     path = run_dir / "config.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            old = None
-        if not isinstance(old, dict) or old.get("fingerprint") != fingerprint:
-            raise S2JaxError(f"{path}: the run dir holds a run of a different config; "
-                             "use a new --run-dir (or delete it to start over)")
+    if check_claim(run_dir, fingerprint):
         return
     if writer and any(p.name != LOCK for p in run_dir.iterdir()):
         raise S2JaxError(f"run dir {run_dir}: not empty and holds no s2jax config.json; "

@@ -252,6 +252,9 @@ CASES = {
         _with(_toy_config, _regular_file), "is a file, not a directory"),
     "run dir of another config": (RUN, _with(_toy_config, _other_config_run_dir),
                                   "different config"),
+    "run dir with a corrupt config.json": (
+        RUN, _with(_toy_config, lambda tmp, n: (n["run"].mkdir(), (n["run"] / "config.json")
+                                                .write_bytes(b"\xff{"))), "different config"),
     "run dir a user's dir": (RUN[:-1], _with(_toy_config, _foreign_run_dir),
                              "holds no s2jax config.json"),
     "run on a task without a generator": (RUN + ["--set", "task=gsm8k", "--set",
