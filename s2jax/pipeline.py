@@ -144,6 +144,10 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
     check_creatable(run_dir, "run dir")
     if run_dir.is_dir():
         check_claim(run_dir, config.fingerprint())
+    # a schedule that stays at 0 is known now when the steps are fixed (else from the data)
+    from s2jax.train.loop import check_schedule
+
+    check_schedule(config.train, config.train.steps or config.train.warmup_steps + 2)
     test = task_examples(test_task, config.test, "test")
     unlabeled = task_examples(task, config.unlabeled, "unlabeled")
     for field, examples in (("test", test), ("unlabeled", unlabeled)):

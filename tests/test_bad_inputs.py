@@ -243,6 +243,11 @@ CASES = {
                                  "limit=-1"),
     "--set train.learning_rate=nan": (RUN + ["--set", "train.learning_rate=nan"], _toy_config,
                                       "learning_rate=nan"),
+    "--set train.learning_rate=0": (RUN + ["--set", "train.learning_rate=0"], _toy_config,
+                                    "learning rate is 0 at every one"),
+    "--set train warm-up longer than the run": (
+        RUN + ["--set", "train.steps=1", "--set", "train.warmup_steps=5"], _toy_config,
+        "learning rate is 0 at every one"),
     "--set mesh beyond the devices": (RUN + ["--set", "mesh=fsdp=4096"], _toy_config,
                                       "needs 4096 devices"),
     "--set task unknown": (RUN + ["--set", "task=nope"], _toy_config, "config task 'nope'"),

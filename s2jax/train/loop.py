@@ -86,7 +86,7 @@ def _split(examples: list[TokenizedExample], n: int, seed: int):
             [e for i, e in enumerate(examples) if i in held])
 
 
-def _check_schedule(config: TrainConfig, total: int) -> None:
+def check_schedule(config: TrainConfig, total: int) -> None:
     """Refuses a run whose learning rate is 0 at every step: it would export the base model."""
     schedule = learning_rate_schedule(config, total)
     # warmup rises from 0 and decay starts at the peak: the first warmup+1 steps decide it
@@ -225,7 +225,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     total = config.steps or max(1, math.ceil(
         config.epochs * batches.rows_per_epoch() / config.rows_per_step))
 
-    _check_schedule(config, total)
+    check_schedule(config, total)
     checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
