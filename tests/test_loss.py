@@ -24,7 +24,7 @@ def _data(seed=0):
     targets = jax.random.randint(k[1], (B, T), 0, V)
     weights = (jax.random.uniform(k[2], (B, T)) > 0.4).astype(jnp.float32)
     heads = {"embed": 0.5 * jax.random.normal(k[3], (V, D)),
-             "lm_head": 0.5 * jax.random.normal(k[4], (D, V))}
+             "lm_head": 0.5 * jax.random.normal(k[4], (V, D))}
     return x, targets, weights, heads
 
 
@@ -32,7 +32,7 @@ def _data(seed=0):
 LOGITS = {
     "tied_softcap": (lambda h, x: 3.0 * jnp.tanh(jnp.einsum("btd,vd->btv", x, h["embed"]) / 3.0),
                      "embed"),
-    "untied": (lambda h, x: jnp.einsum("btd,dv->btv", x, h["lm_head"]), "lm_head"),
+    "untied": (lambda h, x: jnp.einsum("btd,vd->btv", x, h["lm_head"]), "lm_head"),
 }
 
 

@@ -108,8 +108,11 @@ def param_specs(cfg: ModelConfig) -> dict[str, ParamSpec]:
         specs.update([norm("layers.q_norm", H, "self_attn.q_norm.weight", "head_dim"),
                       norm("layers.k_norm", H, "self_attn.k_norm.weight", "head_dim")])
     if not cfg.tie_word_embeddings:
-        specs["lm_head"] = ParamSpec((D, V), ("embed", "vocab"), "normal", "lm_head.weight",
-                                     (V, D), (V, D), (1, 0))
+        # [V, D] like the embedding (and HF): one logits einsum for tied and untied heads, and
+        # the loss's weight gradient is a plain [V, c] x [c, D] matmul, with no transposed copy
+        # of the chunk's logit gradient ([D, V] made XLA:CPU transpose it; the step ran slower)
+        specs["lm_head"] = ParamSpec((V, D), ("vocab", "embed"), "normal", "lm_head.weight",
+                                     (V, D), (V, D), (0, 1))
     return specs
 
 
@@ -294,12 +297,8 @@ def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*
                   ) -> Float[Array, "*B V"]:
     """fp32 logits of final-normed hidden states (the tied embedding or the LM head), soft-capped
     where the config says (Gemma 2). Every consumer of logits (sampler, loss) goes through here."""
-    if cfg.tie_word_embeddings:
-        logits = jnp.einsum("...d,vd->...v", x, params["embed"].astype(dtype),
-                            preferred_element_type=jnp.float32)
-    else:
-        logits = jnp.einsum("...d,dv->...v", x, params["lm_head"].astype(dtype),
-                            preferred_element_type=jnp.float32)
+    head = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]
+    logits = jnp.einsum("...d,vd->...v", x, head.astype(dtype), preferred_element_type=jnp.float32)
     return softcap(logits, cfg.final_logit_softcap)
 
 
