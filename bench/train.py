@@ -110,7 +110,7 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int) -> Callable[[], None]:
     state_box = [state]
 
     def run() -> None:
-        state_box[0], metrics = step(state_box[0], data)
+        state_box[0], metrics = step(state_box[0], {}, data)  # no frozen weights (no LoRA)
         jax.block_until_ready(metrics)
 
     run()  # compiles
