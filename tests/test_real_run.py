@@ -51,6 +51,7 @@ def test_shortened_real_run_writes_every_artifact(tmp_path):
     run_dir = tmp_path / "run"
     sets = ["unlabeled.limit=2", "test.limit=2", "sampling.n=2", "sampling.max_new_tokens=24",
             "eval_sampling.max_new_tokens=24", "train.steps=2", "train.seq_len=128",
+            "train.batch_size=2",
             f"model={_smollm2()}"]
     cmd = [sys.executable, "-m", "s2jax.cli", "run",
            "configs/real/s2a_capitals.py:smollm2-135m,quick", "--run-dir", str(run_dir),
