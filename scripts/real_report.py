@@ -87,12 +87,55 @@ def plot(runs: list[tuple[dict, dict | None]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_greedy(path: Path) -> None:
+    """The greedy check of the captured real outputs: System 1 vs System 2 per model, task and
+    template (scripts/extraction_report.py --accuracy), as bars with tokens per answer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from extraction_report import greedy_accuracy, rows
+
+    acc = greedy_accuracy(rows())
+    groups = sorted({(a["model"].split("-instruct")[0], a["task"], a["template"]) for a in acc})
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    for k, system in enumerate(("system1", "system2")):
+        xs, ys, toks = [], [], []
+        for i, (model, task, template) in enumerate(groups):
+            cands = [a for a in acc if (a["model"].split("-instruct")[0], a["task"],
+                                        a["template"]) == (model, task, template)
+                     and (a["method"] == "system1") == (system == "system1")]
+            best = max(cands, key=lambda a: a["accuracy"]) if cands else None
+            if best:
+                xs.append(i + (k - 0.5) * 0.4)
+                ys.append(best["accuracy"])
+                toks.append(f"{best['tokens']:.0f}t" + ("" if system == "system1"
+                                                         else f"\n{best['method']}"))
+        bars = ax.bar(xs, ys, 0.4, label={"system1": "System 1",
+                                         "system2": "System 2 (best method)"}[system])
+        for b, t in zip(bars, toks, strict=True):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, t, ha="center",
+                    fontsize=6)
+    ax.set_xticks(range(len(groups)), [f"{m}\n{t} {tp}" for m, t, tp in groups], fontsize=6,
+                  rotation=30, ha="right")
+    ax.set_ylabel("accuracy % (validation split, greedy)")
+    ax.set_ylim(0, 115)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("run_dirs", nargs="*")
     ap.add_argument("--png", default=None)
+    ap.add_argument("--greedy-png", default=None, help="plot the captured outputs' greedy check")
     args = ap.parse_args()
+    if args.greedy_png:
+        plot_greedy(Path(args.greedy_png))
     runs = [_load(Path(d)) for d in args.run_dirs]
+    if not runs:
+        return
     print(main_table(runs))
     for results, matrix in runs:
         if matrix is not None:

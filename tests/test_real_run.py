@@ -49,12 +49,12 @@ def _smollm2() -> str | None:
                     "fetched (s2jax fetch-models smollm2-135m-instruct)")
 def test_shortened_real_run_writes_every_artifact(tmp_path):
     run_dir = tmp_path / "run"
-    sets = ["unlabeled.limit=2", "test.limit=2", "sampling.n=2", "sampling.max_new_tokens=24",
-            "eval_sampling.max_new_tokens=24", "train.steps=2", "train.seq_len=128",
-            "train.batch_size=2",
-            f"model={_smollm2()}"]
+    # RaR on coin flip: SmolLM2's S2A keeps too few inputs to train on (docs/real_results.md)
+    sets = ["unlabeled.synthetic=3", "test.synthetic=2", "sampling.n=2",
+            "sampling.max_new_tokens=40", "eval_sampling.max_new_tokens=40", "train.steps=2",
+            "train.seq_len=128", "train.batch_size=2", f"model={_smollm2()}"]
     cmd = [sys.executable, "-m", "s2jax.cli", "run",
-           "configs/real/s2a_capitals.py:smollm2-135m,quick", "--run-dir", str(run_dir),
+           "configs/real/rar_coin_flip.py:smollm2-135m,quick", "--run-dir", str(run_dir),
            *[a for s in sets for a in ("--set", s)]]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -67,4 +67,4 @@ def test_shortened_real_run_writes_every_artifact(tmp_path):
     assert [r["system"] for r in results["rows"]] == ["system1", "system2", "distilled"]
     assert all(r["examples"] == 2 for r in results["rows"])
     prov = json.loads((run_dir / "distill/provenance.json").read_text())
-    assert prov["target"] == "reply" and prov["filter"] == "majority"
+    assert prov["filter"] == "majority" and prov["counts"]["kept"] >= 1

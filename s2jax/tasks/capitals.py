@@ -94,8 +94,9 @@ _IS = rf"\b(?:is|would be|will be)(?! not\b){_SO}:?\s+"
 _Q = r"[*\"'“]*"  # opening quotes or emphasis
 _PATTERNS = [  # most specific first; the first that matches wins
     re.compile(rf"\bcapital(?: city)? of [^.?!\n]*?{_IS}(?:the city of\s+)?{_Q}({_NAME})"),
-    # "X is the capital", with X starting a sentence (not "Spanish, is indeed the capital")
-    re.compile(rf"(?:^|[.!?:]\s+|\n\s*){_Q}({_NAME})[*\"'”]*,? is{_SO} the(?: official)? "
+    # "X is the capital", X starting a sentence or after "Yes," (not "Spanish, is the capital")
+    re.compile(rf"(?:^|[.!?:]\s+|\n\s*)(?:(?:Yes|No|Indeed),\s+)?{_Q}({_NAME})[*\"'”]*,? "
+               rf"is{_SO} the(?: official)? "
                rf"capital\b"),
     re.compile(rf"\banswer\b[^\n]*?{_IS}{_Q}({_NAME})"),
     re.compile(rf"\b(?:it is|it's|is)\s+{_Q}({_NAME})[*\"'”]*\s*[.!,]"),

@@ -41,6 +41,7 @@ ALIASES = {
     "MM": ("Naypyidaw", "Naypyitaw"),
     "UA": ("Kiev",),
     "IN": ("Delhi",),
+    "PT": ("Lisboa",),  # the Portuguese name, which Qwen2.5 uses
 }
 
 
