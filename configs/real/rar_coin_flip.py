@@ -32,6 +32,8 @@ def get_config(arg=None):
         eval_sampling=dataclasses.replace(common["EVAL_SAMPLING"], max_new_tokens=128),
         distill=DistillConfig(filter="majority", vote=VoteConfig(threshold=0.5)),
         train=common["train"](steps=3 if quick else 8, learning_rate=1e-5),
-        max_batch=64,
-        max_len=768,
+        # the sampler's KV cache stays allocated while fine-tuning: 32 rows x 512 slots keep
+        # it under 1 GB for both models (64 x 768 let SmolLM2's run reach 8.6 GB and be OOM-killed)
+        max_batch=32,
+        max_len=512,
     )
