@@ -3,9 +3,14 @@
     python bench/sampling.py [--cases a,b,c] [--threads 2]
 
 Cases: (a) ~5M-param Llama, batch 64, 128 new tokens; (b) ~100M-param Llama, batch 16, 64 new
-tokens; (c) 32 prompts x n=8 samples whose lengths differ widely, continuous batching on vs off.
-Both sides sample (temperature 1, top-k 50) from identical random checkpoints written by
-`transformers`; (a) and (b) have no EOS so every row makes exactly max_new_tokens tokens. Each
+tokens; (c) 32 prompts x n=8 samples whose lengths differ widely, continuous batching on vs off;
+(smollm2) SmolLM2-135M's shapes (30 layers, d 576, GQA 9/3 heads of 64, vocab 49,152, tied
+embeddings), batch 32, 64 new tokens, temperature 0.7 top-k 40; (prefill) peak memory of one
+prefill of 8 prompts x 4,096 tokens at SmolLM2 shapes, from the compiled program's memory
+analysis, unchunked (one pass, as before chunked prefill) and in 512-token chunks.
+Both sides sample (temperature 1, top-k 50 unless the case says otherwise) from identical random
+checkpoints written by `transformers`; (a), (b) and (smollm2) have no EOS so every row makes
+exactly max_new_tokens tokens. Each
 timed run follows an identical warm-up run, so compile time is excluded (and reported).
 
 (c) construction: a random Llama at init scale has near-uniform next-token probabilities, so
@@ -20,6 +25,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -31,14 +37,19 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction)
+CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, sampling])
     "a": (dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                num_attention_heads=4, num_key_value_heads=4), 64, 128, 1, 0.0),
     "b": (dict(vocab_size=8192, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                num_attention_heads=12, num_key_value_heads=12), 16, 64, 1, 0.0),
     "c": (dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                num_attention_heads=4, num_key_value_heads=4), 32, 256, 8, 1 / 48),
+    "smollm2": (dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                     num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                     tie_word_embeddings=True, rms_norm_eps=1e-5, rope_theta=100000.0),
+                32, 64, 1, 0.0, dict(temperature=0.7, top_k=40)),
 }
+DEFAULT_SAMPLING = dict(temperature=1.0, top_k=50)
 
 
 def word_tokenizer(vocab: int):
@@ -56,8 +67,9 @@ def make_checkpoint(directory: Path, overrides: dict, eos_fraction: float) -> li
     import torch
     import transformers
 
-    config = transformers.LlamaConfig(max_position_embeddings=1024, bos_token_id=2,
-                                      pad_token_id=0, tie_word_embeddings=False, **overrides)
+    config = transformers.LlamaConfig(**{"max_position_embeddings": 1024, "bos_token_id": 2,
+                                         "pad_token_id": 0, "tie_word_embeddings": False,
+                                         **overrides})
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config)
     V = config.vocab_size
@@ -78,8 +90,9 @@ def prompts_for(batch: int, vocab: int, seed: int = 0) -> list[list[int]]:
             for n in rng.integers(8, 33, size=batch)]
 
 
-def run_hf(directory: Path, prompts, new_tokens: int, n: int, eos: list[int]) -> tuple[float, int]:
-    """Seconds and generated tokens of one `generate` call (left-padded batch, n per prompt)."""
+def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int], sampling: dict
+              ) -> Callable[[], tuple[float, int]]:
+    """A warmed-up `generate` call (left-padded batch, n per prompt): () -> (seconds, tokens)."""
     import torch
     import transformers
 
@@ -88,41 +101,87 @@ def run_hf(directory: Path, prompts, new_tokens: int, n: int, eos: list[int]) ->
     T = max(map(len, prompts))
     ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
-    kwargs = dict(do_sample=True, temperature=1.0, top_k=50, max_new_tokens=new_tokens,
+    kwargs = dict(do_sample=True, **sampling, max_new_tokens=new_tokens,
                   num_return_sequences=n, pad_token_id=0)
     if not eos:
         kwargs["min_new_tokens"] = new_tokens
     with torch.no_grad():
         model.generate(ids[:2], attention_mask=mask[:2], **{**kwargs, "max_new_tokens": 4})
-        torch.manual_seed(0)
-        t = time.perf_counter()
-        out = model.generate(ids, attention_mask=mask, **kwargs)
-        seconds = time.perf_counter() - t
-    new = out[:, T:]
-    if eos:  # count up to and including the first EOS, as s2jax's num_tokens does
-        hit = torch.isin(new, torch.tensor(eos))
-        first = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.tensor(new.shape[1]))
-        return seconds, int(first.sum())
-    return seconds, new.numel()
+
+    def run() -> tuple[float, int]:
+        with torch.no_grad():
+            torch.manual_seed(0)
+            t = time.perf_counter()
+            out = model.generate(ids, attention_mask=mask, **kwargs)
+            seconds = time.perf_counter() - t
+        new = out[:, T:]
+        if eos:  # count up to and including the first EOS, as s2jax's num_tokens does
+            hit = torch.isin(new, torch.tensor(eos))
+            first = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.tensor(new.shape[1]))
+            return seconds, int(first.sum())
+        return seconds, new.numel()
+
+    return run
 
 
-def run_s2jax(directory: Path, prompts, new_tokens: int, n: int, batch: int,
-              continuous: bool = True):
+def s2jax_runner(directory: Path, prompts, new_tokens: int, n: int, batch: int, sampling: dict,
+                 continuous: bool = True, dtype: str = "float32"):
+    """(a timed call () -> (seconds, tokens, sample lengths), the sampler, compile seconds)."""
     import s2jax
     from s2jax.sampling import Sampler
     from s2jax.text_generator import SamplingParams
 
-    model, tok = s2jax.load(directory, dtype="float32")
+    model, tok = s2jax.load(directory, dtype=dtype)
     sampler = Sampler(model, tok, max_batch=batch, chat=False, continuous=continuous)
-    params = SamplingParams(n=n, temperature=1.0, top_k=50, max_new_tokens=new_tokens)
-    t = time.perf_counter()
-    sampler.generate_ids(prompts, params)  # warm-up: compiles
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    out = sampler.generate_ids(prompts, params)
-    seconds = time.perf_counter() - t
-    lengths = [s.num_tokens for row in out for s, _ in row]
-    return seconds, sum(lengths), first - seconds, sampler, lengths
+    params = SamplingParams(n=n, **sampling, max_new_tokens=new_tokens)
+
+    def run():
+        t = time.perf_counter()
+        out = sampler.generate_ids(prompts, params)
+        seconds = time.perf_counter() - t
+        lengths = [s.num_tokens for row in out for s, _ in row]
+        return seconds, sum(lengths), lengths
+
+    first = run()[0]  # warm-up: compiles
+    return run, sampler, first - run()[0]
+
+
+def best_of(runs: list[tuple]) -> tuple:
+    """The fastest of repeated timed runs (the machine is shared: the least disturbed one)."""
+    return min(runs, key=lambda r: r[0])
+
+
+def prefill_memory_case() -> None:
+    """(prefill): compiled bytes of one prefill, one pass vs chunked; nothing is allocated."""
+    import jax.numpy as jnp
+
+    from s2jax.models.config import ModelConfig
+    from s2jax.plan import GiB, compiled_total, prefill_memory
+    from s2jax.sampling.loop import PREFILL_CHUNK
+    from s2jax.sharding import make_mesh
+
+    o = CASES["smollm2"][0]
+    cfg = ModelConfig("LlamaForCausalLM", o["vocab_size"], o["hidden_size"],
+                      o["intermediate_size"], o["num_hidden_layers"], o["num_attention_heads"],
+                      o["num_key_value_heads"], o["hidden_size"] // o["num_attention_heads"],
+                      tie_word_embeddings=True)
+    batch, prompt, slots = 8, 4096, 4096 + 256
+    mesh = make_mesh(devices=[jax_device()])
+    out = {}
+    for chunk in (prompt, PREFILL_CHUNK):
+        a = prefill_memory(cfg, mesh, batch, slots, prompt, jnp.float32, chunk=chunk)
+        out[chunk] = (a.temp_size_in_bytes, compiled_total(a))
+        print(f"(prefill) SmolLM2 shapes, {batch} prompts x {prompt} tokens into {batch} rows x "
+              f"{slots} slots, fp32, chunk {chunk}: temp {out[chunk][0] / GiB:.2f} GiB, "
+              f"peak {out[chunk][1] / GiB:.2f} GiB (weights + decode state + temp)")
+    (t0, p0), (t1, p1) = out[prompt], out[PREFILL_CHUNK]
+    print(f"    chunked / one pass: temp {t1 / t0:.3f}x, peak {p1 / p0:.3f}x")
+
+
+def jax_device():
+    import jax
+
+    return jax.devices()[0]
 
 
 def main() -> None:
@@ -131,6 +190,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--no-transformers", dest="transformers", action="store_false",
                     help="s2jax only (profiling)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="timed runs per side, interleaved; the fastest of each is reported")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time s2jax with bfloat16 weights and KV cache")
     args = ap.parse_args()
     import jax
     import torch
@@ -139,7 +202,11 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__} with "
           f"{torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
     for case in args.cases.split(","):
-        overrides, batch, new_tokens, n, eos_fraction = CASES[case]
+        if case == "prefill":
+            prefill_memory_case()
+            continue
+        overrides, batch, new_tokens, n, eos_fraction, *rest = CASES[case]
+        sampling = rest[0] if rest else DEFAULT_SAMPLING
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             eos, n_params = make_checkpoint(directory, overrides, eos_fraction)
@@ -147,20 +214,37 @@ def main() -> None:
             rows = batch * n
             head = (f"({case}) Llama {n_params / 1e6:.1f}M params, {batch} prompts x n={n}, "
                     f"{new_tokens} new tokens")
-            hf_s, hf_tok = (run_hf(directory, prompts, new_tokens, n, eos) if args.transformers
-                            else (float("nan"), 0))
+            hf = (hf_runner(directory, prompts, new_tokens, n, eos, sampling)
+                  if args.transformers else lambda: (float("nan"), 0))
+            sides = {}  # name: (timed call, sampler, compile seconds)
+            if case != "c":
+                sides["s2jax"] = s2jax_runner(directory, prompts, new_tokens, n, batch, sampling)
+                if args.bf16:
+                    sides["s2jax bf16"] = s2jax_runner(directory, prompts, new_tokens, n, batch,
+                                                       sampling, dtype="bfloat16")
+            else:
+                for continuous in (True, False):
+                    sides[continuous] = s2jax_runner(directory, prompts, new_tokens, n, 64,
+                                                     sampling, continuous)
+            times = {name: [] for name in ("transformers", *sides)}
+            for _ in range(args.repeats):  # interleaved: load changes hit both sides alike
+                times["transformers"].append(hf())
+                for name, (run, _, _) in sides.items():
+                    times[name].append(run())
+            hf_s, hf_tok = best_of(times["transformers"])
             hf_rate = hf_tok / hf_s
             if case != "c":
-                s, tok, compile_s, sampler, _ = run_s2jax(directory, prompts, new_tokens, n, batch)
-                rate = tok / s
-                print(f"{head}: transformers {hf_rate:,.0f} tok/s ({hf_tok} tok, {hf_s:.2f}s); "
-                      f"s2jax {rate:,.0f} tok/s ({tok} tok, {s:.2f}s; compile {compile_s:.1f}s, "
-                      f"{sampler.compile_count} programs); ratio {rate / hf_rate:.2f}x")
+                print(f"{head}: transformers {hf_rate:,.0f} tok/s ({hf_tok} tok, {hf_s:.2f}s)")
+                for name, (_, sampler, compile_s) in sides.items():
+                    s, tok, _ = best_of(times[name])
+                    rate = tok / s
+                    print(f"    {name} {rate:,.0f} tok/s ({tok} tok, {s:.2f}s; compile "
+                          f"{compile_s:.1f}s, {sampler.compile_count} programs); ratio "
+                          f"{rate / hf_rate:.2f}x")
                 continue
-            res = {}
-            for continuous in (True, False):
-                res[continuous] = run_s2jax(directory, prompts, new_tokens, n, 64, continuous)
-            on, off = res[True], res[False]
+            # (seconds, tokens, compile seconds, sampler, lengths) of continuous and static
+            on, off = ((*best_of(times[c])[:2], sides[c][2], sides[c][1], best_of(times[c])[2])
+                       for c in (True, False))
             lengths = np.array(on[4])
             print(f"{head}: lengths min {lengths.min()} median {int(np.median(lengths))} "
                   f"max {lengths.max()} (64 decode rows for {rows} samples)")

@@ -6,6 +6,7 @@ import argparse
 import errno
 import sys
 
+from s2jax import compile_cache
 from s2jax.distributed import detect_launcher, initialize
 from s2jax.errors import S2JaxError
 
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = _Parser(prog="s2jax", description="System 2 distillation in JAX.")
+    p.add_argument("--compilation-cache", default=None, metavar="DIR|off",
+                   help="JAX's persistent compilation cache (default: $S2JAX_COMPILATION_CACHE, "
+                   "else the s2jax user cache dir; see s2jax/compile_cache.py)")
     sub = p.add_subparsers(dest="command", required=True)
     for module in (inspect, generate_method, vote, train, generate, run, demo, toy, plan, convert,
                    fetch_models):
@@ -57,6 +61,7 @@ def _environment_error(e: BaseException | None) -> OSError | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    compile_cache.enable(args.compilation_cache)  # before anything compiles
     try:
         if detect_launcher() != "single":  # multi-process: join the runtime before any JAX call
             initialize()

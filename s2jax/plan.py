@@ -53,6 +53,9 @@ class PlanReport:
     sample_total: int
     sample_batch: int
     sample_max_len: int
+    # one prefill of `sample_batch` prompts of `sample_max_len` slots (the longest prompt)
+    prefill_temp: int  # XLA temporaries: activations and attention scores of one chunk
+    prefill_total: int  # weights + decode state + the prompts' cache + temporaries
     compile_seconds: float
     hand: dict[str, int]  # the closed-form figures of `hand_estimate`
     lora: str = ""  # e.g. "rank 16 on q,k,v,o,gate,up,down: 207.6M adapter params"; "" full
@@ -63,7 +66,7 @@ class PlanReport:
 
     @property
     def fits_sample(self) -> bool:
-        return self.sample_total <= self.device_memory
+        return max(self.sample_total, self.prefill_total) <= self.device_memory
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "fits_train": self.fits_train,
@@ -81,7 +84,9 @@ class PlanReport:
                 ("sampling params", self.sample_params, "sample_params"),
                 ("KV cache", self.kv_cache, "kv_cache"),
                 ("decode temp", self.decode_temp, None),
-                ("sampling total", self.sample_total, "sample_total")]
+                ("sampling total", self.sample_total, "sample_total"),
+                ("prefill temp", self.prefill_temp, None),
+                ("prefill total", self.prefill_total, None)]
         lines = [f"{self.model}: {self.num_params / 1e9:.2f}B params, mesh {mesh} "
                  f"({math.prod(self.mesh.values())} devices x {cap:.0f} GiB)"
                  + (f"; LoRA {self.lora}" if self.lora else ""),
@@ -92,8 +97,9 @@ class PlanReport:
         verdict = lambda ok, total: (f"fits ({total / GiB:.1f} of {cap:.0f} GiB)" if ok else
                                      f"does NOT fit ({total / GiB:.1f} > {cap:.0f} GiB)")
         lines.append(f"train: {verdict(self.fits_train, self.train_total)}")
-        lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots): "
-                     f"{verdict(self.fits_sample, self.sample_total)}")
+        sample_peak = max(self.sample_total, self.prefill_total)
+        lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
+                     f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")
         lines.append(f"compiled in {self.compile_seconds:.1f} s")
         return "\n".join(lines)
 
@@ -236,6 +242,16 @@ def compiled_total(analysis) -> int:
             + max(analysis.output_size_in_bytes - analysis.alias_size_in_bytes, 0))
 
 
+def _abstract_state(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
+    from s2jax.sampling import loop
+
+    state = jax.eval_shape(functools.partial(loop.DecodeState.empty, cfg, batch, max_len, 256,
+                                             dtype=dtype), 0)
+    state_shardings = loop.DecodeState.shardings(mesh, cfg, batch, max_len, 256)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        state, state_shardings)
+
+
 def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
     """(one compiled decode step's memory analysis, params bytes, cache bytes), per device."""
     from s2jax.sampling import loop
@@ -243,17 +259,39 @@ def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype
     from s2jax.text_generator import SamplingParams
 
     params = _abstract_weights(cfg, mesh, dtype)
-    state = jax.eval_shape(functools.partial(loop.DecodeState.empty, cfg, batch, max_len, 256,
-                                             dtype=dtype), 0)
-    state_shardings = loop.DecodeState.shardings(mesh, cfg, batch, max_len, 256)
-    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                         state, state_shardings)
+    state = _abstract_state(cfg, mesh, batch, max_len, dtype)
     method = SamplingMethod.from_params(SamplingParams(temperature=0.7, top_k=40))
     step = jax.jit(functools.partial(loop.decode_step, cfg, method, (), dtype, mesh=mesh),
-                   out_shardings=state_shardings, donate_argnums=1)
+                   out_shardings=jax.tree.map(lambda x: x.sharding, state), donate_argnums=1)
     analysis = step.lower(params, state).compile().memory_analysis()
     return (analysis, sum(_shard_bytes(x) for x in params.values()),
             _shard_bytes(state.cache.k) + _shard_bytes(state.cache.v))
+
+
+def prefill_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, prompt_len: int,
+                   dtype, chunk: int | None = None):
+    """The compiled memory analysis of one prefill of `batch` prompts of `prompt_len` slots
+    into a decode state of `batch` rows x `max_len` slots (`chunk`: tokens per prefill pass,
+    default the sampler's)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from s2jax.generation import SamplingParams
+    from s2jax.sampling import loop
+    from s2jax.sampling.methods import SamplingMethod
+    from s2jax.sharding import named_sharding
+
+    params = _abstract_weights(cfg, mesh, dtype)
+    state = _abstract_state(cfg, mesh, batch, max_len, dtype)
+    method = SamplingMethod.from_params(SamplingParams(temperature=0.7, top_k=40))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    tokens = jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32,
+                                  sharding=named_sharding(mesh, ("batch", None),
+                                                          (batch, prompt_len)))
+    rows = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=replicated)
+    fn = jax.jit(functools.partial(loop.prefill_into, cfg, method, (), dtype,
+                                   chunk=chunk or loop.PREFILL_CHUNK, mesh=mesh),
+                 out_shardings=jax.tree.map(lambda x: x.sharding, state), donate_argnums=1)
+    return fn.lower(params, state, tokens, *[rows] * 6).compile().memory_analysis()
 
 
 def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, int],
@@ -284,6 +322,8 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     frozen = frozen_weights(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
     decode, sample_params, kv = _decode_memory(model_cfg, mesh, sample_batch, sample_max_len,
                                                jnp.dtype(sample_dtype))
+    prefill = prefill_memory(model_cfg, mesh, sample_batch, sample_max_len, sample_max_len,
+                             jnp.dtype(sample_dtype))
     seconds = time.perf_counter() - t0
 
     params = sum(_shard_bytes(x) for x in jax.tree.leaves(target.params))
@@ -301,6 +341,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
         decode_temp=decode.temp_size_in_bytes,
         sample_total=compiled_total(decode), sample_batch=sample_batch,
         sample_max_len=sample_max_len,
+        prefill_temp=prefill.temp_size_in_bytes, prefill_total=compiled_total(prefill),
         compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
                            sample_dtype), lora=_lora_summary(model_cfg, train_cfg))

@@ -87,12 +87,14 @@ class Sampler:
       refill_rows: with `continuous`, return to the host to refill once this many rows are free
         (default: B / 8).
       stop_check_steps: decode steps between host checks for stop strings.
+      prefill_chunk: prompt tokens per prefill pass; bounds prefill attention memory to
+        [rows, heads, prefill_chunk, prompt slots] (`loop.prefill_cache`).
     """
 
     def __init__(self, model, tokenizer, *, mesh: Mesh | None = None, max_batch: int = 64,
                  max_len: int | None = None, chat: bool = True, continuous: bool = True,
                  refill_rows: int | None = None, stop_check_steps: int = 32,
-                 keep_special_tokens: bool = False):
+                 keep_special_tokens: bool = False, prefill_chunk: int = loop.PREFILL_CHUNK):
         self.cfg = model.config
         self.keep_special_tokens = keep_special_tokens  # else dropped from texts, as in HF
         self.tokenizer = tokenizer
@@ -101,6 +103,7 @@ class Sampler:
         self.continuous = continuous
         self.refill_rows = refill_rows
         self.stop_check_steps = stop_check_steps
+        self.prefill_chunk = prefill_chunk
         self.max_batch = max_batch
         self.max_len = max_len or self.cfg.max_position_embeddings
         self.eos_ids = eos_token_ids(model, tokenizer)
@@ -152,7 +155,8 @@ class Sampler:
         if kind == "prefill":
             P, T = key
             batch = named_sharding(self.mesh, ("batch", None), (P, T))
-            fn = jax.jit(functools.partial(loop.prefill_into, *static, mesh=self.mesh),
+            fn = jax.jit(functools.partial(loop.prefill_into, *static, chunk=self.prefill_chunk,
+                                           mesh=self.mesh),
                          in_shardings=(w_shardings, state, batch,
                                        *[replicated] * 6),
                          out_shardings=state, donate_argnums=1)

@@ -70,6 +70,46 @@ def _finish(state: DecodeState, rows: Int[Array, " R"], new: Int[Array, " R"],
     return eos | (state.steps[rows] >= state.limits[rows])
 
 
+PREFILL_CHUNK = 256  # prompt tokens per prefill pass (see `prefill_cache`)
+
+
+def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int[Array, "P T"],
+                  lengths: Int[Array, " P"], cache_dtype, *, chunk: int = PREFILL_CHUNK,
+                  mesh: Mesh | None = None) -> tuple[Array, KVCache]:
+    """The KV cache [L, P, K, T, H] of P right-padded prompts and each one's last hidden state.
+
+    The prompt is fed `chunk` tokens at a time, each chunk attending to the cache the earlier
+    ones filled (slots <= its positions), so attention scores are [P, N, chunk, T] rather than
+    [P, N, T, T]: prefill memory grows linearly in the prompt length, not quadratically. A
+    prompt of at most `chunk` slots is one pass; the result does not depend on `chunk`.
+    """
+    P, T = tokens.shape
+    C = min(T, chunk)
+    if T % C:
+        raise ValueError(f"prompt slots {T} are not a multiple of the prefill chunk {C}")
+    pre = KVCache.zeros(cfg, P, T, cache_dtype)
+    rows = jnp.arange(P)
+
+    def one(carry, start):
+        pre, last = carry
+        ids = jax.lax.dynamic_slice_in_dim(tokens, start, C, axis=1)
+        positions = jnp.broadcast_to(start + jnp.arange(C, dtype=jnp.int32), (P, C))
+        hidden, pre = forward(cfg, params, ids, positions, cache=pre, dtype=dtype,
+                              return_hidden=True, mesh=mesh)
+        at = lengths - 1 - start  # the prompt's last token, if it is in this chunk
+        mine = (at >= 0) & (at < C)
+        last = jnp.where(mine[:, None], hidden[rows, jnp.clip(at, 0, C - 1)], last)
+        return (pre, last), None
+
+    last = jnp.zeros((P, cfg.hidden_size), dtype or params["embed"].dtype)
+    if C == T:
+        (pre, last), _ = one((pre, last), jnp.int32(0))
+    else:
+        starts = jnp.arange(0, T, C, dtype=jnp.int32)
+        (pre, last), _ = jax.lax.scan(one, (pre, last), starts)
+    return last, pre
+
+
 def prefill_into(
     cfg: ModelConfig,
     method: SamplingMethod,
@@ -85,22 +125,21 @@ def prefill_into(
     sample_ids: Int[Array, " R"],
     limits: Int[Array, " R"],
     *,
+    chunk: int = PREFILL_CHUNK,
     mesh: Mesh | None = None,
 ) -> DecodeState:
     """Prefills P right-padded prompts once and starts rows `dest` from prompt `src` each.
 
-    Each prompt's cache is computed once and copied into every row that samples from it (N
-    samples per prompt share one prefill); each row draws its first token with its own key.
+    Each prompt's cache is computed once (`prefill_cache`, `chunk` tokens at a time) and copied
+    into every row that samples from it (N samples per prompt share one prefill); each row draws
+    its first token with its own key.
     """
     P, T = tokens.shape
     B = state.done.shape[0]
     # Pad slots hold garbage keys: a row attends only to slots <= its position, and decode
     # overwrites slot `len` before it is first read.
-    positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (P, T))
-    pre = KVCache.zeros(cfg, P, T, state.cache.k.dtype)
-    hidden, pre = forward(cfg, params, tokens, positions, cache=pre, dtype=dtype,
-                          return_hidden=True, mesh=mesh)
-    last = hidden[jnp.arange(P), lengths - 1]  # [P, D]
+    last, pre = prefill_cache(cfg, dtype, params, tokens, lengths, state.cache.k.dtype,
+                              chunk=chunk, mesh=mesh)
     logits = output_logits(cfg, params, last, dtype)[src]  # [R, V]
     keys = row_keys(state.seed, prompt_ids, sample_ids, jnp.zeros_like(dest))
     first = method(logits, keys)
