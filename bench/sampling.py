@@ -125,14 +125,15 @@ def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int],
 
 
 def s2jax_runner(directory: Path, prompts, new_tokens: int, n: int, batch: int, sampling: dict,
-                 continuous: bool = True, dtype: str = "float32"):
+                 continuous: bool = True, dtype: str = "float32", unroll: bool | None = None):
     """(a timed call () -> (seconds, tokens, sample lengths), the sampler, compile seconds)."""
     import s2jax
     from s2jax.sampling import Sampler
     from s2jax.text_generator import SamplingParams
 
     model, tok = s2jax.load(directory, dtype=dtype)
-    sampler = Sampler(model, tok, max_batch=batch, chat=False, continuous=continuous)
+    sampler = Sampler(model, tok, max_batch=batch, chat=False, continuous=continuous,
+                      unroll_layers=unroll)
     params = SamplingParams(n=n, **sampling, max_new_tokens=new_tokens)
 
     def run():
@@ -192,8 +193,9 @@ def main() -> None:
                     help="s2jax only (profiling)")
     ap.add_argument("--repeats", type=int, default=2,
                     help="timed runs per side, interleaved; the fastest of each is reported")
-    ap.add_argument("--bf16", action="store_true",
-                    help="also time s2jax with bfloat16 weights and KV cache")
+    ap.add_argument("--variants", default="",
+                    help="also time s2jax variants, comma-separated: bf16 (bfloat16 weights and "
+                    "KV cache), scan (decode with the layer scan, unroll_layers=False)")
     args = ap.parse_args()
     import jax
     import torch
@@ -219,9 +221,10 @@ def main() -> None:
             sides = {}  # name: (timed call, sampler, compile seconds)
             if case != "c":
                 sides["s2jax"] = s2jax_runner(directory, prompts, new_tokens, n, batch, sampling)
-                if args.bf16:
-                    sides["s2jax bf16"] = s2jax_runner(directory, prompts, new_tokens, n, batch,
-                                                       sampling, dtype="bfloat16")
+                for variant in filter(None, args.variants.split(",")):
+                    options = {"bf16": dict(dtype="bfloat16"), "scan": dict(unroll=False)}
+                    sides[f"s2jax {variant}"] = s2jax_runner(
+                        directory, prompts, new_tokens, n, batch, sampling, **options[variant])
             else:
                 for continuous in (True, False):
                     sides[continuous] = s2jax_runner(directory, prompts, new_tokens, n, 64,

@@ -275,10 +275,10 @@ def prefill_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, promp
     default the sampler's)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from s2jax.generation import SamplingParams
     from s2jax.sampling import loop
-    from s2jax.sampling.methods import SamplingMethod
+    from s2jax.sampling.token_rules import SamplingMethod
     from s2jax.sharding import named_sharding
+    from s2jax.text_generator import SamplingParams
 
     params = _abstract_weights(cfg, mesh, dtype)
     state = _abstract_state(cfg, mesh, batch, max_len, dtype)

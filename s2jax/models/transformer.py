@@ -116,6 +116,13 @@ def param_specs(cfg: ModelConfig) -> dict[str, ParamSpec]:
     return specs
 
 
+def split_layers(params: dict[str, Array]) -> dict[str, Array | tuple[Array, ...]]:
+    """`params` with each stacked [L, ...] weight as a tuple of L arrays: `forward` over a split
+    cache then reads every weight in place (one copy here, not one per layer per step)."""
+    return {k: tuple(v[i] for i in range(v.shape[0])) if k.startswith("layers.") else v
+            for k, v in params.items()}
+
+
 def param_shardings(cfg: ModelConfig, mesh: Mesh) -> dict[str, NamedSharding]:
     """Each weight's sharding on `mesh`, from its logical axes in `param_specs`."""
     return {name: named_sharding(mesh, spec.axes, spec.shape)
@@ -131,13 +138,32 @@ class KVCache:
     with no transposed copy per decode step.
     """
 
-    k: Float[Array, "L B K S H"]
+    k: Float[Array, "L B K S H"]  # or, split, a tuple of L [B, K, S, H] arrays
     v: Float[Array, "L B K S H"]
 
     @classmethod
     def zeros(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
         return cls(jnp.zeros(cls.shape(cfg, batch, max_len), dtype),
                    jnp.zeros(cls.shape(cfg, batch, max_len), dtype))
+
+    @property
+    def slots(self) -> int:
+        return self.k[0].shape[-2]  # a layer's [B, K, S, H], stacked or split
+
+    def split(self, slots: int) -> KVCache:
+        """The first `slots` slots as per-layer buffers: tuples of L [B, K, slots, H] arrays,
+        which `forward` runs over with its layers unrolled."""
+        return KVCache(*(tuple(c[i, :, :, :slots] for i in range(c.shape[0]))
+                         for c in (self.k, self.v)))
+
+    def merge(self, layers: KVCache) -> KVCache:
+        """This stacked cache with `layers` (from `split`) written back over its first slots."""
+        def put(full, parts):
+            for i, part in enumerate(parts):
+                full = jax.lax.dynamic_update_slice(full, part[None], (i, 0, 0, 0, 0))
+            return full
+
+        return KVCache(put(self.k, layers.k), put(self.v, layers.v))
 
     @staticmethod
     def shape(cfg: ModelConfig, batch: int, max_len: int) -> tuple[int, ...]:
@@ -268,7 +294,7 @@ def forward(
             same = segment_ids[:, :, None] == segment_ids[:, None, :]
             base_mask = base_mask & same & (segment_ids[:, None, :] != 0)
     else:
-        S = cache.k.shape[3]
+        S = cache.slots
         k_pos = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
         base_mask = k_pos[:, None, :] <= positions[:, :, None]
     rows = jnp.broadcast_to(jnp.arange(B)[:, None], (B, T))
@@ -279,39 +305,69 @@ def forward(
     windows = jnp.asarray(cfg.sliding_windows, jnp.int32)
     inv_freqs = jnp.asarray(cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ per layer
 
-    def layer(carry, xs):
-        x, ck, cv = carry
-        lp, window, inv_freq, i = xs
+    def run_layer(x, lp, window, inv_freq, kv, write):
+        """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
+        values in the cache `kv` and returns what to attend over ([B, K, S, H] each)."""
 
         def attend(q, k, v):
             """This layer's attention of q [B,T,N,H] over k, v [B,T,K,H] (pre-rope): rotates
             them, writes k and v to the cache and reads it back, masks the window."""
-            nonlocal ck, cv
+            nonlocal kv
             q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
-            if ck is not None:
-                # advanced indices (rows, positions) around the K slice: updates are [B, T, K, H]
-                ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
-                cv = cv.at[i, rows, :, positions].set(v.astype(cv.dtype), mode="drop")
-                k, v = ck[i].astype(dtype), cv[i].astype(dtype)
+            if kv is not None:
+                kv, (k, v) = write(kv, k, v)
+                k, v = k.astype(dtype), v.astype(dtype)
             in_window = (positions[:, :, None] - k_pos[:, None, :]) < window
             mask = base_mask & ((window == 0) | in_window)
-            if ck is None:  # no cache (training, scoring): k and v are still [B, T, K, H]
+            if kv is None:  # no cache (training, scoring): k and v are still [B, T, K, H]
                 return self_attention(q, k, v, mask, scale=cfg.attn_scale,
                                       logit_softcap=cfg.attn_logit_softcap)
             return attention(q, k, v, mask, scale=cfg.attn_scale,
                              logit_softcap=cfg.attn_logit_softcap)
 
-        x = fam.block(cfg, lp, constrain(x), attend, dtype)
-        return (x, ck, cv), None
+        return fam.block(cfg, lp, constrain(x), attend, dtype), kv
 
-    if remat == "full":
-        layer = jax.checkpoint(layer)
-    elif remat == "dots":
-        policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-        layer = jax.checkpoint(layer, policy=policy)
-    ck, cv = (None, None) if cache is None else (cache.k, cache.v)
-    xs = (layer_params, windows, inv_freqs, jnp.arange(cfg.num_layers))
-    (x, ck, cv), _ = jax.lax.scan(layer, (x, ck, cv), xs)
+    if cache is not None and isinstance(cache.k, tuple):
+        # per-layer buffers (`KVCache.split`), layers unrolled: attention reads each layer's
+        # cache in place, where a scan would copy the layer's block out of the stacked cache
+        # (and every weight out of the stacked weights) at every step, as XLA:CPU does
+        def write_layer(kv, k, v):
+            ck, cv = kv
+            ck = ck.at[rows, :, positions].set(k.astype(ck.dtype), mode="drop")
+            cv = cv.at[rows, :, positions].set(v.astype(cv.dtype), mode="drop")
+            return (ck, cv), (ck, cv)
+
+        ks, vs = list(cache.k), list(cache.v)
+        for i in range(cfg.num_layers):
+            lp = {name: w[i] for name, w in layer_params.items()}
+            x, (ks[i], vs[i]) = run_layer(x, lp, cfg.sliding_windows[i], inv_freqs[i],
+                                          (ks[i], vs[i]), write_layer)
+        ck, cv = tuple(ks), tuple(vs)
+    else:
+        def layer(carry, xs):
+            x, ck, cv = carry
+            lp, window, inv_freq, i = xs
+
+            def write_stacked(kv, k, v):
+                # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
+                ck, cv = kv
+                ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
+                cv = cv.at[i, rows, :, positions].set(v.astype(cv.dtype), mode="drop")
+                return (ck, cv), (ck[i], cv[i])
+
+            kv = None if ck is None else (ck, cv)
+            x, kv = run_layer(x, lp, window, inv_freq, kv, write_stacked)
+            ck, cv = (None, None) if kv is None else kv
+            return (x, ck, cv), None
+
+        if remat == "full":
+            layer = jax.checkpoint(layer)
+        elif remat == "dots":
+            policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+            layer = jax.checkpoint(layer, policy=policy)
+        ck, cv = (None, None) if cache is None else (cache.k, cache.v)
+        xs = (layer_params, windows, inv_freqs, jnp.arange(cfg.num_layers))
+        (x, ck, cv), _ = jax.lax.scan(layer, (x, ck, cv), xs)
     x = fam.norm(x, params["final_norm"], cfg.rms_norm_eps)
     new_cache = None if cache is None else KVCache(ck, cv)
     if return_hidden:

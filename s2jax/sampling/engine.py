@@ -89,12 +89,16 @@ class Sampler:
       stop_check_steps: decode steps between host checks for stop strings.
       prefill_chunk: prompt tokens per prefill pass; bounds prefill attention memory to
         [rows, heads, prefill_chunk, prompt slots] (`loop.prefill_cache`).
+      unroll_layers: decode over per-layer weight and cache buffers with the layers unrolled
+        (`loop.decode`'s `split`), at the cost of one copy of the weights per decode call;
+        default: on CPU, where it makes a step up to 2.4x faster.
     """
 
     def __init__(self, model, tokenizer, *, mesh: Mesh | None = None, max_batch: int = 64,
                  max_len: int | None = None, chat: bool = True, continuous: bool = True,
                  refill_rows: int | None = None, stop_check_steps: int = 32,
-                 keep_special_tokens: bool = False, prefill_chunk: int = loop.PREFILL_CHUNK):
+                 keep_special_tokens: bool = False, prefill_chunk: int = loop.PREFILL_CHUNK,
+                 unroll_layers: bool | None = None):
         self.cfg = model.config
         self.keep_special_tokens = keep_special_tokens  # else dropped from texts, as in HF
         self.tokenizer = tokenizer
@@ -104,6 +108,8 @@ class Sampler:
         self.refill_rows = refill_rows
         self.stop_check_steps = stop_check_steps
         self.prefill_chunk = prefill_chunk
+        self.unroll_layers = (jax.default_backend() == "cpu" if unroll_layers is None
+                              else unroll_layers)
         self.max_batch = max_batch
         self.max_len = max_len or self.cfg.max_position_embeddings
         self.eos_ids = eos_token_ids(model, tokenizer)
@@ -162,7 +168,8 @@ class Sampler:
                          out_shardings=state, donate_argnums=1)
         elif kind == "decode":
             window, = key
-            fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
+            fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh,
+                                           split=self.unroll_layers),
                          in_shardings=(w_shardings, state, replicated, replicated),
                          out_shardings=(state, replicated), donate_argnums=1)
         elif kind == "take_rows":

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import KVCache, forward, output_logits
+from s2jax.models.transformer import KVCache, forward, output_logits, split_layers
 from s2jax.sampling.token_rules import SamplingMethod, row_keys
 from s2jax.sharding import named_sharding
 
@@ -181,8 +181,8 @@ def decode_step(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ..
 
 def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], dtype,
            window: int, params: dict[str, Array], state: DecodeState,
-           max_steps: Int[Array, ""], exit_done: Int[Array, ""], *, mesh: Mesh | None = None
-           ) -> tuple[DecodeState, Int[Array, ""]]:
+           max_steps: Int[Array, ""], exit_done: Int[Array, ""], *, mesh: Mesh | None = None,
+           split: bool = False) -> tuple[DecodeState, Int[Array, ""]]:
     """Runs up to `max_steps` decode steps on device, or until `exit_done` rows are done.
 
     Returns the state and the number of steps run.
@@ -193,10 +193,18 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     Attention reads every cache slot it is given, so a step costs O(slots). The loop runs on
     the first `window` slots only (copied out once, written back once) and also returns when a
     live row reaches the window's end; the engine then calls again with a larger window.
+
+    `split`: the loop runs on per-layer weights and cache buffers with the layers unrolled
+    (`KVCache.split`, `split_layers`), copied out once per call: on XLA:CPU a layer scan copies
+    each layer's weights and cache block out of the stacked arrays at every step, which costs
+    more than the step's arithmetic at small batch sizes.
     """
     S = state.cache.k.shape[3]
     full = state.cache
-    if window < S:
+    if split:
+        params = split_layers(params)
+        state = dataclasses.replace(state, cache=full.split(window))
+    elif window < S:
         state = dataclasses.replace(state, cache=KVCache(full.k[:, :, :, :window],
                                                          full.v[:, :, :, :window]))
 
@@ -210,7 +218,9 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
         return decode_step(cfg, method, eos_ids, dtype, params, state, mesh=mesh), i + 1
 
     state, steps = jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
-    if window < S:
+    if split:
+        state = dataclasses.replace(state, cache=full.merge(state.cache))
+    elif window < S:
         put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0, 0))
         state = dataclasses.replace(state, cache=KVCache(put(full.k, state.cache.k),
                                                          put(full.v, state.cache.v)))
