@@ -7,11 +7,12 @@ tokens; (c) 32 prompts x n=8 samples whose lengths differ widely, continuous bat
 (smollm2) SmolLM2-135M's shapes (30 layers, d 576, GQA 9/3 heads of 64, vocab 49,152, tied
 embeddings), batch 32, 64 new tokens, temperature 0.7 top-k 40; (prefill) peak memory of one
 prefill of 8 prompts x 4,096 tokens at SmolLM2 shapes, from the compiled program's memory
-analysis, unchunked (one pass, as before chunked prefill) and in 512-token chunks.
+analysis, unchunked (one pass, as before chunked prefill) and in chunks of `PREFILL_CHUNK` tokens.
 Both sides sample (temperature 1, top-k 50 unless the case says otherwise) from identical random
 checkpoints written by `transformers`; (a), (b) and (smollm2) have no EOS so every row makes
-exactly max_new_tokens tokens. Each
-timed run follows an identical warm-up run, so compile time is excluded (and reported).
+exactly max_new_tokens tokens. Each timed run follows an identical warm-up run, so compile time is
+excluded (and reported); the timed runs of the two sides alternate (`--repeats`) and the fastest
+of each is reported, so load on a shared machine hits both alike.
 
 (c) construction: a random Llama at init scale has near-uniform next-token probabilities, so
 declaring V/48 token ids as EOS in generation_config.json makes each row stop with probability
@@ -154,6 +155,7 @@ def best_of(runs: list[tuple]) -> tuple:
 
 def prefill_memory_case() -> None:
     """(prefill): compiled bytes of one prefill, one pass vs chunked; nothing is allocated."""
+    import jax
     import jax.numpy as jnp
 
     from s2jax.models.config import ModelConfig
@@ -167,7 +169,7 @@ def prefill_memory_case() -> None:
                       o["num_key_value_heads"], o["hidden_size"] // o["num_attention_heads"],
                       tie_word_embeddings=True)
     batch, prompt, slots = 8, 4096, 4096 + 256
-    mesh = make_mesh(devices=[jax_device()])
+    mesh = make_mesh(devices=jax.devices()[:1])
     out = {}
     for chunk in (prompt, PREFILL_CHUNK):
         a = prefill_memory(cfg, mesh, batch, slots, prompt, jnp.float32, chunk=chunk)
@@ -177,12 +179,6 @@ def prefill_memory_case() -> None:
               f"peak {out[chunk][1] / GiB:.2f} GiB (weights + decode state + temp)")
     (t0, p0), (t1, p1) = out[prompt], out[PREFILL_CHUNK]
     print(f"    chunked / one pass: temp {t1 / t0:.3f}x, peak {p1 / p0:.3f}x")
-
-
-def jax_device():
-    import jax
-
-    return jax.devices()[0]
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def _finish(state: DecodeState, rows: Int[Array, " R"], new: Int[Array, " R"],
     return eos | (state.steps[rows] >= state.limits[rows])
 
 
-PREFILL_CHUNK = 256  # prompt tokens per prefill pass (see `prefill_cache`)
+PREFILL_CHUNK = 128  # prompt tokens per prefill pass (see `prefill_cache`)
 
 
 def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int[Array, "P T"],
