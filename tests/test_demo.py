@@ -50,3 +50,25 @@ def test_demo_rejects_unknown_task(tmp_path, capsys):
 
     assert main(["demo", "--quick", "--out", str(tmp_path), "--tasks", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_demo_lora_flags_reach_the_fine_tuning_config(tmp_path):
+    import dataclasses
+
+    from s2jax.toy.demo import QUICK, task_distillation
+
+    lora = task_distillation("coin_flip", dataclasses.replace(QUICK, lora_rank=8,
+                                                               learning_rate=5e-3), tmp_path)
+    assert lora.train.lora.rank == 8 and lora.train.lora.alpha == 16.0
+    assert lora.train.learning_rate == 5e-3
+    assert not task_distillation("coin_flip", QUICK, tmp_path).train.lora.enabled
+
+
+def test_demo_rejects_bad_lora_rank_and_learning_rate(tmp_path, capsys):
+    from s2jax.cli import main
+
+    for flag, value in (("--lora-rank", "-1"), ("--learning-rate", "nan")):
+        assert main(["demo", "--quick", "--out", str(tmp_path / "d"), flag, value]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and flag in err[0]
+    assert not (tmp_path / "d").exists()

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unlabeled", type=int, default=None, help="unlabeled inputs per task")
     p.add_argument("--samples", type=int, default=None, help="System 2 samples per input (N)")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps per task")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="fine-tuning peak learning rate (default 1e-3)")
+    p.add_argument("--lora-rank", type=int, default=None,
+                   help="fine-tune LoRA adapters of this rank (alpha = 2 x rank) on all seven "
+                        "projections instead of every weight")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -23,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import math
 
     from s2jax.errors import S2JaxError
     from s2jax.toy.demo import QUICK, DemoConfig, run_demo
@@ -31,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = QUICK if args.quick else DemoConfig()
     overrides = {"test": args.test, "unlabeled": args.unlabeled, "samples": args.samples,
                  "finetune_steps": args.steps, "seed": args.seed,
+                 "learning_rate": args.learning_rate, "lora_rank": args.lora_rank,
                  "tasks": tuple(args.tasks.split(",")) if args.tasks else None}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     for field, most in (("test", MAX_TEST), ("unlabeled", MAX_UNLABELED)):
@@ -38,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
             raise S2JaxError(f"--{field} {getattr(config, field)}: expected 1..{most}")
     if config.samples < 1 or config.finetune_steps < 1:
         raise S2JaxError("--samples and --steps: expected >= 1")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise S2JaxError(f"--learning-rate {config.learning_rate}: expected a finite number > 0")
+    if config.lora_rank < 0:
+        raise S2JaxError(f"--lora-rank {config.lora_rank}: expected >= 0 (0: full fine-tuning)")
     run_demo(args.out, config, model_dir=args.model, progress=not args.no_progress)
     print(f"wrote {args.out}/results.json, results.png, table.md")
     return 0

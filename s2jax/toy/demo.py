@@ -43,6 +43,7 @@ class DemoConfig:
     finetune_steps: int = 80  # fine-tuning steps per task
     batch_size: int = 8  # fine-tuning rows per step (packed, 128 tokens each)
     learning_rate: float = 1e-3
+    lora_rank: int = 0  # > 0: LoRA adapters of this rank on all seven projections, base frozen
     max_batch: int = 64  # sampler decode rows
     seed: int = 0
     shard_size: int = 128  # inputs per resumable shard (>= test and unlabeled: one shard each)
@@ -76,6 +77,7 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
     from s2jax.stages import stage_key
     from s2jax.toy.world import held_out
     from s2jax.train import TrainConfig
+    from s2jax.train.config import LoraConfig
 
     t = TASKS[name]
     test, unlabeled = held_out(t, config.test, config.unlabeled)
@@ -83,7 +85,8 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
     train = TrainConfig(steps=config.finetune_steps, batch_size=config.batch_size, seq_len=128,
                         learning_rate=config.learning_rate,
                         warmup_steps=min(10, config.finetune_steps // 4), schedule="constant",
-                        seed=config.seed, progress=True, export=True, log_every=1)
+                        seed=config.seed, progress=True, export=True, log_every=1,
+                        lora=LoraConfig(rank=config.lora_rank, alpha=2.0 * config.lora_rank))
     return Distillation(
         name=name, program=t.method, system1=method("system1", t.task.system1), task=t.task,
         test_task=t.task, test=test, unlabeled=unlabeled,
