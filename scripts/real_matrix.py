@@ -1,6 +1,7 @@
 """The retention matrix of a finished real run: the base and the distilled model on the held-out
-test countries under every template (the one distilled on and the ones not), System 2 (S2A) run
-by the distilled model, and other tasks. Writes <run_dir>/matrix.json.
+test countries under every template (the one distilled on and the ones not), other tasks, and the
+run's System 2 method run by the distilled model on the run's test inputs.
+Writes <run_dir>/matrix.json.
 
   PYTHONPATH=$PWD python3 scripts/real_matrix.py RUN_DIR [--other last_letter,coin_flip]
 """
@@ -8,6 +9,7 @@ by the distilled model, and other tasks. Writes <run_dir>/matrix.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,7 +17,9 @@ from pathlib import Path
 import s2jax
 from s2jax.atomic import write_json
 from s2jax.evaluate import evaluate
+from s2jax.experiment import DataConfig
 from s2jax.methods.programs import SYSTEM1, method
+from s2jax.pipeline import task_examples
 from s2jax.sampling import Sampler
 from s2jax.tasks import TASKS, load_examples
 from s2jax.text_generator import SamplingParams
@@ -24,19 +28,26 @@ TEMPLATES = ("bare", "suggest_incorrect", "suggest_correct", "doubt_correct")
 
 
 def columns(config: dict, others: list[str], limit: int | None):
-    """(column name, task, method, examples) of the matrix."""
+    """(column name, task, method, examples) of the matrix: System 1 on the held-out countries
+    under every template, System 1 on the other tasks, and the run's System 2 method on its own
+    test inputs (does the distilled model still reason when prompted?)."""
     seed = config["test"]["seed"]
     split = (config["test"]["split"] or "test").partition(":")[0]
     cap = TASKS["capitals"]
     cols = [(f"S1 {t}", "capitals", SYSTEM1,
              load_examples(cap, split=f"{split}:{t}", seed=seed, limit=limit)) for t in TEMPLATES]
-    cols.append((f"S2A {TEMPLATES[1]}", "capitals", config["method"],
-                 load_examples(cap, split=f"{split}:{TEMPLATES[1]}", seed=seed, limit=limit)))
     for name in others:
         task = TASKS[name]
         exs = (load_examples(task, split=split, seed=seed, limit=limit or 40) if task.splits
                else task.synthesize(limit or 40, 2))
         cols.append((f"S1 {name}", name, SYSTEM1, exs))
+    own = TASKS[config["task"]]
+    test = DataConfig(**{k: v for k, v in config["test"].items()
+                         if k in {f.name for f in dataclasses.fields(DataConfig)}})
+    exs = task_examples(own, test, "test")[:limit]
+    label = "" if config["task"] == "capitals" else f" {config['task']}"
+    cols.append((f"{config['method']}{label} ({test.split or 'test'})", config["task"],
+                 config["method"], exs))
     return cols
 
 

@@ -35,7 +35,8 @@ def parse_arg(arg: str | None) -> tuple[str, bool]:
 
 
 def train(steps: int, learning_rate: float) -> TrainConfig:
-    """Full fine-tuning of the System 1 answers: short packed rows, constant rate after a
-    2-step warm-up (a warm-up longer than the run would leave the rate near 0)."""
+    """Full fine-tuning of the System 1 answers: short packed rows at a constant rate from the
+    first step. No warm-up: a linear warm-up starts at 0, so in a run of a few steps its first
+    step would change nothing (Adam's first update already has the size of the rate)."""
     return TrainConfig(steps=steps, seq_len=256, batch_size=4, learning_rate=learning_rate,
-                       warmup_steps=min(2, steps - 1), schedule="constant", progress=True)
+                       warmup_steps=0, schedule="constant", progress=True)

@@ -1,7 +1,7 @@
 """S2A distilled on real capital-city facts with a user's wrong suggestion, on a real model.
 
 Distil on one template ("I think the answer is <largest other city> but I'm really not sure.")
-of the unlabeled countries; evaluate on held-out countries (`scripts/real_matrix.py` adds the
+of all 86 unlabeled countries; evaluate on held-out countries (`scripts/real_matrix.py` adds the
 templates not distilled on and other tasks). Filter: majority vote over N samples keyed by the
 city, target: the winning sample's own S2A reply (see docs/real_results.md for why not USC).
 Run: s2jax run configs/real/s2a_capitals.py[:qwen2.5-coder-0.5b|smollm2-135m][,quick]
@@ -28,7 +28,7 @@ def get_config(arg=None):
         task="capitals",
         method="s2a",
         unlabeled=DataConfig(split=f"unlabeled:{DISTIL_ON}", seed=seed,
-                             limit=8 if quick else 32),
+                             limit=8 if quick else None),  # all 86
         test=DataConfig(split=f"test:{DISTIL_ON}", seed=seed, limit=6 if quick else None),
         sampling=dataclasses.replace(common["SAMPLING"], n=2 if quick else 4),
         eval_sampling=common["EVAL_SAMPLING"],
