@@ -18,10 +18,35 @@ SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|
                   "<|end|>"]
 
 
+# `AutoTokenizer` loads a tokenizer_config.json that names the generic backend as that backend
+# for these model types (checked against `AutoTokenizer` in tests/test_tokenizer.py); for others
+# (e.g. qwen2) it substitutes a class of its own.
+GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+GENERIC_MODEL_TYPES = ("llama", "mistral", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text")
+
+
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def generic_backend(path: Path) -> bool:
+    """Whether `AutoTokenizer` would load `path` as the generic `TokenizersBackend`.
+
+    Then `load_tokenizer` loads that class directly: importing `AutoTokenizer` imports torch and
+    every model config (2-4 s of a `s2jax generate` process), the backend alone does not.
+    """
+    config = _json(path / "tokenizer_config.json")
+    return ((path / "tokenizer.json").is_file() and "auto_map" not in config
+            and config.get("tokenizer_class") in GENERIC_CLASSES
+            and _json(path / "config.json").get("model_type") in GENERIC_MODEL_TYPES)
+
+
 def load_tokenizer(path: str | Path):
     """The checkpoint dir's `transformers` tokenizer (local files only, no remote code)."""
-    from transformers import AutoTokenizer
-
     path = Path(path)
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model",
                                               "tokenizer_config.json")):
@@ -35,6 +60,10 @@ def load_tokenizer(path: str | Path):
                 raise S2JaxError(f"{path / name}: not valid JSON ({str(e).splitlines()[0]}); "
                                  "expected the tokenizer's files as saved by transformers"
                                  ) from None
+    if generic_backend(path):
+        from transformers import TokenizersBackend as AutoTokenizer
+    else:
+        from transformers import AutoTokenizer
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
                                              trust_remote_code=False)
