@@ -202,6 +202,28 @@ def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     assert len(programs) == 1 + 17 + 8 * 7 + 1 + 17
 
 
+def test_decode_windows_are_those_worth_a_program():
+    from s2jax.sampling.buckets import BucketPlan, slot_cost
+
+    def windows(cost, max_len=4096, longest=16, new=128):
+        return BucketPlan.make([longest], 1, new, max_batch=64, max_len=max_len,
+                               slot_cost=cost).windows()
+
+    # attention is all (the default): every candidate, each at most 1.5x the one below
+    assert windows(float("inf"), longest=1000, new=1000) == [
+        16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+    assert windows(0.0) == [256]  # weights are all: one program
+    # bench/process.py's 3.3M Llama (4 layers, 6 KV heads of 32): a slot costs 0.37% of a step
+    cost = slot_cost(4, 6, 32, 3_344_064)
+    assert windows(cost) == [96, 256]
+    # SmolLM2-135M at 2k-token prompts: attention matters, each window saves >= 25% of a step
+    cost = slot_cost(30, 3, 64, 134_515_008)
+    w = windows(cost, longest=2000, new=512)
+    assert w[-1] == 4096 and 3 <= len(w) < 17
+    for small, big in zip(w, w[1:], strict=False):
+        assert 1 + small * cost <= 0.75 * (1 + big * cost) + 1e-9
+
+
 def test_chat_prompts_use_the_tokenizer_template(hf_checkpoint):
     model, tok = s2jax.load(hf_checkpoint("llama2"), dtype="float32")
     msgs = [{"role": "user", "content": "Alice flips the coin."}]

@@ -27,7 +27,7 @@ from s2jax.errors import S2JaxError
 from s2jax.models.lora import weight_shardings
 from s2jax.models.transformer import param_shardings
 from s2jax.sampling import loop
-from s2jax.sampling.buckets import BucketPlan
+from s2jax.sampling.buckets import BucketPlan, slot_cost
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.stops import finish
 from s2jax.sampling.token_rules import SamplingMethod
@@ -126,6 +126,8 @@ class Sampler:
         self.mesh = _mesh_of(params, mesh)
         self._param_shardings = param_shardings(self.cfg, self.mesh)
         self.params = jax.device_put(params, self._param_shardings)
+        self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim,
+                                   sum(x.size for x in params.values()))
         self.cache_dtype = jnp.dtype(self.dtype or params["embed"].dtype)
         self.shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         self._programs: dict[tuple, Callable] = {}
@@ -147,7 +149,7 @@ class Sampler:
     def plan(self, lengths: list[int], params: SamplingParams) -> BucketPlan:
         return BucketPlan.make(lengths, params.n, params.max_new_tokens,
                                max_batch=self.max_batch, max_len=self.max_len,
-                               shards=self.shards)
+                               shards=self.shards, slot_cost=self.slot_cost)
 
     # -- programs ------------------------------------------------------------------------------
 
