@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2jax.sampling.token_rules import SamplingMethod, row_keys
+from s2jax.sampling.token_rules import ARGMAX_BLOCK, SamplingMethod, argmax, row_keys
 from s2jax.text_generator import SamplingParams
 
 # probabilities (temperature 1) of 8 tokens, in a shuffled vocabulary order
@@ -77,3 +77,23 @@ def test_keys_depend_on_prompt_sample_and_step_only():
     np.testing.assert_array_equal(batch[2], k(2, 0, 0))
     assert not np.array_equal(k(4, 1, 5), k(4, 1, 6))
     assert not np.array_equal(k(4, 1, 5), k(4, 0, 5))
+
+
+@pytest.mark.parametrize("vocab", [7, ARGMAX_BLOCK * 3, ARGMAX_BLOCK * 3 + 5])
+def test_blocked_argmax_equals_jnp_argmax(vocab):
+    x = np.random.default_rng(vocab).standard_normal((9, vocab)).astype(np.float32)
+    x[1, :] = -np.inf  # all -inf: index 0
+    x[2, [3, vocab - 1]] = 50.0  # ties: the first
+    x[3, [vocab // 2, vocab - 2]] = np.inf
+    x[4, :] = 0.0
+    x[5, vocab - 1] = 1e30  # the last entry, in the padded block
+    assert argmax(jnp.asarray(x)).tolist() == jnp.argmax(jnp.asarray(x), axis=-1).tolist()
+
+
+def test_sampling_draws_as_jax_random_categorical():
+    """The Gumbel-max draw with the blocked argmax is `jax.random.categorical`'s, key for key."""
+    logits = jnp.asarray(np.random.default_rng(0).standard_normal((16, 1000)), jnp.float32)
+    keys = row_keys(jnp.int32(3), jnp.arange(16), jnp.zeros(16, jnp.int32), jnp.ones(16, jnp.int32))
+    method = SamplingMethod(temperature=1.0)
+    expected = jax.vmap(jax.random.categorical)(keys, logits)
+    assert method(logits, keys).tolist() == expected.tolist()

@@ -15,6 +15,28 @@ from jaxtyping import Array, Float, Int
 
 from s2jax.text_generator import SamplingParams
 
+ARGMAX_BLOCK = 128
+
+
+def argmax(x: Float[Array, "B V"]) -> Int[Array, " B"]:
+    """`jnp.argmax` over the last axis (the first maximum; rows holding NaN are unspecified), in two
+    passes: the block of `ARGMAX_BLOCK` holding the maximum, then the maximum in that block.
+
+    XLA:CPU lowers argmax to a (value, index) reduction it does not vectorize; the block maxima
+    are a plain max, and the two small argmaxes are cheap: 10x faster at V = 8k-49k (0.24 vs 2.4
+    ms for 64 rows x 8,192), where it was a sixth of a greedy decode step of a 3M model.
+    """
+    B, V = x.shape
+    if V <= ARGMAX_BLOCK:
+        return jnp.argmax(x, axis=-1).astype(jnp.int32)
+    pad = -V % ARGMAX_BLOCK
+    if pad:  # -inf never beats a real entry, and an all -inf row gives 0 either way
+        x = jnp.pad(x, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+    blocks = x.reshape(B, -1, ARGMAX_BLOCK)
+    best = jnp.argmax(jnp.max(blocks, axis=-1), axis=-1)
+    inner = jnp.argmax(jnp.take_along_axis(blocks, best[:, None, None], axis=1)[:, 0], axis=-1)
+    return (best * ARGMAX_BLOCK + inner).astype(jnp.int32)
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplingMethod:
@@ -66,9 +88,11 @@ class SamplingMethod:
     def __call__(self, logits: Float[Array, "B V"], keys: jax.Array) -> Int[Array, " B"]:
         """One token per row; row b draws with `keys[b]` (unused when greedy)."""
         if self.greedy:
-            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            return argmax(logits)
         x, ids = self.candidates(logits)
-        choice = jax.vmap(jax.random.categorical)(keys, x)
+        # `jax.random.categorical` (Gumbel-max, the same noise) with the faster argmax
+        noise = jax.vmap(lambda key: jax.random.gumbel(key, x.shape[1:], x.dtype))(keys)
+        choice = argmax(noise + x)
         if ids is None:
             return choice.astype(jnp.int32)
         return jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
