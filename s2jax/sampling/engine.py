@@ -119,15 +119,15 @@ class Sampler:
         self.max_len = max_len or self.cfg.max_position_embeddings
         self.eos_ids = eos_token_ids(model, tokenizer)
         params = model.params()
+        num_params = sum(v.size for v in params.values())
         if unroll_layers is None:
-            unroll_layers = (jax.default_backend() == "cpu"
-                             and sum(v.size for v in params.values()) < UNROLL_MAX_PARAMS)
+            unroll_layers = jax.default_backend() == "cpu" and num_params < UNROLL_MAX_PARAMS
         self.unroll_layers = unroll_layers
         self.mesh = _mesh_of(params, mesh)
         self._param_shardings = param_shardings(self.cfg, self.mesh)
         self.params = jax.device_put(params, self._param_shardings)
         self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim,
-                                   sum(x.size for x in params.values()))
+                                   num_params)
         self.cache_dtype = jnp.dtype(self.dtype or params["embed"].dtype)
         self.shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         self._programs: dict[tuple, Callable] = {}
