@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,10 +68,18 @@ def make_job(directory: Path, prompts: int) -> tuple[Path, Path, int]:
     return ckpt, inp, n_params
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the process `cmd`, from start to exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def _runs(times: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{w:.2f} s ({c:.1f} cpu-s)" for w, c in times)
 
 
 def main() -> None:
@@ -103,13 +112,16 @@ def main() -> None:
         for _ in range(args.repeats):
             hf.append(timed(theirs, env))
             repeated.append(timed(ours, env))
-        ref = min(hf)
-        print(f"    transformers script   {ref:6.2f} s (fastest of {len(hf)}: "
-              f"{', '.join(f'{t:.2f}' for t in hf)})")
-        print(f"    s2jax first run       {first:6.2f} s (empty compilation cache; it wrote "
-              f"{entries} programs); ratio {ref / first:.2f}x")
-        print(f"    s2jax repeated run    {min(repeated):6.2f} s (fastest of "
-              f"{', '.join(f'{t:.2f}' for t in repeated)}); ratio {ref / min(repeated):.2f}x")
+        ref, best = min(hf), min(repeated)
+        print(f"    transformers script   {ref[0]:6.2f} s, {ref[1]:5.1f} cpu-s (fastest of "
+              f"{_runs(hf)})")
+        print(f"    s2jax first run       {first[0]:6.2f} s, {first[1]:5.1f} cpu-s (empty "
+              f"compilation cache; it wrote {entries} programs); ratio {ref[0] / first[0]:.2f}x, "
+              f"cpu {ref[1] / first[1]:.2f}x")
+        print(f"    s2jax repeated run    {best[0]:6.2f} s, {best[1]:5.1f} cpu-s (fastest of "
+              f"{_runs(repeated)}); ratio {ref[0] / best[0]:.2f}x, cpu {ref[1] / best[1]:.2f}x")
+        print(f"    load average {os.getloadavg()[0]:.2f} (ratios are of wall times; on a loaded "
+              "machine compare cpu-s)")
 
 
 if __name__ == "__main__":
