@@ -1,0 +1,90 @@
+"""Re-filter and re-train a finished real run from its System 2 generations (no new sampling).
+
+Sampling System 2 is most of a run's time on a CPU (11 of 22 minutes for the Qwen S2A run), so
+the filter and fine-tuning settings are compared on one run's generations:
+
+  PYTHONPATH=$PWD python3 scripts/real_refilter.py CONFIG[:ARG] --from RUN_DIR --run-dir NEW \
+      --set distill.vote.threshold=0.75 [--set train.steps=4 ...]
+
+Only `distill.*` and `train.*` may differ from the source run's config (checked). The new run
+dir gets its own distillation set, fine-tuned model and results.json; its System 1 and System 2
+rows are the source run's, which the same config on the same model would reproduce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import s2jax
+from s2jax.atomic import write_json
+from s2jax.distill import PARQUET
+from s2jax.errors import S2JaxError
+from s2jax.experiment import apply_overrides, load_config
+from s2jax.pipeline import resolve
+from s2jax.rundir import claim, locked
+from s2jax.sampling import Sampler
+from s2jax.stages import distill_stage, evaluate_stage, finetune_stage, require_examples
+from s2jax.train.data import read_examples
+
+MAY_DIFFER = ("name", "distill", "train")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("--from", dest="source", required=True, help="finished run dir")
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    source = Path(args.source)
+    config, _ = load_config(args.config)
+    config = apply_overrides(config, args.set)
+    old = json.loads((source / "config.json").read_text())["config"]
+    new = config.to_json()
+    differ = sorted(k for k in new if k not in MAY_DIFFER and json.dumps(new[k], default=str)
+                    != json.dumps(old.get(k), default=str))
+    if differ:
+        raise S2JaxError(f"--from {source}: its config differs in {', '.join(differ)}; only "
+                         f"{', '.join(MAY_DIFFER)} may change when its generations are reused")
+    run_dir = Path(args.run_dir)
+    d = resolve(config, run_dir)
+    start = time.perf_counter()
+    with locked(run_dir) as run_dir:
+        claim(run_dir, d.fingerprint, d.config)
+        gen_path = source / "generations.jsonl"
+        records = [json.loads(line) for line in gen_path.read_text().splitlines() if line]
+        dset, warnings = distill_stage(records, d.task, d.distill, run_dir / "distill",
+                                       generations=str(gen_path.resolve()), model=d.model,
+                                       sampling=dataclasses.asdict(d.sampling))
+        stats = dset.stats.to_json()
+        print(f"[{d.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs",
+              flush=True)
+        require_examples(stats, str(run_dir / "distill" / PARQUET))
+        model, tokenizer = s2jax.load(config.model, dtype=config.dtype)
+        finetune_stage(model, tokenizer, read_examples(run_dir / "distill" / PARQUET), d.train,
+                       run_dir / "train")
+        del model  # its fine-tuned weights were exported; the sampler loads them
+        distilled, _ = s2jax.load(run_dir / "train" / "model", dtype=config.dtype)
+        sampler = Sampler(distilled, tokenizer, max_batch=config.max_batch,
+                          max_len=config.max_len, chat=config.chat)
+        final = evaluate_stage("distilled", d.system1, d.test_task, d.test, sampler,
+                               d.eval_sampling, path=run_dir / "eval" / "distilled.jsonl",
+                               key=d.fingerprint, shard_size=d.shard_size, chat=d.chat,
+                               progress=True)
+        print(f"[{d.name}] distilled: {final.accuracy:.1f}% at {final.tokens_per_answer:.1f} "
+              "tokens/answer", flush=True)
+        base = json.loads((source / "results.json").read_text())
+        write_json(run_dir / "results.json", {
+            "name": d.name, "task": d.task.name, "method": d.program.name,
+            "rows": [*base["rows"][:2], final.to_json()], "distill": stats,
+            "warnings": warnings, "generations_from": str(source),
+            "seconds": {"generate": 0.0,
+                        "finetune_and_eval": round(time.perf_counter() - start, 2)}})
+
+
+if __name__ == "__main__":
+    main()
