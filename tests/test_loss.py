@@ -30,9 +30,9 @@ def _data(seed=0):
 
 # a tied head with a final soft-cap (Gemma 2's), and a plain untied LM head
 LOGITS = {
-    "tied_softcap": (lambda h, x: 3.0 * jnp.tanh(jnp.einsum("btd,vd->btv", x, h["embed"]) / 3.0),
+    "tied_softcap": (lambda h, x: 3.0 * jnp.tanh(jnp.einsum("...d,vd->...v", x, h["embed"]) / 3.0),
                      "embed"),
-    "untied": (lambda h, x: jnp.einsum("btd,vd->btv", x, h["lm_head"]), "lm_head"),
+    "untied": (lambda h, x: jnp.einsum("...d,vd->...v", x, h["lm_head"]), "lm_head"),
 }
 
 
