@@ -51,6 +51,18 @@ def columns(config: dict, others: list[str], limit: int | None):
     return cols
 
 
+def _same_base_row(source: Path, config: dict, columns: list[str]) -> dict | None:
+    """The base row of `source`'s matrix, if it has one over the same columns, model and
+    evaluation settings; else None."""
+    if not (source / "matrix.json").is_file():
+        return None
+    old = json.loads((source / "config.json").read_text())["config"]
+    matrix = json.loads((source / "matrix.json").read_text())
+    same = all(old.get(k) == config.get(k) for k in ("model", "dtype", "test", "eval_sampling",
+                                                      "chat", "max_len", "task", "method"))
+    return matrix["rows"]["base"] if same and matrix["columns"] == columns else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
@@ -66,7 +78,16 @@ def main() -> None:
     sampler = Sampler(model, tokenizer, max_batch=config["max_batch"],
                       max_len=config["max_len"], chat=config["chat"])
     distilled, _ = s2jax.load(run_dir / "train" / "model", dtype=config["dtype"])
-    for row, params_of in (("base", model.params()), ("distilled", distilled.params())):
+    # a run re-filtered from another run's generations (scripts/real_refilter.py) has the same
+    # base model and evaluation config: its base row is that run's, when it has one
+    source = json.loads((run_dir / "results.json").read_text()).get("generations_from")
+    base = _same_base_row(Path(source), config, out["columns"]) if source else None
+    if base is not None:
+        out["rows"]["base"] = base
+        out["base_from"] = source
+        print(f"base row from {source}/matrix.json", flush=True)
+    rows = [("base", model.params()), ("distilled", distilled.params())][base is not None:]
+    for row, params_of in rows:
         sampler.set_params(params_of)
         cells = {}
         for name, task, meth, exs in cols:
