@@ -33,6 +33,13 @@ from s2jax.train.data import read_examples
 MAY_DIFFER = ("name", "distill", "train")
 
 
+def differing_fields(old: dict, new: dict) -> list[str]:
+    """Config fields (other than `MAY_DIFFER`) whose values differ between two runs' configs."""
+    same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(
+        b, sort_keys=True, default=str)
+    return sorted(k for k in {*old, *new} - set(MAY_DIFFER) if not same(old.get(k), new.get(k)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
@@ -45,8 +52,7 @@ def main() -> None:
     config = apply_overrides(config, args.set)
     old = json.loads((source / "config.json").read_text())["config"]
     new = config.to_json()
-    differ = sorted(k for k in new if k not in MAY_DIFFER and json.dumps(new[k], default=str)
-                    != json.dumps(old.get(k), default=str))
+    differ = differing_fields(old, new)
     if differ:
         raise S2JaxError(f"--from {source}: its config differs in {', '.join(differ)}; only "
                          f"{', '.join(MAY_DIFFER)} may change when its generations are reused")
