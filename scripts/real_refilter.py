@@ -6,7 +6,10 @@ the filter and fine-tuning settings are compared on one run's generations:
   PYTHONPATH=$PWD python3 scripts/real_refilter.py CONFIG[:ARG] --from RUN_DIR --run-dir NEW \
       --set distill.vote.threshold=0.75 [--set train.steps=4 ...]
 
-Only `distill.*` and `train.*` may differ from the source run's config (checked). The new run
+Only `distill.*` and `train.*` may differ from the source run's config (checked).
+`--replay-bare` is the retention mitigation of docs/real_results.md: the base model's own greedy
+System 1 replies to the bare questions of the unlabeled countries (no label is read) join the
+distillation set in the fine-tuning mix. The new run
 dir gets its own distillation set, fine-tuned model and results.json; its System 1 and System 2
 rows are the source run's, which the same config on the same model would reproduce.
 """
@@ -40,12 +43,30 @@ def differing_fields(old: dict, new: dict) -> list[str]:
     return sorted(k for k in {*old, *new} - set(MAY_DIFFER) if not same(old.get(k), new.get(k)))
 
 
+def bare_replies(model, tokenizer, config) -> list[dict]:
+    """The base model's greedy System 1 replies to the unlabeled countries' bare questions, as
+    chat examples (the labels are never read)."""
+    from s2jax.tasks import TASKS, load_examples
+
+    split = (config.unlabeled.split or "unlabeled").partition(":")[0]
+    questions = [ex.fields["question"] for ex in load_examples(
+        TASKS[config.task], split=f"{split}:bare", seed=config.unlabeled.seed)]
+    sampler = Sampler(model, tokenizer, max_batch=config.max_batch, max_len=config.max_len,
+                      chat=config.chat)
+    replies = [s[0].text.strip() for s in sampler(questions, config.eval_sampling)]
+    return [{"id": f"replay-{i}", "messages": [{"role": "user", "content": q},
+                                               {"role": "assistant", "content": r}]}
+            for i, (q, r) in enumerate(zip(questions, replies, strict=True)) if r]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
     ap.add_argument("--from", dest="source", required=True, help="finished run dir")
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--replay-bare", action="store_true",
+                    help="mix the base model's own replies to the bare questions into training")
     args = ap.parse_args()
     source = Path(args.source)
     config, _ = load_config(args.config)
@@ -71,8 +92,14 @@ def main() -> None:
               flush=True)
         require_examples(stats, str(run_dir / "distill" / PARQUET))
         model, tokenizer = s2jax.load(config.model, dtype=config.dtype)
-        finetune_stage(model, tokenizer, read_examples(run_dir / "distill" / PARQUET), d.train,
-                       run_dir / "train")
+        examples = read_examples(run_dir / "distill" / PARQUET)
+        if args.replay_bare:
+            replay = bare_replies(model, tokenizer, config)
+            write_json(run_dir / "replay.json", replay)
+            print(f"[{d.name}] replay: {len(replay)} of the base model's bare-question replies "
+                  f"join {len(examples)} distilled examples", flush=True)
+            examples = [*examples, *replay]
+        finetune_stage(model, tokenizer, examples, d.train, run_dir / "train")
         del model  # its fine-tuned weights were exported; the sampler loads them
         distilled, _ = s2jax.load(run_dir / "train" / "model", dtype=config.dtype)
         sampler = Sampler(distilled, tokenizer, max_batch=config.max_batch,
