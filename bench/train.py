@@ -141,15 +141,19 @@ def torch_stepper(shapes: dict, batch: int, seq_len: int, threads: int) -> Calla
     return run
 
 
-def interleaved_times(runs: dict[str, Callable[[], None]], steps: int) -> dict[str, list]:
-    """Seconds per step of each runner, alternating steps so that both see the same load."""
+def interleaved_times(runs: dict[str, Callable[[], None]], steps: int
+                      ) -> tuple[dict[str, list], dict[str, list]]:
+    """Wall and CPU seconds (all threads of this process) per step of each runner, alternating
+    steps so that both see the same load."""
     times = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
     for _ in range(steps):
         for name, run in runs.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - t)
-    return times
+            cpu[name].append(time.process_time() - c)
+    return times, cpu
 
 
 def main() -> None:
@@ -163,22 +167,26 @@ def main() -> None:
     print(f"fp32 2048^3 matmul: JAX {jax_mm / 1e9:.0f} GFLOP/s, torch {torch_mm / 1e9:.0f} "
           f"GFLOP/s (torch threads {args.threads}); MFU below is against {peak / 1e9:.0f}")
     print("tokens/s from the fastest of the interleaved steps (the machine is shared); "
-          "median in brackets")
-    print(f"{'config':8s} {'tokens/step':>11s} {'s2jax tok/s':>20s} {'MFU':>6s} "
-          f"{'torch tok/s':>20s} {'MFU':>6s} {'ratio':>6s}")
+          "median in brackets; cpu: median CPU seconds per step, all threads")
+    print(f"{'config':12s} {'tokens/step':>11s} {'s2jax tok/s':>20s} {'MFU':>6s} {'cpu':>6s} "
+          f"{'torch tok/s':>20s} {'MFU':>6s} {'cpu':>6s} {'ratio':>6s}")
     for name in args.sizes.split(","):
         shapes, batch, seq_len = CONFIGS[name]
         steps = args.steps or (8 if name == "5m" else 4)
         tokens = batch * seq_len
         flops = model_flops_per_token(shapes, seq_len) * tokens
-        times = interleaved_times({
+        times, cpu = interleaved_times({
             "s2jax": s2jax_stepper(shapes, batch, seq_len),
             "torch": torch_stepper(shapes, batch, seq_len, args.threads)}, steps)
         ours, theirs = min(times["s2jax"]), min(times["torch"])
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{name:8s} {tokens:11d} {tokens / ours:9.0f} [{tokens / med['s2jax']:8.0f}] "
-              f"{flops / ours / peak:6.1%} {tokens / theirs:9.0f} [{tokens / med['torch']:8.0f}] "
-              f"{flops / theirs / peak:6.1%} {theirs / ours:5.2f}x", flush=True)
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+        print(f"{name:12s} {tokens:11d} {tokens / ours:9.0f} [{tokens / med['s2jax']:8.0f}] "
+              f"{flops / ours / peak:6.1%} {med_cpu['s2jax']:6.2f} "
+              f"{tokens / theirs:9.0f} [{tokens / med['torch']:8.0f}] "
+              f"{flops / theirs / peak:6.1%} {med_cpu['torch']:6.2f} {theirs / ours:5.2f}x",
+              flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
