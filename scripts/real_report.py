@@ -55,8 +55,13 @@ def plot(runs: list[tuple[dict, dict | None]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with_matrix = [(r, m) for r, m in runs if m is not None]
-    fig, axes = plt.subplots(1, 1 + len(with_matrix), figsize=(6 + 6 * len(with_matrix), 4.2))
-    axes = axes if len(with_matrix) else [axes]
+    panels = 1 + len(with_matrix)
+    ncols = min(panels, 3)
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.6 * nrows), squeeze=False)
+    axes = list(axes.flat)
+    for extra in axes[panels:]:
+        extra.set_visible(False)
     ax = axes[0]
     width = 0.27
     for k, system in enumerate(LABELS):
@@ -74,7 +79,7 @@ def plot(runs: list[tuple[dict, dict | None]], path: Path) -> None:
     ax.set_ylabel("accuracy % on held-out countries (t: tokens/answer)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7)
-    for ax, (results, matrix) in zip(axes[1:], with_matrix, strict=True):
+    for ax, (results, matrix) in zip(axes[1:panels], with_matrix, strict=True):
         cols = matrix["columns"]
         for k, row in enumerate(matrix["rows"]):
             ax.bar([i + (k - 0.5) * 0.4 for i in range(len(cols))],
