@@ -28,7 +28,7 @@ from s2jax.sharding import named_sharding
 class DecodeState:
     """Everything the decode loop carries. Idle rows are `done`."""
 
-    cache: KVCache  # [L, B, K, S, H]
+    cache: KVCache  # [L, B, K, S, H], or L [B, K, S, H] buffers (`split`)
     tokens: Int[Array, " B"]  # last sampled token, fed at the next step
     positions: Int[Array, " B"]  # its position, i.e. the cache slot it is written to
     steps: Int[Array, " B"]  # tokens generated so far (also the RNG step of the next one)
@@ -45,10 +45,13 @@ class DecodeState:
                 out=("batch", None), seed=())
 
     @classmethod
-    def shardings(cls, mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, out_len: int
-                  ) -> DecodeState:
+    def shardings(cls, mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, out_len: int,
+                  *, split: bool = False) -> DecodeState:
         """The sharding of every field: rows over the batch axes, the cache per `KVCache.AXES`."""
-        cache = named_sharding(mesh, KVCache.AXES, KVCache.shape(cfg, batch, cache_len))
+        shape = KVCache.shape(cfg, batch, cache_len)
+        cache = named_sharding(mesh, KVCache.AXES, shape)
+        if split:
+            cache = (named_sharding(mesh, KVCache.AXES[1:], shape[1:]),) * cfg.num_layers
         shapes = dict(out=(batch, out_len), seed=())
         fields = {name: named_sharding(mesh, axes, shapes.get(name, (batch,)))
                   for name, axes in cls.AXES.items()}
@@ -56,9 +59,12 @@ class DecodeState:
 
     @classmethod
     def empty(cls, cfg: ModelConfig, batch: int, max_len: int, max_new: int,
-              seed: Int[Array, ""], dtype) -> DecodeState:
+              seed: Int[Array, ""], dtype, *, split: bool = False) -> DecodeState:
+        """An idle state; `split`: the cache as per-layer buffers, which `decode(split=True)`
+        then runs on in place (no copy of the cache in and out of a stacked array per call)."""
         zeros = lambda: jnp.zeros((batch,), jnp.int32)
-        return cls(KVCache.zeros(cfg, batch, max_len, dtype), zeros(), zeros(), zeros(),
+        cache = KVCache.zeros(cfg, batch, max_len, dtype)
+        return cls(cache.split(max_len) if split else cache, zeros(), zeros(), zeros(),
                    zeros(), jnp.ones((batch,), bool), zeros(), zeros(),
                    jnp.zeros((batch, max_new), jnp.int32), jnp.asarray(seed, jnp.int32))
 
@@ -138,14 +144,19 @@ def prefill_into(
     B = state.done.shape[0]
     # Pad slots hold garbage keys: a row attends only to slots <= its position, and decode
     # overwrites slot `len` before it is first read.
-    last, pre = prefill_cache(cfg, dtype, params, tokens, lengths, state.cache.k.dtype,
+    last, pre = prefill_cache(cfg, dtype, params, tokens, lengths, state.cache.k[0].dtype,
                               chunk=chunk, mesh=mesh)
     logits = output_logits(cfg, params, last, dtype)[src]  # [R, V]
     keys = row_keys(state.seed, prompt_ids, sample_ids, jnp.zeros_like(dest))
     first = method(logits, keys)
 
-    cache = KVCache(state.cache.k.at[:, dest, :, :T].set(pre.k[:, src], mode="drop"),
-                    state.cache.v.at[:, dest, :, :T].set(pre.v[:, src], mode="drop"))
+    def put_prompts(cache, prompts):  # rows `dest` of the cache <- prompts `src`
+        if isinstance(cache, tuple):  # per-layer buffers
+            return tuple(c.at[dest, :, :T].set(prompts[i, src], mode="drop")
+                         for i, c in enumerate(cache))
+        return cache.at[:, dest, :, :T].set(prompts[:, src], mode="drop")
+
+    cache = KVCache(put_prompts(state.cache.k, pre.k), put_prompts(state.cache.v, pre.v))
     put = lambda a, v: a.at[dest].set(v, mode="drop")
     state = dataclasses.replace(
         state, cache=cache, tokens=put(state.tokens, first),
@@ -197,12 +208,22 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     `split`: the loop runs on per-layer weights and cache buffers with the layers unrolled
     (`KVCache.split`, `split_layers`), copied out once per call: on XLA:CPU a layer scan copies
     each layer's weights and cache block out of the stacked arrays at every step, which costs
-    more than the step's arithmetic at small batch sizes.
+    more than the step's arithmetic at small batch sizes. A state whose cache is already split
+    (`DecodeState.empty(split=True)`) is run on in place when the window is the whole cache,
+    and otherwise only its first `window` slots are copied out and back.
     """
-    S = state.cache.k.shape[3]
     full = state.cache
+    S = full.slots
+    per_layer = isinstance(full.k, tuple)
+    if per_layer and not split:
+        raise ValueError("a state with a per-layer cache runs with split=True")
     if split:
         params = split_layers(params)
+    if per_layer:
+        if window < S:
+            state = dataclasses.replace(state, cache=KVCache(
+                *(tuple(c[:, :, :window] for c in parts) for parts in (full.k, full.v))))
+    elif split:
         state = dataclasses.replace(state, cache=full.split(window))
     elif window < S:
         state = dataclasses.replace(state, cache=KVCache(full.k[:, :, :, :window],
@@ -218,7 +239,13 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
         return decode_step(cfg, method, eos_ids, dtype, params, state, mesh=mesh), i + 1
 
     state, steps = jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
-    if split:
+    if per_layer:
+        if window < S:
+            put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0))
+            state = dataclasses.replace(state, cache=KVCache(
+                *(tuple(map(put, a, w)) for a, w in ((full.k, state.cache.k),
+                                                      (full.v, state.cache.v)))))
+    elif split:
         state = dataclasses.replace(state, cache=full.merge(state.cache))
     elif window < S:
         put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0, 0))
@@ -230,7 +257,11 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
 def take_rows(state: DecodeState, rows: Int[Array, " R"], keep: Bool[Array, " R"]
               ) -> DecodeState:
     """A state of R rows copied from `rows` of `state`; rows not `keep` are idle."""
-    cache = KVCache(state.cache.k[:, rows], state.cache.v[:, rows])
+    if isinstance(state.cache.k, tuple):  # per-layer buffers
+        cache = KVCache(*(tuple(c[rows] for c in parts)
+                          for parts in (state.cache.k, state.cache.v)))
+    else:
+        cache = KVCache(state.cache.k[:, rows], state.cache.v[:, rows])
     fields = {f.name: getattr(state, f.name)[rows] for f in dataclasses.fields(state)
               if f.name not in ("cache", "seed")}
     fields["done"] = fields["done"] | ~keep
