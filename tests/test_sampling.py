@@ -202,6 +202,19 @@ def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     assert len(programs) == 1 + 17 + 8 * 7 + 1 + 17
 
 
+def test_layer_scan_decode_equals_unrolled(hf_checkpoint):
+    """The decode over stacked weights and cache (the CPU default for larger models) gives the
+    tokens of the unrolled one over per-layer buffers, through refills and the tail batch."""
+    model, tok = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    prompts = _prompts(model.config.vocab_size, [3, 9, 5, 17, 2, 6])
+    params = SamplingParams(max_new_tokens=20)
+    scan = Sampler(model, tok, max_batch=4, unroll_layers=False).generate_ids(prompts, params)
+    unrolled = Sampler(model, tok, max_batch=4, unroll_layers=True)
+    assert _tokens(scan) == _tokens(unrolled.generate_ids(prompts, params))
+    assert isinstance(unrolled._program("init", (), unrolled.plan([3], params),
+                                        None)(0).cache.k, tuple)  # per-layer buffers
+
+
 def test_decode_windows_are_those_worth_a_program():
     from s2jax.sampling.buckets import BucketPlan, slot_cost
 
