@@ -191,14 +191,16 @@ def main() -> None:
                     help="timed runs per side, interleaved; the fastest of each is reported")
     ap.add_argument("--variants", default="",
                     help="also time s2jax variants, comma-separated: bf16 (bfloat16 weights and "
-                    "KV cache), scan (decode with the layer scan, unroll_layers=False)")
+                    "KV cache), scan (decode with the layer scan, unroll_layers=False), unroll "
+                    "(layers unrolled, unroll_layers=True; the default below 50M parameters)")
     args = ap.parse_args()
     import jax
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
+          f"{torch.get_num_threads()} threads; {os.cpu_count()} CPUs; load average "
+          f"{os.getloadavg()[0]:.2f}")
     for case in args.cases.split(","):
         if case == "prefill":
             prefill_memory_case()
@@ -218,7 +220,8 @@ def main() -> None:
             if case != "c":
                 sides["s2jax"] = s2jax_runner(directory, prompts, new_tokens, n, batch, sampling)
                 for variant in filter(None, args.variants.split(",")):
-                    options = {"bf16": dict(dtype="bfloat16"), "scan": dict(unroll=False)}
+                    options = {"bf16": dict(dtype="bfloat16"), "scan": dict(unroll=False),
+                               "unroll": dict(unroll=True)}
                     sides[f"s2jax {variant}"] = s2jax_runner(
                         directory, prompts, new_tokens, n, batch, sampling, **options[variant])
             else:

@@ -5,8 +5,9 @@ queued prompts into free rows (one prefill per distinct prompt, its cache copied
 sample rows), runs the on-device decode loop until enough rows have finished to be worth
 refilling (continuous batching) or all have (static batching), reads back the finished rows,
 and repeats. Once the queue is empty, continuous batching moves the last rows into a batch of
-B/4 rows, so the longest samples do not drag B rows along. Each decode call runs on a cache
-window just large enough for the furthest row (attention costs O(slots) per step). Shapes come
+B/4 rows, so the longest samples do not drag B rows along. Each decode call runs on the
+smallest cache window that holds the furthest row, among the windows worth a program of their
+own (`BucketPlan.windows`: attention costs O(slots) per step, each window a compile). Shapes come
 from a `BucketPlan`, so the programs compiled are few and known (`plan_programs`).
 """
 
