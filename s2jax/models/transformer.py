@@ -156,15 +156,6 @@ class KVCache:
         return KVCache(*(tuple(c[i, :, :, :slots] for i in range(c.shape[0]))
                          for c in (self.k, self.v)))
 
-    def merge(self, layers: KVCache) -> KVCache:
-        """This stacked cache with `layers` (from `split`) written back over its first slots."""
-        def put(full, parts):
-            for i, part in enumerate(parts):
-                full = jax.lax.dynamic_update_slice(full, part[None], (i, 0, 0, 0, 0))
-            return full
-
-        return KVCache(put(self.k, layers.k), put(self.v, layers.v))
-
     @staticmethod
     def shape(cfg: ModelConfig, batch: int, max_len: int) -> tuple[int, ...]:
         return (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)

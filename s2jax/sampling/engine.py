@@ -97,7 +97,7 @@ class Sampler:
       prefill_chunk: prompt tokens per prefill pass; bounds prefill attention memory to
         [rows, heads, prefill_chunk, prompt slots] (`loop.prefill_cache`).
       unroll_layers: decode over per-layer weight and cache buffers with the layers unrolled
-        (`loop.decode`'s `split`; the decode state then keeps its cache per layer), at the cost
+        (the decode state keeps its cache per layer, and `loop.decode` unrolls over it), at the cost
         of one copy of the weights per decode call;
         default: on CPU for models under `UNROLL_MAX_PARAMS`, where it makes a step up to 2.4x
         faster; larger models gain <= 5% a step and pay minutes of compile (see the constant).
@@ -181,8 +181,7 @@ class Sampler:
                          out_shardings=state, donate_argnums=1)
         elif kind == "decode":
             window, = key
-            fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh,
-                                           split=self.unroll_layers),
+            fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
                          in_shardings=(w_shardings, state, replicated, replicated),
                          out_shardings=(state, replicated), donate_argnums=1)
         elif kind == "take_rows":

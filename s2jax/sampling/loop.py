@@ -192,8 +192,8 @@ def decode_step(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ..
 
 def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], dtype,
            window: int, params: dict[str, Array], state: DecodeState,
-           max_steps: Int[Array, ""], exit_done: Int[Array, ""], *, mesh: Mesh | None = None,
-           split: bool = False) -> tuple[DecodeState, Int[Array, ""]]:
+           max_steps: Int[Array, ""], exit_done: Int[Array, ""], *, mesh: Mesh | None = None
+           ) -> tuple[DecodeState, Int[Array, ""]]:
     """Runs up to `max_steps` decode steps on device, or until `exit_done` rows are done.
 
     Returns the state and the number of steps run.
@@ -205,26 +205,21 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     the first `window` slots only (copied out once, written back once) and also returns when a
     live row reaches the window's end; the engine then calls again with a larger window.
 
-    `split`: the loop runs on per-layer weights and cache buffers with the layers unrolled
-    (`KVCache.split`, `split_layers`), copied out once per call: on XLA:CPU a layer scan copies
-    each layer's weights and cache block out of the stacked arrays at every step, which costs
-    more than the step's arithmetic at small batch sizes. A state whose cache is already split
-    (`DecodeState.empty(split=True)`) is run on in place when the window is the whole cache,
-    and otherwise only its first `window` slots are copied out and back.
+    A state whose cache is per-layer buffers (`DecodeState.empty(split=True)`) runs with the
+    layers unrolled over per-layer weights (`split_layers`, copied out once per call): on
+    XLA:CPU a layer scan copies each layer's weights and cache block out of the stacked arrays
+    at every step, which costs more than the step's arithmetic at small batch sizes. Such a
+    cache is run on in place when the window is the whole cache, and otherwise only its first
+    `window` slots are copied out and back.
     """
     full = state.cache
     S = full.slots
     per_layer = isinstance(full.k, tuple)
-    if per_layer and not split:
-        raise ValueError("a state with a per-layer cache runs with split=True")
-    if split:
-        params = split_layers(params)
     if per_layer:
+        params = split_layers(params)
         if window < S:
             state = dataclasses.replace(state, cache=KVCache(
                 *(tuple(c[:, :, :window] for c in parts) for parts in (full.k, full.v))))
-    elif split:
-        state = dataclasses.replace(state, cache=full.split(window))
     elif window < S:
         state = dataclasses.replace(state, cache=KVCache(full.k[:, :, :, :window],
                                                          full.v[:, :, :, :window]))
@@ -245,8 +240,6 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
             state = dataclasses.replace(state, cache=KVCache(
                 *(tuple(map(put, a, w)) for a, w in ((full.k, state.cache.k),
                                                       (full.v, state.cache.v)))))
-    elif split:
-        state = dataclasses.replace(state, cache=full.merge(state.cache))
     elif window < S:
         put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0, 0))
         state = dataclasses.replace(state, cache=KVCache(put(full.k, state.cache.k),
