@@ -60,7 +60,7 @@ class DecodeState:
     @classmethod
     def empty(cls, cfg: ModelConfig, batch: int, max_len: int, max_new: int,
               seed: Int[Array, ""], dtype, *, split: bool = False) -> DecodeState:
-        """An idle state; `split`: the cache as per-layer buffers, which `decode(split=True)`
+        """An idle state; `split`: the cache as per-layer buffers, which `decode`
         then runs on in place (no copy of the cache in and out of a stacked array per call)."""
         zeros = lambda: jnp.zeros((batch,), jnp.int32)
         cache = KVCache.zeros(cfg, batch, max_len, dtype)
