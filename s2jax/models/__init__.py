@@ -1,6 +1,6 @@
-"""Model definitions and Hugging Face checkpoint import/export."""
+"""Model definitions and Hugging Face checkpoint import/export.
 
-from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import KVCache, Transformer, forward, param_specs
-
-__all__ = ["KVCache", "ModelConfig", "Transformer", "forward", "param_specs"]
+No re-exports here: importing a submodule that needs no JAX (`fetch`, `config`) must not import
+JAX and Flax through this package (seconds on every CLI command). Import what you need from its
+module, e.g. `from s2jax.models.transformer import Transformer`.
+"""
