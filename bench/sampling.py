@@ -1,6 +1,9 @@
-"""s2jax sampling against `transformers` `generate` (torch, CPU) on the same checkpoints/prompts.
+"""s2jax sampling against `transformers` `generate` (torch) on the same checkpoints/prompts.
 
     python bench/sampling.py [--cases a,b,c] [--threads 2]
+    python bench/sampling.py --device gpu --dtype bfloat16 --cases smollm2
+
+Both sides run on the CPU (default) or one GPU, with weights and KV cache in `--dtype`.
 
 Cases: (a) ~5M-param Llama, batch 64, 128 new tokens; (b) ~100M-param Llama, batch 16, 64 new
 tokens; (c) 32 prompts x n=8 samples whose lengths differ widely, continuous batching on vs off;
@@ -91,17 +94,19 @@ def prompts_for(batch: int, vocab: int, seed: int = 0) -> list[list[int]]:
             for n in rng.integers(8, 33, size=batch)]
 
 
-def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int], sampling: dict
-              ) -> Callable[[], tuple[float, int]]:
+def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int], sampling: dict,
+              device: str = "cpu", dtype: str = "float32") -> Callable[[], tuple[float, int]]:
     """A warmed-up `generate` call (left-padded batch, n per prompt): () -> (seconds, tokens)."""
     import torch
     import transformers
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    model.eval()
+    dev = "cuda" if device == "gpu" else "cpu"
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory,
+                                                              dtype=getattr(torch, dtype))
+    model.to(dev).eval()
     T = max(map(len, prompts))
-    ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts], device=dev)
+    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=dev)
     kwargs = dict(do_sample=True, **sampling, max_new_tokens=new_tokens,
                   num_return_sequences=n, pad_token_id=0)
     if not eos:
@@ -113,7 +118,7 @@ def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int],
         with torch.no_grad():
             torch.manual_seed(0)
             t = time.perf_counter()
-            out = model.generate(ids, attention_mask=mask, **kwargs)
+            out = model.generate(ids, attention_mask=mask, **kwargs).cpu()  # waits for the GPU
             seconds = time.perf_counter() - t
         new = out[:, T:]
         if eos:  # count up to and including the first EOS, as s2jax's num_tokens does
@@ -193,14 +198,20 @@ def main() -> None:
                     help="also time s2jax variants, comma-separated: bf16 (bfloat16 weights and "
                     "KV cache), scan (decode with the layer scan, unroll_layers=False), unroll "
                     "(layers unrolled, unroll_layers=True; the default below 50M parameters)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="where both sides run (gpu: JAX's first GPU and torch's cuda:0)")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="weights and KV cache of both sides")
     args = ap.parse_args()
+    os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import jax
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.2f}")
+    gpu = torch.cuda.get_device_name() if args.device == "gpu" else "no GPU"
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
+          f"({gpu}) with {torch.get_num_threads()} threads; {args.dtype}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}")
     for case in args.cases.split(","):
         if case == "prefill":
             prefill_memory_case()
@@ -214,20 +225,23 @@ def main() -> None:
             rows = batch * n
             head = (f"({case}) Llama {n_params / 1e6:.1f}M params, {batch} prompts x n={n}, "
                     f"{new_tokens} new tokens")
-            hf = (hf_runner(directory, prompts, new_tokens, n, eos, sampling)
+            hf = (hf_runner(directory, prompts, new_tokens, n, eos, sampling, args.device,
+                            args.dtype)
                   if args.transformers else lambda: (float("nan"), 0))
             sides = {}  # name: (timed call, sampler, compile seconds)
             if case != "c":
-                sides["s2jax"] = s2jax_runner(directory, prompts, new_tokens, n, batch, sampling)
+                sides["s2jax"] = s2jax_runner(directory, prompts, new_tokens, n, batch, sampling,
+                                              dtype=args.dtype)
                 for variant in filter(None, args.variants.split(",")):
                     options = {"bf16": dict(dtype="bfloat16"), "scan": dict(unroll=False),
                                "unroll": dict(unroll=True)}
                     sides[f"s2jax {variant}"] = s2jax_runner(
-                        directory, prompts, new_tokens, n, batch, sampling, **options[variant])
+                        directory, prompts, new_tokens, n, batch, sampling,
+                        **{"dtype": args.dtype, **options[variant]})
             else:
                 for continuous in (True, False):
                     sides[continuous] = s2jax_runner(directory, prompts, new_tokens, n, 64,
-                                                     sampling, continuous)
+                                                     sampling, continuous, args.dtype)
             times = {name: [] for name in ("transformers", *sides)}
             for _ in range(args.repeats):  # interleaved: load changes hit both sides alike
                 times["transformers"].append(hf())

@@ -1,13 +1,16 @@
-"""SFT step throughput: s2jax's jitted train step vs a `transformers` + torch AdamW loop, on CPU.
+"""SFT step throughput: s2jax's jitted train step vs a `transformers` + torch AdamW loop.
 
-Both sides train the same Llama config in fp32 on the same random batch (every token a loss
-token), with AdamW and global-norm clipping, one optimizer step per batch. Prints tokens/s, MFU
-(model FLOPs over the best measured fp32 matmul rate of the machine, the CPU's practical peak),
+Both sides train the same Llama config on the same random batch (every token a loss token), with
+AdamW and global-norm clipping, one optimizer step per batch, on the CPU (default) or one GPU.
+fp32 by default; `--dtype bfloat16` is mixed precision on both sides (fp32 master weights and
+optimizer state, bf16 matmuls: s2jax's compute_dtype, torch autocast). Prints tokens/s, MFU
+(model FLOPs over the best measured matmul rate of the device in that dtype, its practical peak),
 the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GEMM library
 (XLA's vs torch's MKL) sets most of the ratio.
 
   python bench/train.py                     # ~5M and ~100M
   python bench/train.py --sizes 5m --steps 8
+  python bench/train.py --device gpu --dtype bfloat16 --sizes smollm2-135m
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 # name -> (Llama shapes, batch, seq_len)
@@ -46,17 +48,17 @@ def model_flops_per_token(shapes: dict, seq_len: int) -> float:
     return 6 * matmul_params + 3 * attention
 
 
-def matmul_rates(threads: int, n: int = 2048, reps: int = 10) -> tuple[float, float]:
-    """Best fp32 [n, n] matmul FLOP/s of JAX (XLA) and of torch on this machine."""
+def matmul_rates(device: str, dtype: str, n: int, reps: int = 10) -> tuple[float, float]:
+    """Best [n, n] matmul FLOP/s of JAX (XLA) and of torch on the device, in `dtype`, on random
+    data (zeros run faster on some GPUs)."""
     import jax
     import jax.numpy as jnp
     import torch
 
-    torch.set_num_threads(threads)
-    a = jnp.ones((n, n), jnp.float32)
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
     mm = jax.jit(lambda x: x @ x)
     mm(a).block_until_ready()
-    ta = torch.ones(n, n)
+    ta = torch.randn(n, n, device=torch_device(device)).to(getattr(torch, dtype))
     ta @ ta
     best_jax = best_torch = 0.0
     for _ in range(reps):
@@ -65,11 +67,24 @@ def matmul_rates(threads: int, n: int = 2048, reps: int = 10) -> tuple[float, fl
         best_jax = max(best_jax, 2 * n**3 / (time.perf_counter() - t))
         t = time.perf_counter()
         ta @ ta
+        sync(device)
         best_torch = max(best_torch, 2 * n**3 / (time.perf_counter() - t))
     return best_jax, best_torch
 
 
-def s2jax_stepper(shapes: dict, batch: int, seq_len: int) -> Callable[[], None]:
+def torch_device(device: str) -> str:
+    return "cuda" if device == "gpu" else "cpu"
+
+
+def sync(device: str) -> None:
+    """Waits for torch's queued GPU work (a CPU op has finished when it returns)."""
+    if device == "gpu":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def s2jax_stepper(shapes: dict, batch: int, seq_len: int, dtype: str) -> Callable[[], None]:
     """One call = one step of `s2jax.train`'s jitted, donated train step (compiled here)."""
     import jax
     import numpy as np
@@ -92,7 +107,8 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int) -> Callable[[], None]:
                       head_dim=shapes["hidden_size"] // shapes["num_attention_heads"],
                       rms_norm_eps=1e-6,
                       tie_word_embeddings=shapes.get("tie_word_embeddings", False))
-    tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4)
+    tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4,
+                       compute_dtype=dtype)
     mesh = make_mesh(devices=jax.devices()[:1])
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     tx = make_optimizer(tcfg, 100)
@@ -117,25 +133,34 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int) -> Callable[[], None]:
     return run
 
 
-def torch_stepper(shapes: dict, batch: int, seq_len: int, threads: int) -> Callable[[], None]:
-    """One call = one step of the `transformers` model (default attention) with torch AdamW."""
+def torch_stepper(shapes: dict, batch: int, seq_len: int, device: str, dtype: str
+                  ) -> Callable[[], None]:
+    """One call = one step of the `transformers` model (default attention: sdpa, flash on GPU)
+    with torch AdamW; bf16 through autocast over fp32 weights."""
+    import contextlib
+
     import torch
     import transformers
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
+    dev = torch_device(device)
     config = transformers.LlamaConfig(**{"tie_word_embeddings": False, **shapes},
                                       rms_norm_eps=1e-6)
-    model = transformers.LlamaForCausalLM(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    tokens = torch.randint(0, config.vocab_size, (batch, seq_len))
+    model = transformers.LlamaForCausalLM(config).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0,
+                            fused=device == "gpu")
+    tokens = torch.randint(0, config.vocab_size, (batch, seq_len), device=dev)
+    autocast = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else (
+        contextlib.nullcontext)
 
     def run() -> None:
-        loss = model(input_ids=tokens, labels=tokens).loss
+        with autocast():
+            loss = model(input_ids=tokens, labels=tokens).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync(device)
 
     run()  # warms up allocator and kernels
     return run
@@ -160,24 +185,40 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="5m,100m", help="comma-separated: " + ",".join(CONFIGS))
     p.add_argument("--steps", type=int, default=0, help="timed steps per side (default: 8 / 4)")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument("--batch", type=int, default=0, help="rows per step (default: the size's)")
+    p.add_argument("--seq-len", type=int, default=0, help="tokens per row (default: the size's)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="where both sides run (gpu: JAX's first GPU and torch's cuda:0)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="matmul dtype of both sides (weights and optimizer stay fp32)")
     args = p.parse_args()
-    jax_mm, torch_mm = matmul_rates(args.threads)
+    os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
+    import jax
+    import torch
+
+    torch.set_num_threads(args.threads)
+    n = 2048 if args.device == "cpu" else 8192
+    jax_mm, torch_mm = matmul_rates(args.device, args.dtype, n)
     peak = max(jax_mm, torch_mm)
-    print(f"fp32 2048^3 matmul: JAX {jax_mm / 1e9:.0f} GFLOP/s, torch {torch_mm / 1e9:.0f} "
-          f"GFLOP/s (torch threads {args.threads}); MFU below is against {peak / 1e9:.0f}")
+    gpu = torch.cuda.get_device_name() if args.device == "gpu" else "none"
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, torch {torch.__version__} "
+          f"(GPU {gpu}); {args.dtype} {n}^3 matmul: JAX {jax_mm / 1e9:.0f} GFLOP/s, torch "
+          f"{torch_mm / 1e9:.0f} GFLOP/s (torch threads {args.threads}); MFU below is against "
+          f"{peak / 1e9:.0f}")
     print("tokens/s from the fastest of the interleaved steps (the machine is shared); "
           "median in brackets; cpu: median CPU seconds per step, all threads")
     print(f"{'config':12s} {'tokens/step':>11s} {'s2jax tok/s':>20s} {'MFU':>6s} {'cpu':>6s} "
           f"{'torch tok/s':>20s} {'MFU':>6s} {'cpu':>6s} {'ratio':>6s}")
     for name in args.sizes.split(","):
         shapes, batch, seq_len = CONFIGS[name]
-        steps = args.steps or (8 if name == "5m" else 4)
+        batch, seq_len = args.batch or batch, args.seq_len or seq_len
+        steps = args.steps or (20 if args.device == "gpu" else 8 if name == "5m" else 4)
         tokens = batch * seq_len
         flops = model_flops_per_token(shapes, seq_len) * tokens
         times, cpu = interleaved_times({
-            "s2jax": s2jax_stepper(shapes, batch, seq_len),
-            "torch": torch_stepper(shapes, batch, seq_len, args.threads)}, steps)
+            "s2jax": s2jax_stepper(shapes, batch, seq_len, args.dtype),
+            "torch": torch_stepper(shapes, batch, seq_len, args.device, args.dtype)}, steps)
         ours, theirs = min(times["s2jax"]), min(times["torch"])
         med = {k: statistics.median(v) for k, v in times.items()}
         med_cpu = {k: statistics.median(v) for k, v in cpu.items()}

@@ -22,7 +22,7 @@ def test_dot_product_attention_equals_the_einsum_reference():
 
     def run(implementation):
         f = lambda q, k, v: self_attention(q, k, v, mask, scale=0.3,
-                                           implementation=implementation)
+                                           causal=True, implementation=implementation)
         out, vjp = jax.vjp(f, q, k, v)
         return out, vjp(do)
 

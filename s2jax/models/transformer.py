@@ -204,26 +204,33 @@ def attention(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[A
 def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
                    v: Float[Array, "B T K H"], mask: Float[Array, "B T T"], *,
                    scale: float | None = None, logit_softcap: float | None = None,
+                   causal: bool = False,
                    implementation: Literal["cudnn", "xla"] | None = None
                    ) -> Float[Array, "B T N H"]:
     """Attention of a sequence over itself (no KV cache): the training path.
 
+    `causal=True` promises that `mask` allows nothing above the diagonal (packing and sliding
+    windows only take more away); cuDNN then skips those blocks, half of the work, which it
+    cannot tell from an arbitrary mask.
+
     On GPU this is `jax.nn.dot_product_attention` with cuDNN's flash kernel, which never holds
-    the [T, T] scores; where cuDNN cannot take the call (fp32, soft-capped scores, shapes it
-    lacks) and on CPU, it is the einsum `attention`, which measured as fast as or faster than
+    the fp32 [T, T] scores (the mask goes in as a [B, 1, T, T] bias of the compute dtype);
+    where cuDNN cannot take the call (fp32, soft-capped scores, shapes it lacks) and on CPU, it
+    is the einsum `attention`, which measured as fast as or faster than
     `jax.nn.dot_product_attention`'s XLA version on CPU. `implementation` forces the latter
     ("xla" or "cudnn"), for tests.
     """
     if implementation is None and logit_softcap is None and jax.default_backend() == "gpu":
         try:
-            return self_attention(q, k, v, mask, scale=scale, implementation="cudnn")
+            return self_attention(q, k, v, mask, scale=scale, causal=causal,
+                                  implementation="cudnn")
         except (ValueError, NotImplementedError, RuntimeError):  # a call cuDNN cannot take
             pass
     if implementation is None or logit_softcap is not None:
         return attention(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask, scale=scale,
                          logit_softcap=logit_softcap)
     return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale,
-                                        implementation=implementation)
+                                        is_causal=causal, implementation=implementation)
 
 
 def segment_positions(segment_ids: Int[Array, "B T"]) -> Int[Array, "B T"]:
@@ -312,7 +319,7 @@ def forward(
             mask = base_mask & ((window == 0) | in_window)
             if kv is None:  # no cache (training, scoring): k and v are still [B, T, K, H]
                 return self_attention(q, k, v, mask, scale=cfg.attn_scale,
-                                      logit_softcap=cfg.attn_logit_softcap)
+                                      logit_softcap=cfg.attn_logit_softcap, causal=True)
             return attention(q, k, v, mask, scale=cfg.attn_scale,
                              logit_softcap=cfg.attn_logit_softcap)
 
