@@ -72,3 +72,15 @@ def test_demo_rejects_bad_lora_rank_and_learning_rate(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and flag in err[0]
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_an_out_dir_it_did_not_write(tmp_path, capsys):
+    from s2jax.cli import main
+
+    mine = tmp_path / "results.json"
+    mine.write_text("a user's own results")
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "refusing to replace it" in err
+    assert mine.read_text() == "a user's own results"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

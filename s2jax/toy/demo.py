@@ -100,6 +100,9 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
         perturb=t.vote == "perturbation", shard_size=config.shard_size, fail_on_empty=False)
 
 
+DEMO_MARKER = "demo.json"  # marks a directory as a demo's output, which a rerun may replace
+
+
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: str | Path | None
              = None, progress: bool = True, log=print) -> dict:
     """Runs (or resumes) the demo and writes its artifacts under `out`.
@@ -120,13 +123,16 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     import s2jax
     from s2jax.atomic import write_json
     from s2jax.pipeline import run_distillation
-    from s2jax.rundir import writable_dir
+    from s2jax.rundir import refuse_foreign_dir, writable_dir
     from s2jax.sampling import Sampler
     from s2jax.toy.report import verdict, write_report
 
     start = time.perf_counter()
     datasets.disable_progress_bars()  # parquet writes would add a bar per task
+    # results.json, results.png and table.md are rewritten in place: only in a demo's own dir
+    refuse_foreign_dir(out, "--out", DEMO_MARKER, owned={"kind": "s2jax demo"})
     out = writable_dir(out, "--out")
+    write_json(out / DEMO_MARKER, {"kind": "s2jax demo"})
     model_dir = Path(model_dir or base_model_dir())
     model, tokenizer = s2jax.load(model_dir)
     base = jax.device_get(model.params())
