@@ -54,16 +54,19 @@ def score_examples(
     *,
     chat: bool = True,
 ) -> list[dict]:
-    """Runs `program` on `examples`; one row per example: id, answer, score, tokens.
+    """Runs `program` on `examples`; one row per example: id, answer, score, tokens, replies.
 
-    `tokens` counts every generated token of the example, all stages and samples.
+    `tokens` counts every generated token of the example, all stages and samples; `replies` are
+    the final stage's texts, one per sample, so that a person can read why an answer was wrong
+    or missing (an abstention) without running the model again.
     """
     traces = run_program(program, [ex.fields for ex in examples], generate, params, chat=chat)
     rows = []
     for ex, paths in zip(examples, traces, strict=True):
-        answer = pick_answer(task, [p[program.final_stage].text for p in paths])
+        replies = [p[program.final_stage].text for p in paths]
+        answer = pick_answer(task, replies)
         rows.append({"id": ex.id, "answer": answer, "score": float(task.score(answer, ex)),
-                     "tokens": sum(trace_tokens(p) for p in paths)})
+                     "tokens": sum(trace_tokens(p) for p in paths), "replies": replies})
     return rows
 
 

@@ -117,6 +117,13 @@ def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
     gens = [json.loads(x) for x in (tmp_path / "run" / "generations.jsonl").read_text()
             .splitlines()]
     assert len(gens) == 6 and all(g["gold"] == [] for g in gens)  # labels never reach System 2
+    task = tasks["echo"]
+    for system in ("system1", "system2", "distilled"):  # each answer with the reply it came from
+        rows = [json.loads(x) for x in (tmp_path / "run" / "eval" / f"{system}.jsonl")
+                .read_text().splitlines()]
+        assert len(rows) == 4
+        assert all(len(r["replies"]) == 1 and r["answer"] == task.extract(r["replies"][0])
+                   for r in rows), system
     # a run killed after training resumes at the last stage and leaves earlier artifacts alone
     (tmp_path / "run" / "results.json").unlink()
     stamp = (tmp_path / "run" / "generations.jsonl").stat().st_mtime_ns
