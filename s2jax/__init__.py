@@ -41,6 +41,23 @@ def load(path: str | Path, *, dtype=None, mesh=None):
     return model, tokenizer
 
 
+def load_config(path: str | Path):
+    """The `ModelConfig` that `load(path)` builds, read without the weights.
+
+    `path` is anything `load` takes (a checkpoint directory, a .gguf file or a directory holding
+    one, a pinned real model's name) or a bare config.json, as `s2jax plan` reads model shapes.
+    """
+    from s2jax.models.config import ModelConfig
+    from s2jax.models.fetch import resolve
+    from s2jax.models.gguf import GGUFFile, find_gguf, hf_config
+
+    path = resolve(path)
+    gguf_file = find_gguf(path)
+    if gguf_file is not None:
+        return ModelConfig.from_hf(hf_config(GGUFFile(gguf_file)), source=str(gguf_file))
+    return ModelConfig.from_file(path / "config.json" if path.is_dir() else path)
+
+
 def save(model, tokenizer, path: str | Path, **kwargs) -> None:
     """Writes an HF checkpoint directory that `transformers` loads to the same logits."""
     from s2jax.models.hf import save_model
@@ -48,4 +65,4 @@ def save(model, tokenizer, path: str | Path, **kwargs) -> None:
     save_model(model, tokenizer, path, **kwargs)
 
 
-__all__ = ["load", "save"]
+__all__ = ["load", "load_config", "save"]

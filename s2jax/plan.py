@@ -65,12 +65,20 @@ class PlanReport:
         return self.train_total <= self.device_memory
 
     @property
+    def run_total(self) -> int:
+        """Training inside a `s2jax run` process: the loaded model keeps its weights (the
+        sampler's, in the sampling dtype) beside the train state; with LoRA they are the frozen
+        base, counted already."""
+        return self.train_total + (0 if self.frozen else self.sample_params)
+
+    @property
     def fits_sample(self) -> bool:
         return max(self.sample_total, self.prefill_total) <= self.device_memory
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "fits_train": self.fits_train,
-                "fits_sample": self.fits_sample}
+                "fits_sample": self.fits_sample, "run_total": self.run_total,
+                "fits_run": self.run_total <= self.device_memory}
 
     def table(self) -> str:
         """The report as text: compiled and hand figures per device, in GiB."""
@@ -97,6 +105,9 @@ class PlanReport:
         verdict = lambda ok, total: (f"fits ({total / GiB:.1f} of {cap:.0f} GiB)" if ok else
                                      f"does NOT fit ({total / GiB:.1f} > {cap:.0f} GiB)")
         lines.append(f"train: {verdict(self.fits_train, self.train_total)}")
+        if not self.frozen:
+            lines.append(f"train in a `s2jax run` process (+ the loaded model's weights): "
+                         f"{verdict(self.run_total <= self.device_memory, self.run_total)}")
         sample_peak = max(self.sample_total, self.prefill_total)
         lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
                      f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")

@@ -43,6 +43,19 @@ def _ref_logits(model, ids: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(ids).long()).logits.numpy()
 
 
+def test_load_config_reads_the_shape_load_builds_without_weights(hf_checkpoint, tmp_path):
+    """`s2jax.load_config` (what `s2jax plan` reads): from a GGUF file, a directory holding
+    one, a checkpoint directory and its bare config.json, the config `load` builds."""
+    directory = hf_checkpoint("qwen2")
+    path = write_gguf(directory, tmp_path / "m.gguf", "qwen2")
+    want = s2jax.load(path)[0].config
+    assert s2jax.load_config(path) == s2jax.load_config(tmp_path) == want
+    assert s2jax.load_config(directory) == s2jax.load_config(directory / "config.json") == (
+        s2jax.load(directory)[0].config)
+    with pytest.raises(S2JaxError, match="missing.json"):
+        s2jax.load_config(tmp_path / "missing.json")
+
+
 @pytest.mark.parametrize("family", ["llama2", "mistral", "qwen2", "qwen3"])
 def test_f32_gguf_matches_source_model(hf_checkpoint, tmp_path, family):
     """F32 GGUF: same logits as the HF checkpoint it was written from (<= 1e-5), same chat

@@ -94,6 +94,8 @@ def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and report["fits_train"]
+    # a `s2jax run` process also holds the loaded model's weights while it trains
+    assert report["run_total"] == report["train_total"] + report["sample_params"]
     assert main(["plan", str(shape), "--mesh", "fsdp=4", "--devices", "2",
                  "--device-memory", "1"]) == 2
     assert main(["plan", str(tmp_path / "missing.json"), "--devices", "1",

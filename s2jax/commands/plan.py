@@ -1,10 +1,12 @@
 """`s2jax plan CONFIG --mesh .. --devices N --device-memory GiB`: will this run fit?
 
-CONFIG is a model shape (an HF config.json, e.g. configs/models/llama-2-70b-chat.json, with
-the training shape from flags) or an experiment config file (`get_config()`, e.g.
-configs/paper/rar_last_letter.py[:variant]). JAX must start with N fake CPU devices, so the
-command sets XLA_FLAGS and JAX_PLATFORMS before importing it, and re-runs itself in a fresh
-interpreter when JAX is already up with another device count (e.g. when called from a test).
+CONFIG is a model (an HF config.json, e.g. configs/models/llama-2-70b-chat.json, a checkpoint
+directory, a GGUF file or a fetched real model's name; only its shapes are read), with the
+training shape from flags, or an experiment config file (`get_config()`, e.g.
+configs/paper/rar_last_letter.py[:variant]; its `model_shape`, else its `model`). JAX must
+start with N fake CPU devices, so the command sets XLA_FLAGS and JAX_PLATFORMS before importing
+it, and re-runs itself in a fresh interpreter when JAX is already up with another device count
+(e.g. when called from a test).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from s2jax.errors import S2JaxError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="per-device memory of a training + sampling config",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="model shape config.json, or experiment config .py[:arg]")
+    p.add_argument("config", help="model (config.json, checkpoint dir, .gguf, real model name) "
+                   "or experiment config .py[:arg]")
     p.add_argument("--mesh", default=None, help="data=..,fsdp=..,tensor=.. (default: the "
                    "config's mesh, else fsdp over all devices)")
     p.add_argument("--devices", type=int, required=True, help="devices to plan for")
@@ -62,26 +65,33 @@ def _jax_ready(devices: int) -> bool:
     return jax.default_backend() == "cpu" and len(jax.devices()) == devices
 
 
+def _config_path(config: str) -> str:
+    """CONFIG's path (a config .py without its `:arg`); an error unless it names something."""
+    from s2jax.models.fetch import canonical
+
+    path = config.partition(":")[0] if config.partition(":")[0].endswith(".py") else config
+    if not Path(path).exists() and canonical(path) is None:
+        raise S2JaxError(f"{path}: no such file (expected a config.json, checkpoint dir, .gguf, "
+                         f"real model name or config .py)")
+    return path
+
+
 def _load(args) -> tuple:
     """(model config, train config, mesh sizes, sample batch, max len, sample dtype, name)."""
-    from s2jax.models.config import ModelConfig
+    import s2jax
     from s2jax.sharding import parse_mesh
     from s2jax.train.config import TrainConfig
 
-    path = args.config.partition(":")[0]
-    if not Path(path).is_file():
-        raise S2JaxError(f"{path}: no such file (expected a config.json or a config .py)")
+    path = _config_path(args.config)
     exp = None
     if path.endswith(".py"):
         from s2jax.experiment import load_config
 
         exp, _ = load_config(args.config)
-        if not exp.model_shape:
-            raise S2JaxError(f"{path}: its config has no model_shape (a config.json path)")
-        model_cfg, name = ModelConfig.from_file(exp.model_shape), Path(exp.model_shape).stem
-        train = exp.train
+        shape = exp.model_shape or exp.model
+        model_cfg, name, train = s2jax.load_config(shape), Path(shape).stem, exp.train
     else:
-        model_cfg, name, train = ModelConfig.from_file(path), Path(path).stem, TrainConfig()
+        model_cfg, name, train = s2jax.load_config(path), Path(path).stem, TrainConfig()
     overrides = {k: v for k, v in dict(
         batch_size=args.batch, seq_len=args.seq_len, grad_accum=args.grad_accum,
         param_dtype=args.param_dtype, compute_dtype=args.compute_dtype,
@@ -117,9 +127,7 @@ def run(args) -> int:
     if args.device_memory <= 0:
         raise S2JaxError(f"--device-memory {args.device_memory}: expected GiB > 0")
     # cheap checks first, so that bad input never waits for a JAX start-up
-    path = args.config.partition(":")[0]
-    if not Path(path).is_file():
-        raise S2JaxError(f"{path}: no such file (expected a config.json or a config .py)")
+    _config_path(args.config)
     if args.mesh:
         from s2jax.sharding import parse_mesh
 
