@@ -113,6 +113,18 @@ def test_load_save_load_is_bit_exact_and_shards(hf_checkpoint, tmp_path):
                                   _reference_logits(tmp_path / "a", ids, mask))
 
 
+def test_loaded_model_is_a_flax_nnx_module_with_its_weights_as_params(hf_checkpoint):
+    """s2jax's models are Flax (NNX) modules, a design decision of the project (the lead's, on
+    the brief's "Flax model definitions"): users compose them with nnx tooling (nnx.state,
+    nnx.split, optimizers over nnx.Param). Import-time savings must come from elsewhere."""
+    from flax import nnx
+
+    model, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    assert isinstance(model, nnx.Module)
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert sum(x.size for x in leaves) == sum(x.size for x in model.params().values()) > 0
+
+
 def test_bf16_forward_close_to_fp32(hf_checkpoint):
     directory = hf_checkpoint("llama3")
     f32, _ = s2jax.load(directory, dtype="float32")
