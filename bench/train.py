@@ -11,14 +11,17 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
   python bench/train.py                     # ~5M and ~100M
   python bench/train.py --sizes 5m --steps 8
   python bench/train.py --device gpu --dtype bfloat16 --sizes smollm2-135m
+  python bench/train.py --model smollm2-135m-instruct   # the real model, once fetched
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,19 +87,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def s2jax_stepper(shapes: dict, batch: int, seq_len: int, dtype: str) -> Callable[[], None]:
-    """One call = one step of `s2jax.train`'s jitted, donated train step (compiled here)."""
-    import jax
-    import numpy as np
+def random_model(shapes: dict):
+    """An s2jax Llama of `shapes` (random init)."""
     from flax import nnx
 
     from s2jax.models.config import ModelConfig
     from s2jax.models.transformer import Transformer
-    from s2jax.sharding import make_mesh
-    from s2jax.train.config import TrainConfig
-    from s2jax.train.optim import learning_rate_schedule, make_optimizer
-    from s2jax.train.state import plan_state
-    from s2jax.train.step import make_train_step
 
     cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=shapes["vocab_size"],
                       hidden_size=shapes["hidden_size"],
@@ -107,14 +103,28 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int, dtype: str) -> Callabl
                       head_dim=shapes["hidden_size"] // shapes["num_attention_heads"],
                       rms_norm_eps=1e-6,
                       tie_word_embeddings=shapes.get("tie_word_embeddings", False))
+    return Transformer(cfg, rngs=nnx.Rngs(0))
+
+
+def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], None]:
+    """One call = one step of `s2jax.train`'s jitted, donated train step on `model`'s weights
+    (compiled here)."""
+    import jax
+    import numpy as np
+
+    from s2jax.sharding import make_mesh
+    from s2jax.train.config import TrainConfig
+    from s2jax.train.optim import learning_rate_schedule, make_optimizer
+    from s2jax.train.state import plan_state
+    from s2jax.train.step import make_train_step
+
+    cfg = model.config
     tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4,
                        compute_dtype=dtype)
     mesh = make_mesh(devices=jax.devices()[:1])
-    model = Transformer(cfg, rngs=nnx.Rngs(0))
     tx = make_optimizer(tcfg, 100)
     init, target = plan_state(cfg, tx, mesh)
     state = init(model.params())
-    del model
     step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 100),
                            jax.tree.map(lambda x: x.sharding, target), mesh)
     rng = np.random.default_rng(0)
@@ -133,10 +143,11 @@ def s2jax_stepper(shapes: dict, batch: int, seq_len: int, dtype: str) -> Callabl
     return run
 
 
-def torch_stepper(shapes: dict, batch: int, seq_len: int, device: str, dtype: str
-                  ) -> Callable[[], None]:
+def torch_stepper(shapes: dict | None, batch: int, seq_len: int, device: str, dtype: str,
+                  checkpoint: Path | None = None) -> Callable[[], None]:
     """One call = one step of the `transformers` model (default attention: sdpa, flash on GPU)
-    with torch AdamW; bf16 through autocast over fp32 weights."""
+    with torch AdamW; bf16 through autocast over fp32 weights. The model is a random Llama of
+    `shapes`, or the HF checkpoint directory `checkpoint`."""
     import contextlib
 
     import torch
@@ -144,9 +155,15 @@ def torch_stepper(shapes: dict, batch: int, seq_len: int, device: str, dtype: st
 
     torch.manual_seed(0)
     dev = torch_device(device)
-    config = transformers.LlamaConfig(**{"tie_word_embeddings": False, **shapes},
-                                      rms_norm_eps=1e-6)
-    model = transformers.LlamaForCausalLM(config).to(dev).train()
+    if checkpoint is None:
+        config = transformers.LlamaConfig(**{"tie_word_embeddings": False, **shapes},
+                                          rms_norm_eps=1e-6)
+        model = transformers.LlamaForCausalLM(config)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(checkpoint,
+                                                                  dtype=torch.float32)
+        config = model.config
+    model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0,
                             fused=device == "gpu")
     tokens = torch.randint(0, config.vocab_size, (batch, seq_len), device=dev)
@@ -186,6 +203,10 @@ def main() -> None:
     p.add_argument("--sizes", default="5m,100m", help="comma-separated: " + ",".join(CONFIGS))
     p.add_argument("--steps", type=int, default=0, help="timed steps per side (default: 8 / 4)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument("--model", default=None,
+                   help="train a real model instead of --sizes: anything `s2jax.load` takes, e.g. "
+                   "smollm2-135m-instruct once fetched (`s2jax fetch-models`); transformers "
+                   "trains the same weights, from an HF directory written by `s2jax.save`")
     p.add_argument("--batch", type=int, default=0, help="rows per step (default: the size's)")
     p.add_argument("--seq-len", type=int, default=0, help="tokens per row (default: the size's)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
@@ -210,15 +231,30 @@ def main() -> None:
           "median in brackets; cpu: median CPU seconds per step, all threads")
     print(f"{'config':12s} {'tokens/step':>11s} {'s2jax tok/s':>20s} {'MFU':>6s} {'cpu':>6s} "
           f"{'torch tok/s':>20s} {'MFU':>6s} {'cpu':>6s} {'ratio':>6s}")
-    for name in args.sizes.split(","):
-        shapes, batch, seq_len = CONFIGS[name]
+    for name in [args.model] if args.model else args.sizes.split(","):
+        if args.model:  # SmolLM2-135M's batch shape, which the smollm2-135m size mimics
+            import s2jax
+
+            model, tokenizer = s2jax.load(args.model, dtype="float32")
+            shapes, (_, batch, seq_len) = model.config.to_hf(), CONFIGS["smollm2-135m"]
+            checkpoint = Path(tempfile.mkdtemp(prefix="s2jax_bench_"))
+            s2jax.save(model, tokenizer, checkpoint / "model")
+            checkpoint /= "model"
+            name = f"{Path(name).stem[:7]} real"
+        else:
+            shapes, batch, seq_len = CONFIGS[name]
+            model, checkpoint = random_model(shapes), None
         batch, seq_len = args.batch or batch, args.seq_len or seq_len
         steps = args.steps or (20 if args.device == "gpu" else 8 if name == "5m" else 4)
         tokens = batch * seq_len
         flops = model_flops_per_token(shapes, seq_len) * tokens
-        times, cpu = interleaved_times({
-            "s2jax": s2jax_stepper(shapes, batch, seq_len, args.dtype),
-            "torch": torch_stepper(shapes, batch, seq_len, args.device, args.dtype)}, steps)
+        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype)}
+        del model  # the train state holds its own copy
+        runs["torch"] = torch_stepper(shapes, batch, seq_len, args.device, args.dtype,
+                                      checkpoint)
+        if checkpoint is not None:
+            shutil.rmtree(checkpoint.parent)
+        times, cpu = interleaved_times(runs, steps)
         ours, theirs = min(times["s2jax"]), min(times["torch"])
         med = {k: statistics.median(v) for k, v in times.items()}
         med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
