@@ -190,15 +190,22 @@ def attention(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[A
     """Grouped-query attention with a boolean mask (True = attend); softmax in fp32.
 
     Scores are scaled by `scale` (default H^-1/2), then soft-capped when `logit_softcap` is set.
+
+    Both products are plain batched matmuls over (B, K), with a KV head's G query heads and T
+    tokens as the rows of one [G*T, H] matrix: XLA:CPU runs that form as one batched GEMM,
+    where the [B, T, K, G, H] form made it emit a generic dot with a transposed operand for
+    the P.V product (decode at SmolLM2 shapes: 1.0 -> 0.57 ms a layer; prefill 30% less).
     """
     B, T, N, H = q.shape
-    K = k.shape[1]
-    q = q.reshape(B, T, K, N // K, H)
-    s = jnp.einsum("btkgh,bksh->bkgts", q, k, preferred_element_type=jnp.float32)
-    s = softcap(s * (H**-0.5 if scale is None else scale), logit_softcap)
+    K, S = k.shape[1], k.shape[2]
+    G = N // K
+    q = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
+    s = jnp.einsum("bkmh,bksh->bkms", q, k, preferred_element_type=jnp.float32)
+    s = softcap(s * (H**-0.5 if scale is None else scale), logit_softcap).reshape(B, K, G, T, S)
     s = jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
-    p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-    return jnp.einsum("bkgts,bksh->btkgh", p, v).reshape(B, T, N, H)
+    p = jax.nn.softmax(s, axis=-1).astype(v.dtype).reshape(B, K, G * T, S)
+    o = jnp.einsum("bkms,bksh->bkmh", p, v)
+    return o.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 
 def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
