@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--variants", default="",
                     help="also time s2jax variants, comma-separated: bf16 (bfloat16 weights and "
                     "KV cache), scan (decode with the layer scan, unroll_layers=False), unroll "
-                    "(layers unrolled, unroll_layers=True; the default below 50M parameters)")
+                    "(layers unrolled, unroll_layers=True; the default below 200M parameters)")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                     help="where both sides run (gpu: JAX's first GPU and torch's cuda:0)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
