@@ -261,7 +261,9 @@ class Sampler:
         B = plan.batch
         refill = B if not self.continuous else max(1, self.refill_rows or B // 8)
         chunk = self.stop_check_steps if params.stop else plan.out_len
-        state = self._program("init", (), plan, method)(jnp.int32(params.seed))
+        # host values (numpy) go to the programs as arguments: `jnp.int32(x)` or `jnp.asarray`
+        # would trace, compile (or load) and run a conversion program of their own first
+        state = self._program("init", (), plan, method)(np.int32(params.seed))
         rows: list[tuple[int, int] | None] = [None] * B
         results: list[list] = [[None] * params.n for _ in ids]
         left = [params.n] * len(ids)
@@ -286,7 +288,7 @@ class Sampler:
             # enough slots for the furthest row to make progress (see `loop.decode`)
             window = plan.window(max(positions[live]) + 1 + WINDOW_HEADROOM)
             state, ran = self._program("decode", (window,), plan, method, weights)(
-                weights, state, jnp.int32(chunk), jnp.int32(exit_done))
+                weights, state, np.int32(chunk), np.int32(exit_done))
             done, steps, out, positions, ran = map(np.array, jax.device_get(
                 (state.done, state.steps, state.out, state.positions, ran)))
             self.stats.decode_calls += 1
@@ -310,7 +312,7 @@ class Sampler:
                 if progress:
                     progress(int(left[i] == 0), sample.num_tokens)
             if stopped.any():
-                state = self._program("mark_done", (), plan, method)(state, jnp.asarray(stopped))
+                state = self._program("mark_done", (), plan, method)(state, stopped)
             live = [r for r in range(B) if rows[r] is not None]
             tail = plan.tail_batch()
             if self.continuous and not queue and live and len(live) <= tail < B:
@@ -319,7 +321,7 @@ class Sampler:
                 take = live + [live[0]] * (small.batch - len(live))
                 keep = np.arange(small.batch) < len(live)
                 state = self._program("take_rows", (B,), small, method)(
-                    state, jnp.asarray(take, jnp.int32), jnp.asarray(keep))
+                    state, np.asarray(take, np.int32), keep)
                 rows = [rows[r] if k else None for r, k in zip(take, keep, strict=True)]
                 positions = positions[take]
                 plan, B = small, small.batch
