@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import Transformer, forward
+from s2jax.models.module import Transformer
+from s2jax.models.transformer import forward
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunked_losses, fused_loss
 from s2jax.train.step import _sums

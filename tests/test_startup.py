@@ -1,7 +1,8 @@
 """Start-up work of the `s2jax` command: what is imported before a subcommand runs.
 
-Importing JAX and Flax costs seconds on a small machine; a command that does not compute
-(`vote`, `--help`, a usage error) must not pay for them.
+Importing JAX, Flax or transformers costs seconds on a small machine: a command that does not
+compute (`vote`, `--help`, a usage error) must not pay for any of them, and `generate` only for
+the ones it uses.
 """
 
 import subprocess
@@ -27,3 +28,12 @@ def test_vote_help_imports_no_heavy_module():
     code = ("import s2jax.cli\ntry:\n    s2jax.cli.main(['vote', '--help'])\n"
             "except SystemExit:\n    pass")
     assert _imported_after(code) == []
+
+
+def test_sampling_from_loaded_weights_imports_no_flax_optax_or_torch(hf_checkpoint):
+    # `s2jax generate`'s path: the weights without their Flax module, and the tokenizer alone
+    # (torch and transformers' model classes stay out)
+    code = (f"import s2jax\nfrom s2jax.sampling import Sampler\n"
+            f"weights, tok = s2jax.load_weights({str(hf_checkpoint('llama2'))!r})\n"
+            "Sampler(weights, tok, max_batch=2)")
+    assert set(_imported_after(code)) <= {"jax", "transformers"}

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"--output {output}: exists and is not an s2jax generate output; "
                          "refusing to replace it")
     mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
-    model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
+    # the weights alone (no Flax module): sampling is `forward` over them
+    model, tokenizer = s2jax.load_weights(args.model, dtype=args.dtype, mesh=mesh)
     weights = None
     if args.adapter:
         from s2jax.models.lora import load_peft

@@ -2,5 +2,5 @@
 
 No re-exports here: importing a submodule that needs no JAX (`fetch`, `config`) must not import
 JAX and Flax through this package (seconds on every CLI command). Import what you need from its
-module, e.g. `from s2jax.models.transformer import Transformer`.
+module, e.g. `from s2jax.models.module import Transformer`.
 """

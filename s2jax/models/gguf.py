@@ -17,8 +17,8 @@ import numpy as np
 
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.hf import place_weights, resolve_dtype
-from s2jax.models.transformer import Transformer, param_specs
+from s2jax.models.hf import Weights, place_weights, resolve_dtype
+from s2jax.models.transformer import param_specs
 
 # general.architecture -> HF architecture. Mistral files say "llama" (handled by name below).
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
@@ -249,12 +249,11 @@ def load_tokenizer(f: GGUFFile):
     return PreTrainedTokenizerFast(tokenizer_object=backend, **config, **extra)
 
 
-def load_gguf(path: str | Path, *, dtype=None, mesh=None) -> tuple[Transformer, object]:
-    """Loads a GGUF file as `(model, tokenizer)`, weights dequantized to `dtype` (default fp32)."""
+def load_gguf(path: str | Path, *, dtype=None, mesh=None) -> tuple[Weights, object]:
+    """Reads a GGUF file as `(weights, tokenizer)`, dequantized to `dtype` (default fp32)."""
     f = GGUFFile(path)
     hf = hf_config(f)
     cfg = ModelConfig.from_hf(hf, source=str(f.path))
-    model = place_weights(cfg, GGUFCheckpoint(f, cfg), dtype=resolve_dtype(dtype, hf), mesh=mesh,
-                          source=str(f.path))
-    model.generation_config = {}
-    return model, load_tokenizer(f)
+    weights = place_weights(cfg, GGUFCheckpoint(f, cfg), dtype=resolve_dtype(dtype, hf),
+                            mesh=mesh, source=str(f.path))
+    return weights, load_tokenizer(f)

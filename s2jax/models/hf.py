@@ -12,13 +12,12 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh
 
 from s2jax.atomic import atomic_dir, write_json
@@ -31,13 +30,34 @@ from s2jax.models.safetensors_io import (
     shard_file_names,
     write_safetensors,
 )
-from s2jax.models.transformer import ParamSpec, Transformer, param_shardings, param_specs
+from s2jax.models.transformer import ParamSpec, param_shardings, param_specs
 from s2jax.sharding import make_mesh
+
+if TYPE_CHECKING:
+    from s2jax.models.module import Transformer
 
 # Tensors some checkpoints carry that hold no weights (recomputed buffers).
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
+
+
+@dataclasses.dataclass
+class Weights:
+    """A checkpoint's weights placed on their mesh, with its config: a model without the module.
+
+    `s2jax.load` wraps them in a `Transformer` (a Flax NNX module); sampling needs only these
+    (`config`, `params()`, `generation_config`: what the `Sampler` reads of a model), so
+    `s2jax generate` samples from them without importing Flax.
+    """
+
+    config: ModelConfig
+    arrays: dict[str, jax.Array]  # every weight of `param_specs(config)`, by name
+    generation_config: dict = dataclasses.field(default_factory=dict)  # generation_config.json
+
+    def params(self) -> dict[str, jax.Array]:
+        """Flat {name: array} of every weight, the form `forward` takes."""
+        return self.arrays
 
 
 def resolve_dtype(dtype, hf_config: dict | None = None):
@@ -117,8 +137,8 @@ def read_weights(ckpt: TensorSource, specs: dict[str, ParamSpec], shardings: dic
     return out
 
 
-def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Transformer:
-    """Loads an HF checkpoint directory as a `Transformer` whose weights are placed on `mesh`.
+def read_checkpoint(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Weights:
+    """Reads an HF checkpoint directory's weights onto `mesh`, with its config.
 
     Args:
       path: directory with config.json and model.safetensors (or an index and its shards).
@@ -126,7 +146,7 @@ def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Tra
       mesh: a (data, fsdp, tensor) mesh; None places everything on the first device.
 
     Returns:
-      The model, with `model.generation_config` holding generation_config.json (or {}).
+      The weights, with `generation_config` holding generation_config.json (or {}).
     """
     path = Path(path)
     if not path.is_dir():
@@ -141,15 +161,22 @@ def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Tra
             raise S2JaxError(  # a weight is never cast from an integer type
                 f"{ckpt.where(key)} is stored as {stored}, expected a floating-point dtype "
                 "(F32, F16, BF16)")
-    model = place_weights(cfg, ckpt, dtype=resolve_dtype(dtype, hf_config), mesh=mesh,
-                          source=str(path))
+    weights = place_weights(cfg, ckpt, dtype=resolve_dtype(dtype, hf_config), mesh=mesh,
+                            source=str(path))
     gen = path / "generation_config.json"
-    model.generation_config = read_json_object(gen, "the checkpoint's generation config") \
-        if gen.is_file() else {}
-    return model
+    if gen.is_file():
+        weights.generation_config = read_json_object(gen, "the checkpoint's generation config")
+    return weights
 
 
-def add_end_of_turn_eos(model: Transformer, tokenizer) -> None:
+def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Transformer:
+    """`read_checkpoint` as a `Transformer` (a Flax NNX module)."""
+    from s2jax.models.module import Transformer  # Flax: only where a module is asked for
+
+    return Transformer.from_weights(read_checkpoint(path, dtype=dtype, mesh=mesh))
+
+
+def add_end_of_turn_eos(model: Weights | Transformer, tokenizer) -> None:
     """Makes Gemma's `<end_of_turn>` an EOS of `model` where its checkpoint lists only `<eos>`.
 
     Gemma's chat template closes every turn with `<end_of_turn>`; instruction-tuned checkpoints
@@ -171,21 +198,18 @@ def add_end_of_turn_eos(model: Transformer, tokenizer) -> None:
 
 
 def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | None,
-                  source: str) -> Transformer:
-    """A `Transformer` of `cfg` whose weights are read from `ckpt` straight onto `mesh`'s shards.
+                  source: str) -> Weights:
+    """The weights of `cfg` read from `ckpt` straight onto `mesh`'s shards.
 
     Every tensor of `ckpt` must be used exactly once and every shape must match `param_specs`;
     `source` names the checkpoint in errors.
     """
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
-    model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
     # some tied checkpoints store the shared matrix twice, as the LM head too
     extra = ("lm_head.weight",) if cfg.tie_word_embeddings else ()
-    weights = read_weights(ckpt, param_specs(cfg), param_shardings(cfg, mesh), cfg.num_layers,
-                           dtype, source=source, what=cfg.architecture, may_skip=extra)
-    for name, array in weights.items():
-        model.param(name).set_value(array)
-    return model
+    return Weights(cfg, read_weights(ckpt, param_specs(cfg), param_shardings(cfg, mesh),
+                                     cfg.num_layers, dtype, source=source,
+                                     what=cfg.architecture, may_skip=extra))
 
 
 def _to_host(x: jax.Array) -> np.ndarray:

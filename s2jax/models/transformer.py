@@ -23,7 +23,6 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, Float, Int
 
@@ -433,52 +432,19 @@ def family(cfg: ModelConfig) -> Family:
     return GEMMA if cfg.is_gemma else LLAMA
 
 
-class _Layers(nnx.Module):
-    """Holds the stacked per-layer weights."""
-
-
-class Transformer(nnx.Module):
-    """The decoder as an NNX module; `model(tokens)` returns fp32 logits [B, T, V].
-
-    Args:
-      config: the model's shapes and switches.
-      rngs: random init (use `nnx.eval_shape` to build an abstract model for loading).
-      param_dtype: dtype of the stored weights.
-      dtype: compute dtype of activations (default: `param_dtype`); e.g. fp32 master weights
-        with bf16 compute.
-    """
-
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32,
-                 dtype=None):
-        self.config = config
-        self.dtype = dtype
-        self.layers = _Layers()
-        for name, spec in param_specs(config).items():
-            value = init_value(spec, rngs.params(), param_dtype)
-            owner, attr = self._owner(name)
-            setattr(owner, attr, nnx.Param(value, axes=spec.axes))
-
-    def _owner(self, name: str) -> tuple[nnx.Module, str]:
-        return (self.layers, name[7:]) if name.startswith("layers.") else (self, name)
-
-    def param(self, name: str) -> nnx.Param:
-        owner, attr = self._owner(name)
-        return getattr(owner, attr)
-
-    def params(self) -> dict[str, Array]:
-        """Flat {name: array} of every weight, the form `forward` takes."""
-        return {name: self.param(name).get_value() for name in param_specs(self.config)}
-
-    def __call__(self, tokens: Int[Array, "B T"], *, positions=None, segment_ids=None,
-                 cache: KVCache | None = None, remat: Remat = "none"):
-        logits, new_cache = forward(self.config, self.params(), tokens, positions, segment_ids,
-                                    cache, dtype=self.dtype, remat=remat)
-        return logits if cache is None else (logits, new_cache)
-
-
 def init_value(spec: ParamSpec, key: jax.Array, dtype) -> jax.Array:
     if spec.init == "ones":
         return jnp.ones(spec.shape, dtype)
     if spec.init == "zeros":
         return jnp.zeros(spec.shape, dtype)
     return (0.02 * jax.random.normal(key, spec.shape, jnp.float32)).astype(dtype)
+
+
+def __getattr__(name: str):
+    # `Transformer`, the Flax NNX module, lives in `module.py`: this module, the pure functions
+    # that sampling and training run, must not import Flax (~0.7 s of every `s2jax generate`)
+    if name == "Transformer":
+        from s2jax.models.module import Transformer
+
+        return Transformer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -83,7 +83,7 @@ class Sampler:
     """Generates `params.n` samples per prompt with a KV cache on one device or a mesh.
 
     Args:
-      model: an `s2jax` `Transformer` (e.g. from `s2jax.load`).
+      model: an `s2jax` `Transformer` (`s2jax.load`) or its `Weights` (`s2jax.load_weights`).
       tokenizer: its `transformers` tokenizer.
       mesh: a (data, fsdp, tensor) mesh; None uses the mesh the weights are on. Decode rows are
         split over data x fsdp, weights follow the model's logical rules.

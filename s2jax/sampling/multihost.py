@@ -18,13 +18,14 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from s2jax.distributed import split_for_process
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import Transformer, param_specs
+from s2jax.models.hf import Weights
+from s2jax.models.module import Transformer
+from s2jax.models.transformer import param_specs
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.engine import Sampler
 from s2jax.sharding import MESH_AXES, logical_to_spec
@@ -84,13 +85,11 @@ def local_replica(model, local_mesh: dict[str, int] | None = None) -> tuple[Tran
     # process ends up holding the whole model over its own devices (replicated on "process").
     gathered = jax.jit(lambda p: p, out_shardings={
         k: NamedSharding(global_mesh, specs[k]) for k in params})(params)
-    replica = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
-    for name, x in gathered.items():
-        local = jax.make_array_from_single_device_arrays(
+    replica = Transformer.from_weights(Weights(cfg, {
+        name: jax.make_array_from_single_device_arrays(
             x.shape, NamedSharding(mesh, specs[name]), [s.data for s in x.addressable_shards])
-        replica.param(name).set_value(local)
+        for name, x in gathered.items()}, dict(getattr(model, "generation_config", None) or {})))
     replica.dtype = getattr(model, "dtype", None)
-    replica.generation_config = dict(getattr(model, "generation_config", None) or {})
     return replica, mesh
 
 

@@ -87,7 +87,7 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
     from flax import nnx
 
     import s2jax
-    from s2jax.models.transformer import Transformer
+    from s2jax.models.module import Transformer
     from s2jax.train import finetune
 
     start = time.time()
