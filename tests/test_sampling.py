@@ -226,11 +226,11 @@ def test_decode_windows_are_those_worth_a_program():
     assert windows(float("inf"), longest=1000, new=1000) == [
         16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
     assert windows(0.0) == [256]  # weights are all: one program
-    # bench/process.py's 3.3M Llama (4 layers, 6 KV heads of 32): a slot costs 0.37% of a step
+    # bench/process.py's 3.3M Llama (4 layers, 6 heads of 32): a slot costs 0.37% of a step
     cost = slot_cost(4, 6, 32, 3_344_064)
     assert windows(cost) == [96, 256]
     # SmolLM2-135M at 2k-token prompts: attention matters, each window saves >= 25% of a step
-    cost = slot_cost(30, 3, 64, 134_515_008)
+    cost = slot_cost(30, 9, 64, 134_515_008)  # 9 query heads
     w = windows(cost, longest=2000, new=512)
     assert w[-1] == 4096 and 3 <= len(w) < 17
     for small, big in zip(w, w[1:], strict=False):

@@ -16,15 +16,17 @@ MIN_LEN = 16  # smallest prompt/cache bucket: tiny prompts share one program
 WINDOW_SAVING = 0.25
 
 
-def slot_cost(num_layers: int, num_kv_heads: int, head_dim: int, num_params: int) -> float:
+def slot_cost(num_layers: int, num_heads: int, head_dim: int, num_params: int) -> float:
     """What one cache slot adds to a decode step, as a fraction of the step's weight cost.
 
-    Per row, a step multiplies by every weight (2 flops per parameter) and reads every slot's
-    keys and values (2 L K H values). Measured on XLA:CPU at batch 64 (3.3M-parameter Llama,
-    fp32), a slot costs 16 L K H / params of the weight cost (0.0036 there): reading the cache
-    runs at about a quarter of the rate of the weight matmuls.
+    Per row, a step multiplies by every weight (2 flops per parameter) and, for each of the N
+    query heads, takes a score and a weighted value over every slot (4 L N H flops; grouped
+    heads share the keys and values they read, not this work). Measured on XLA:CPU, a slot
+    costs 16 L N H / params of the weight cost: 0.0036 at batch 64 on a 3.3M-parameter Llama
+    (N = K), 0.0020 at batch 32 at SmolLM2-135M shapes (N = 9 query heads on K = 3; counting
+    KV heads, as this did before, put it at a third of that).
     """
-    return 16 * num_layers * num_kv_heads * head_dim / max(num_params, 1)
+    return 16 * num_layers * num_heads * head_dim / max(num_params, 1)
 
 
 def pow2_at_least(n: int, lo: int = 1) -> int:

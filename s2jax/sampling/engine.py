@@ -130,7 +130,7 @@ class Sampler:
         self.mesh = _mesh_of(params, mesh)
         self._param_shardings = param_shardings(self.cfg, self.mesh)
         self.params = jax.device_put(params, self._param_shardings)
-        self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim,
+        self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_heads, self.cfg.head_dim,
                                    num_params)
         self.cache_dtype = jnp.dtype(self.dtype or params["embed"].dtype)
         self.shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
