@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2jax.sampling.token_rules import ARGMAX_BLOCK, SamplingMethod, argmax, row_keys
+from s2jax.sampling.token_rules import (
+    ARGMAX_BLOCK,
+    TOP_K_BLOCK,
+    SamplingMethod,
+    argmax,
+    row_keys,
+    top_k,
+)
 from s2jax.text_generator import SamplingParams
 
 # probabilities (temperature 1) of 8 tokens, in a shuffled vocabulary order
@@ -88,6 +95,20 @@ def test_blocked_argmax_equals_jnp_argmax(vocab):
     x[4, :] = 0.0
     x[5, vocab - 1] = 1e30  # the last entry, in the padded block
     assert argmax(jnp.asarray(x)).tolist() == jnp.argmax(jnp.asarray(x), axis=-1).tolist()
+
+
+@pytest.mark.parametrize("vocab,k", [(TOP_K_BLOCK * 4 * 5 - 3, 5), (TOP_K_BLOCK * 4 * 5, 5),
+                                     (1000, 40)])
+def test_two_pass_top_k_equals_lax_top_k(vocab, k):
+    """Values and ids equal `lax.top_k`'s, ties (within and across blocks) in index order; the
+    first two vocabularies take the two-pass path, the last one pass."""
+    x = np.random.default_rng(vocab).standard_normal((6, vocab)).astype(np.float32)
+    x[1, :] = 0.0  # all tied: the first k ids
+    x[2, ::7] = 9.0  # more ties at the top than k, spread over many blocks
+    x[3, vocab - 1] = 50.0  # the last entry, in the padded block
+    x[4, :k + 3] = -np.inf
+    got, want = top_k(jnp.asarray(x), k), jax.lax.top_k(jnp.asarray(x), k)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
 
 
 def test_sampling_draws_as_jax_random_categorical():

@@ -1,7 +1,7 @@
 """Sampling methods on a batch of logits: greedy, temperature, top-k, top-p and min-p.
 
 A method is a frozen, hashable dataclass, so it is a static argument of the jitted prefill and
-decode programs: `top_k` then has a static size (`lax.top_k` instead of a full sort) and greedy
+decode programs: `top_k` then has a static size (a top-k instead of a full sort) and greedy
 compiles no random-number code at all.
 """
 
@@ -38,6 +38,33 @@ def argmax(x: Float[Array, "B V"]) -> Int[Array, " B"]:
     return (best * ARGMAX_BLOCK + inner).astype(jnp.int32)
 
 
+TOP_K_BLOCK = 32
+
+
+def top_k(x: Float[Array, "B V"], k: int) -> tuple[Float[Array, "B k"], Int[Array, "B k"]]:
+    """`lax.top_k` (values sorted descending, equal values in index order), in two passes
+    where the vocabulary is large: the k blocks of `TOP_K_BLOCK` with the largest maxima, then
+    the top k of those k blocks' entries.
+
+    Every top-k entry lies in one of those blocks (an entry outside them has k larger block
+    maxima above it). XLA:CPU's TopK sorts each row on one thread, at ~2 ns an entry; block
+    maxima are a vectorized max. At V = 49,152, k = 40 for 32 rows: 1.0 vs 3.1 ms, a step of
+    SmolLM2's sampler. Where the blocks would not cut the entries to sort by 4x, one pass.
+    """
+    B, V = x.shape
+    blocks = -(-V // TOP_K_BLOCK)
+    if blocks < 4 * k:
+        return jax.lax.top_k(x, k)
+    pad = blocks * TOP_K_BLOCK - V  # -inf pads sort after every real entry
+    x = jnp.pad(x, ((0, 0), (0, pad)), constant_values=-jnp.inf).reshape(B, blocks, TOP_K_BLOCK)
+    _, best = jax.lax.top_k(jnp.max(x, axis=-1), k)
+    best = jnp.sort(best, axis=-1)  # in index order, so ties break as in one pass
+    candidates = jnp.take_along_axis(x, best[:, :, None], axis=1).reshape(B, k * TOP_K_BLOCK)
+    values, at = jax.lax.top_k(candidates, k)
+    ids = jnp.take_along_axis(best, at // TOP_K_BLOCK, axis=1) * TOP_K_BLOCK + at % TOP_K_BLOCK
+    return values, ids.astype(jnp.int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingMethod:
     """Temperature sampling restricted by top-k, then top-p, then min-p (the `transformers` order).
@@ -70,7 +97,7 @@ class SamplingMethod:
         x = logits.astype(jnp.float32) / self.temperature
         ids = None
         if 0 < self.top_k < x.shape[-1]:
-            x, ids = jax.lax.top_k(x, self.top_k)  # sorted, descending
+            x, ids = top_k(x, self.top_k)  # sorted, descending
         elif self.top_p < 1.0:
             ids = jnp.argsort(-x, axis=-1)
             x = jnp.take_along_axis(x, ids, axis=-1)
