@@ -73,9 +73,10 @@ class Stats:
 
 # Unrolled CPU decode, measured at batch 32 on 2 cores: 3.3M Llama 1.34x tok/s; SmolLM2-135M
 # shapes 246 vs 316-335 cpu-ms a step (the scan copies 66 ms of weights and 16 ms of cache
-# blocks out of the stacked arrays per step, XLA:CPU dynamic slices), and no slower to compile
-# (one decode program, 9 vs 11 s); Qwen2.5-0.5B 0.87 vs 0.91 s a step with ~110 s more compile
-# per decode program. Above this size the layer scan is the default.
+# blocks out of the stacked arrays per step, XLA:CPU dynamic slices) for 15 vs 7 s of compile
+# (3 programs; once per shape with the persistent compilation cache); Qwen2.5-0.5B 0.87 vs
+# 0.91 s a step with ~110 s more compile per decode program. Above this size the layer scan is
+# the default.
 UNROLL_MAX_PARAMS = 200_000_000
 
 
