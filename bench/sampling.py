@@ -8,9 +8,11 @@ Both sides run on the CPU (default) or one GPU, with weights and KV cache in `--
 Cases: (a) ~5M-param Llama, batch 64, 128 new tokens; (b) ~100M-param Llama, batch 16, 64 new
 tokens; (c) 32 prompts x n=8 samples whose lengths differ widely, continuous batching on vs off;
 (smollm2) SmolLM2-135M's shapes (30 layers, d 576, GQA 9/3 heads of 64, vocab 49,152, tied
-embeddings), batch 32, 64 new tokens, temperature 0.7 top-k 40; (prefill) peak memory of one
-prefill of 8 prompts x 4,096 tokens at SmolLM2 shapes, from the compiled program's memory
-analysis, unchunked (one pass, as before chunked prefill) and in chunks of `PREFILL_CHUNK` tokens.
+embeddings), batch 32, 64 new tokens, temperature 0.7 top-k 40; (smollm2-real) the same on the
+real SmolLM2-135M-Instruct weights, once fetched (`s2jax fetch-models`), else skipped; (prefill)
+peak memory of one prefill of 8 prompts x 4,096 tokens at SmolLM2 shapes, from the compiled
+program's memory analysis, unchunked (one pass, as before chunked prefill) and in chunks of
+`PREFILL_CHUNK` tokens.
 Both sides sample (temperature 1, top-k 50 unless the case says otherwise) from identical random
 checkpoints written by `transformers`; (a), (b) and (smollm2) have no EOS so every row makes
 exactly max_new_tokens tokens. Each timed run follows an identical warm-up run, so compile time is
@@ -54,6 +56,9 @@ CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, 
                 32, 64, 1, 0.0, dict(temperature=0.7, top_k=40)),
 }
 DEFAULT_SAMPLING = dict(temperature=1.0, top_k=50)
+# cases over a real model's weights, when it is fetched: name -> (model, case whose batch shape
+# and sampling it takes)
+REAL_CASES = {"smollm2-real": ("smollm2-135m-instruct", "smollm2")}
 
 
 def word_tokenizer(vocab: int):
@@ -86,6 +91,23 @@ def make_checkpoint(directory: Path, overrides: dict, eos_fraction: float) -> li
     word_tokenizer(V).save_pretrained(directory)
     n = sum(p.numel() for p in model.parameters())
     return eos, n
+
+
+def real_checkpoint(directory: Path, name: str) -> tuple[list[int], int, int]:
+    """The fetched real model `name` as an HF directory both sides load, with no EOS (every row
+    makes all its tokens, as in the random cases): (eos [], parameter count, vocabulary)."""
+    import s2jax
+
+    model, tokenizer = s2jax.load(name, dtype="float32")
+    s2jax.save(model, tokenizer, directory / "model")
+    for p in (directory / "model").iterdir():
+        p.rename(directory / p.name)
+    gen_path = directory / "generation_config.json"
+    gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+    gen["eos_token_id"] = []
+    gen_path.write_text(json.dumps(gen))
+    n = sum(int(np.prod(v.shape)) for v in model.params().values())
+    return [], n, model.config.vocab_size
 
 
 def prompts_for(batch: int, vocab: int, seed: int = 0) -> list[list[int]]:
@@ -248,14 +270,26 @@ def main() -> None:
         if case == "prefill":
             prefill_memory_case()
             continue
-        overrides, batch, new_tokens, n, eos_fraction, *rest = CASES[case]
+        real, shape_case = REAL_CASES.get(case, (None, case))
+        overrides, batch, new_tokens, n, eos_fraction, *rest = CASES[shape_case]
         sampling = rest[0] if rest else DEFAULT_SAMPLING
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
-            eos, n_params = make_checkpoint(directory, overrides, eos_fraction)
-            prompts = prompts_for(batch, overrides["vocab_size"])
+            if real:
+                from s2jax.errors import S2JaxError
+
+                try:
+                    eos, n_params, vocab = real_checkpoint(directory, real)
+                except S2JaxError as e:  # not fetched
+                    print(f"({case}) skipped: {e}")
+                    continue
+                head = f"({case}) {real} (real weights, no EOS)"
+            else:
+                eos, n_params = make_checkpoint(directory, overrides, eos_fraction)
+                vocab, head = overrides["vocab_size"], f"({case}) Llama"
+            prompts = prompts_for(batch, vocab)
             rows = batch * n
-            head = (f"({case}) Llama {n_params / 1e6:.1f}M params, {batch} prompts x n={n}, "
+            head = (f"{head} {n_params / 1e6:.1f}M params, {batch} prompts x n={n}, "
                     f"{new_tokens} new tokens")
             hf = (hf_runner(directory, prompts, new_tokens, n, eos, sampling, args.device,
                             args.dtype)
