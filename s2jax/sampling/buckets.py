@@ -113,8 +113,9 @@ class BucketPlan:
 
 def plan_programs(lengths: list[int], n: int, max_new_tokens: int, *, max_batch: int,
                   max_len: int, shards: int = 1, stop: bool = False,
-                  slot_cost: float = math.inf) -> set[tuple]:
-    """An upper bound on the programs a call compiles, from the prompt lengths alone.
+                  slot_cost: float = math.inf, unroll_layers: bool = False) -> set[tuple]:
+    """An upper bound on the programs a call compiles, from the prompt lengths alone
+    (`unroll_layers`: the sampler's, which adds the program splitting the weights per layer).
 
     Prefill batches depend on how many rows free up at once, so every batch bucket is counted
     for every prompt-length bucket in use.
@@ -123,6 +124,8 @@ def plan_programs(lengths: list[int], n: int, max_new_tokens: int, *, max_batch:
                            shards=shards, slot_cost=slot_cost)
     shape = (plan.batch, plan.cache_len, plan.out_len)
     programs = {("init", *shape)} | {("decode", w, *shape) for w in plan.windows()}
+    if unroll_layers:
+        programs.add(("split_layers",))
     tail = plan.tail_batch()
     if tail < plan.batch:  # the tail of a continuous run moves its last rows to B/4 rows
         small = (tail, plan.cache_len, plan.out_len)

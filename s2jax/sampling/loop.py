@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import KVCache, forward, output_logits, split_layers
+from s2jax.models.transformer import KVCache, forward, output_logits
 from s2jax.sampling.token_rules import SamplingMethod, row_keys
 from s2jax.sharding import named_sharding
 
@@ -206,7 +206,8 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     live row reaches the window's end; the engine then calls again with a larger window.
 
     A state whose cache is per-layer buffers (`DecodeState.empty(split=True)`) runs with the
-    layers unrolled over per-layer weights (`split_layers`, copied out once per call): on
+    layers unrolled, and `params` must then hold per-layer weights (`split_layers`, which the
+    engine applies once per sampler call, not per decode call: it copies every weight): on
     XLA:CPU a layer scan copies each layer's weights and cache block out of the stacked arrays
     at every step, which costs more than the step's arithmetic at small batch sizes. Such a
     cache is run on in place when the window is the whole cache, and otherwise only its first
@@ -216,7 +217,6 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     S = full.slots
     per_layer = isinstance(full.k, tuple)
     if per_layer:
-        params = split_layers(params)
         if window < S:
             state = dataclasses.replace(state, cache=KVCache(
                 *(tuple(c[:, :, :window] for c in parts) for parts in (full.k, full.v))))
