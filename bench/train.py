@@ -92,7 +92,7 @@ def random_model(shapes: dict):
     from flax import nnx
 
     from s2jax.models.config import ModelConfig
-    from s2jax.models.transformer import Transformer
+    from s2jax.models.module import Transformer
 
     cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=shapes["vocab_size"],
                       hidden_size=shapes["hidden_size"],

@@ -438,13 +438,3 @@ def init_value(spec: ParamSpec, key: jax.Array, dtype) -> jax.Array:
     if spec.init == "zeros":
         return jnp.zeros(spec.shape, dtype)
     return (0.02 * jax.random.normal(key, spec.shape, jnp.float32)).astype(dtype)
-
-
-def __getattr__(name: str):
-    # `Transformer`, the Flax NNX module, lives in `module.py`: this module, the pure functions
-    # that sampling and training run, must not import Flax (~0.7 s of every `s2jax generate`)
-    if name == "Transformer":
-        from s2jax.models.module import Transformer
-
-        return Transformer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
