@@ -155,6 +155,43 @@ class KVCache:
         return KVCache(*(tuple(c[i, :, :, :slots] for i in range(c.shape[0]))
                          for c in (self.k, self.v)))
 
+    @property
+    def per_layer(self) -> bool:
+        """Whether k and v are tuples of per-layer buffers (`split`), not stacked arrays."""
+        return isinstance(self.k, tuple)
+
+    def _map(self, fn, other: KVCache | None = None) -> KVCache:
+        """`fn(x, o, lead)` on the keys and on the values, in either layout: on each per-layer
+        buffer (`lead` = ()), or once on the stacked array (`lead` = (:,), the layer axis).
+        `o` is the matching part of `other` (its layer i for a buffer), else None."""
+        def each(part, other_part):
+            if isinstance(part, tuple):
+                return tuple(fn(c, None if other_part is None else other_part[i], ())
+                             for i, c in enumerate(part))
+            return fn(part, other_part, (slice(None),))
+
+        return KVCache(each(self.k, other and other.k), each(self.v, other and other.v))
+
+    def take_rows(self, rows: Int[Array, " R"]) -> KVCache:
+        return self._map(lambda c, _, lead: c[(*lead, rows)])
+
+    def first_slots(self, n: int) -> KVCache:
+        """The first `n` slots of every row (a copy), in this cache's layout."""
+        return self._map(lambda c, _, lead: c[(*lead, slice(None), slice(None), slice(None, n))])
+
+    def with_first_slots(self, part: KVCache) -> KVCache:
+        """This cache with `part` (from `first_slots`) written back over its first slots."""
+        return self._map(lambda c, w, _: jax.lax.dynamic_update_slice(c, w, (0,) * c.ndim),
+                         part)
+
+    def with_rows(self, dest: Int[Array, " R"], prompts: KVCache, src: Int[Array, " R"]
+                  ) -> KVCache:
+        """This cache with rows `dest` (out of range: dropped) starting with the slots of rows
+        `src` of the stacked cache `prompts`."""
+        T = prompts.slots
+        return self._map(lambda c, p, lead: c.at[(*lead, dest, slice(None), slice(None, T))]
+                         .set(p[(*lead, src)], mode="drop"), prompts)
+
     @staticmethod
     def shape(cfg: ModelConfig, batch: int, max_len: int) -> tuple[int, ...]:
         return (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
@@ -331,7 +368,7 @@ def forward(
 
         return fam.block(cfg, lp, constrain(x), attend, dtype), kv
 
-    if cache is not None and isinstance(cache.k, tuple):
+    if cache is not None and cache.per_layer:
         # per-layer buffers (`KVCache.split`), layers unrolled: attention reads each layer's
         # cache in place, where a scan would copy the layer's block out of the stacked cache
         # (and every weight out of the stacked weights) at every step, as XLA:CPU does

@@ -140,7 +140,6 @@ def prefill_into(
     into every row that samples from it (N samples per prompt share one prefill); each row draws
     its first token with its own key.
     """
-    P, T = tokens.shape
     B = state.done.shape[0]
     # Pad slots hold garbage keys: a row attends only to slots <= its position, and decode
     # overwrites slot `len` before it is first read.
@@ -150,13 +149,7 @@ def prefill_into(
     keys = row_keys(state.seed, prompt_ids, sample_ids, jnp.zeros_like(dest))
     first = method(logits, keys)
 
-    def put_prompts(cache, prompts):  # rows `dest` of the cache <- prompts `src`
-        if isinstance(cache, tuple):  # per-layer buffers
-            return tuple(c.at[dest, :, :T].set(prompts[i, src], mode="drop")
-                         for i, c in enumerate(cache))
-        return cache.at[:, dest, :, :T].set(prompts[:, src], mode="drop")
-
-    cache = KVCache(put_prompts(state.cache.k, pre.k), put_prompts(state.cache.v, pre.v))
+    cache = state.cache.with_rows(dest, pre, src)
     put = lambda a, v: a.at[dest].set(v, mode="drop")
     state = dataclasses.replace(
         state, cache=cache, tokens=put(state.tokens, first),
@@ -214,15 +207,8 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
     `window` slots are copied out and back.
     """
     full = state.cache
-    S = full.slots
-    per_layer = isinstance(full.k, tuple)
-    if per_layer:
-        if window < S:
-            state = dataclasses.replace(state, cache=KVCache(
-                *(tuple(c[:, :, :window] for c in parts) for parts in (full.k, full.v))))
-    elif window < S:
-        state = dataclasses.replace(state, cache=KVCache(full.k[:, :, :, :window],
-                                                         full.v[:, :, :, :window]))
+    if window < full.slots:
+        state = dataclasses.replace(state, cache=full.first_slots(window))
 
     def cond(carry):
         state, i = carry
@@ -234,27 +220,15 @@ def decode(cfg: ModelConfig, method: SamplingMethod, eos_ids: tuple[int, ...], d
         return decode_step(cfg, method, eos_ids, dtype, params, state, mesh=mesh), i + 1
 
     state, steps = jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
-    if per_layer:
-        if window < S:
-            put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0))
-            state = dataclasses.replace(state, cache=KVCache(
-                *(tuple(map(put, a, w)) for a, w in ((full.k, state.cache.k),
-                                                      (full.v, state.cache.v)))))
-    elif window < S:
-        put = lambda a, w: jax.lax.dynamic_update_slice(a, w, (0, 0, 0, 0, 0))
-        state = dataclasses.replace(state, cache=KVCache(put(full.k, state.cache.k),
-                                                         put(full.v, state.cache.v)))
+    if window < full.slots:
+        state = dataclasses.replace(state, cache=full.with_first_slots(state.cache))
     return state, steps
 
 
 def take_rows(state: DecodeState, rows: Int[Array, " R"], keep: Bool[Array, " R"]
               ) -> DecodeState:
     """A state of R rows copied from `rows` of `state`; rows not `keep` are idle."""
-    if isinstance(state.cache.k, tuple):  # per-layer buffers
-        cache = KVCache(*(tuple(c[rows] for c in parts)
-                          for parts in (state.cache.k, state.cache.v)))
-    else:
-        cache = KVCache(state.cache.k[:, rows], state.cache.v[:, rows])
+    cache = state.cache.take_rows(rows)
     fields = {f.name: getattr(state, f.name)[rows] for f in dataclasses.fields(state)
               if f.name not in ("cache", "seed")}
     fields["done"] = fields["done"] | ~keep
