@@ -72,13 +72,17 @@ class PlanReport:
         return self.train_total + (0 if self.frozen else self.sample_params)
 
     @property
+    def fits_run(self) -> bool:
+        return self.run_total <= self.device_memory
+
+    @property
     def fits_sample(self) -> bool:
         return max(self.sample_total, self.prefill_total) <= self.device_memory
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "fits_train": self.fits_train,
                 "fits_sample": self.fits_sample, "run_total": self.run_total,
-                "fits_run": self.run_total <= self.device_memory}
+                "fits_run": self.fits_run}
 
     def table(self) -> str:
         """The report as text: compiled and hand figures per device, in GiB."""
@@ -107,7 +111,7 @@ class PlanReport:
         lines.append(f"train: {verdict(self.fits_train, self.train_total)}")
         if not self.frozen:
             lines.append(f"train in a `s2jax run` process (+ the loaded model's weights): "
-                         f"{verdict(self.run_total <= self.device_memory, self.run_total)}")
+                         f"{verdict(self.fits_run, self.run_total)}")
         sample_peak = max(self.sample_total, self.prefill_total)
         lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
                      f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")

@@ -13,7 +13,7 @@ import torch
 
 import s2jax
 from s2jax.errors import S2JaxError
-from s2jax.models.hf import load_model
+from s2jax.models.hf import read_checkpoint
 from s2jax.sharding import make_mesh
 from tests.hf_fixtures import FAMILIES, load_reference, make_hf_checkpoint
 
@@ -149,7 +149,7 @@ def test_load_places_only_local_shards_in_host_memory(tmp_path):
     del model
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
     tracemalloc.start()
-    sharded = load_model(tmp_path / "sharded", dtype="float32", mesh=mesh)
+    sharded = read_checkpoint(tmp_path / "sharded", dtype="float32", mesh=mesh).params()
     retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     # Fake CPU devices keep their buffers in host memory (`retained`: the model's local shards,
@@ -162,9 +162,9 @@ def test_load_places_only_local_shards_in_host_memory(tmp_path):
           f"{retained / 1e6:.2f} MB, transient {transient / 1e6:.2f} MB; "
           f"largest tensor {biggest / 1e6:.2f} MB")
     assert transient <= biggest + local_shards, (transient, biggest)
-    assert retained < 1.5 * sum(v.get_value().nbytes for v in map(sharded.param, sharded.params()))
-    assert sharded.param("layers.gate").get_value().addressable_shards[0].data.nbytes \
-        < sharded.param("layers.gate").get_value().nbytes
+    assert retained < 1.5 * sum(v.nbytes for v in sharded.values())
+    assert sharded["layers.gate"].addressable_shards[0].data.nbytes \
+        < sharded["layers.gate"].nbytes
 
 
 def _corrupt(directory, tmp_path, how):

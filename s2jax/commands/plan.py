@@ -69,7 +69,8 @@ def _config_path(config: str) -> str:
     """CONFIG's path (a config .py without its `:arg`); an error unless it names something."""
     from s2jax.models.fetch import canonical
 
-    path = config.partition(":")[0] if config.partition(":")[0].endswith(".py") else config
+    path = config.partition(":")[0]
+    path = path if path.endswith(".py") else config
     if not Path(path).exists() and canonical(path) is None:
         raise S2JaxError(f"{path}: no such file (expected a config.json, checkpoint dir, .gguf, "
                          f"real model name or config .py)")

@@ -169,13 +169,6 @@ def read_checkpoint(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -
     return weights
 
 
-def load_model(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -> Transformer:
-    """`read_checkpoint` as a `Transformer` (a Flax NNX module)."""
-    from s2jax.models.module import Transformer  # Flax: only where a module is asked for
-
-    return Transformer.from_weights(read_checkpoint(path, dtype=dtype, mesh=mesh))
-
-
 def add_end_of_turn_eos(model: Weights | Transformer, tokenizer) -> None:
     """Makes Gemma's `<end_of_turn>` an EOS of `model` where its checkpoint lists only `<eos>`.
 
