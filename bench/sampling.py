@@ -94,14 +94,13 @@ def make_checkpoint(directory: Path, overrides: dict, eos_fraction: float) -> li
 
 
 def real_checkpoint(directory: Path, name: str) -> tuple[list[int], int, int]:
-    """The fetched real model `name` as an HF directory both sides load, with no EOS (every row
-    makes all its tokens, as in the random cases): (eos [], parameter count, vocabulary)."""
+    """The fetched real model `name` as the HF directory `directory` (new) that both sides load,
+    with no EOS (every row makes all its tokens, as in the random cases): (eos [], parameter
+    count, vocabulary)."""
     import s2jax
 
     model, tokenizer = s2jax.load(name, dtype="float32")
-    s2jax.save(model, tokenizer, directory / "model")
-    for p in (directory / "model").iterdir():
-        p.rename(directory / p.name)
+    s2jax.save(model, tokenizer, directory)
     gen_path = directory / "generation_config.json"
     gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
     gen["eos_token_id"] = []
@@ -276,6 +275,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             if real:
+                directory /= "model"  # `s2jax.save` makes its directory
                 from s2jax.errors import S2JaxError
 
                 try:
