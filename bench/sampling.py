@@ -39,9 +39,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import sys  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+# imported before the work starts threads: its host-memory policy (s2jax/host_memory.py)
+import s2jax  # noqa: E402
 
 CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, sampling])
     "a": (dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
@@ -97,7 +99,6 @@ def real_checkpoint(directory: Path, name: str) -> tuple[list[int], int, int]:
     """The fetched real model `name` as the HF directory `directory` (new) that both sides load,
     with no EOS (every row makes all its tokens, as in the random cases): (eos [], parameter
     count, vocabulary)."""
-    import s2jax
 
     model, tokenizer = s2jax.load(name, dtype="float32")
     s2jax.save(model, tokenizer, directory)
@@ -154,7 +155,6 @@ def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int],
 def s2jax_runner(directory: Path, prompts, new_tokens: int, n: int, batch: int, sampling: dict,
                  continuous: bool = True, dtype: str = "float32", unroll: bool | None = None):
     """(a timed call () -> (seconds, tokens, sample lengths), the sampler, compile seconds)."""
-    import s2jax
     from s2jax.sampling import Sampler
     from s2jax.text_generator import SamplingParams
 
@@ -264,7 +264,7 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if args.device == "gpu" else "no GPU"
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
           f"({gpu}) with {torch.get_num_threads()} threads; {args.dtype}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; host malloc {s2jax.host_memory.applied}")
     for case in args.cases.split(","):
         if case == "prefill":
             prefill_memory_case()

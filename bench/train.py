@@ -12,6 +12,9 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
   python bench/train.py --sizes 5m --steps 8
   python bench/train.py --device gpu --dtype bfloat16 --sizes smollm2-135m
   python bench/train.py --model smollm2-135m-instruct   # the real model, once fetched
+  S2JAX_HOST_MALLOC=keep python bench/train.py  # glibc keeps freed memory (s2jax/host_memory.py)
+
+The host-malloc policy is the process's, so it applies to both sides alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+# imported before the work starts threads: its host-memory policy (s2jax/host_memory.py)
+import s2jax  # noqa: E402
 
 # name -> (Llama shapes, batch, seq_len)
 CONFIGS = {
@@ -226,14 +231,13 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, torch {torch.__version__} "
           f"(GPU {gpu}); {args.dtype} {n}^3 matmul: JAX {jax_mm / 1e9:.0f} GFLOP/s, torch "
           f"{torch_mm / 1e9:.0f} GFLOP/s (torch threads {args.threads}); MFU below is against "
-          f"{peak / 1e9:.0f}")
+          f"{peak / 1e9:.0f}; host malloc {s2jax.host_memory.applied} (both sides)")
     print("tokens/s from the fastest of the interleaved steps (the machine is shared); "
           "median in brackets; cpu: median CPU seconds per step, all threads")
     print(f"{'config':12s} {'tokens/step':>11s} {'s2jax tok/s':>20s} {'MFU':>6s} {'cpu':>6s} "
           f"{'torch tok/s':>20s} {'MFU':>6s} {'cpu':>6s} {'ratio':>6s}")
     for name in [args.model] if args.model else args.sizes.split(","):
         if args.model:  # SmolLM2-135M's batch shape, which the smollm2-135m size mimics
-            import s2jax
 
             model, tokenizer = s2jax.load(args.model, dtype="float32")
             shapes, (_, batch, seq_len) = model.config.to_hf(), CONFIGS["smollm2-135m"]

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2jax import host_memory
+
 __version__ = "0.1.0"
+
+# before JAX or anything else starts threads: glibc fixes its arena limit at a second thread's
+# first allocation (see host_memory)
+host_memory.configure()
 
 
 def load(path: str | Path, *, dtype=None, mesh=None):

@@ -8,7 +8,7 @@ import errno
 import gc
 import sys
 
-from s2jax import compile_cache
+from s2jax import compile_cache, host_memory
 from s2jax.distributed import detect_launcher, initialize
 from s2jax.errors import S2JaxError
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     compile_cache.enable(args.compilation_cache)  # before anything compiles
     try:
+        if host_memory.error:  # found at `import s2jax`, which could not exit with one line
+            raise S2JaxError(host_memory.error)
         if detect_launcher() != "single":  # multi-process: join the runtime before any JAX call
             initialize()
         return int(args.func(args) or 0)
