@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import param_shardings, param_specs
+from s2jax.models.transformer import param_shardings, param_specs, resolve_remat
 from s2jax.sharding import MESH_AXES, RULES, make_mesh
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
@@ -188,9 +188,10 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     qkv = t * (N + 2 * K) * H * cb // tensor
     layer = (4 * carry + qkv + t * N * H * cb // tensor + 2 * rows * N * T * T * 4 // tensor
              + 3 * t * F * cb // tensor)
-    if tcfg.remat == "full":
+    remat = resolve_remat(tcfg.remat)  # "auto" as on the backend the plan compiles on
+    if remat == "full":
         saved = L * carry + layer  # layer inputs, plus one layer recomputed at a time
-    elif tcfg.remat == "dots":
+    elif remat == "dots":
         saved = L * (layer - 2 * rows * N * T * T * 4 // tensor) + layer
     else:
         saved = L * layer

@@ -11,7 +11,7 @@ from flax import nnx
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.module import Transformer
-from s2jax.models.transformer import forward
+from s2jax.models.transformer import forward, resolve_remat
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunked_losses, fused_loss
 from s2jax.train.step import _sums
@@ -100,3 +100,29 @@ def test_model_loss_gradients_equal_the_full_logits_ones(tied):
     for name in params:
         np.testing.assert_allclose(got_g[name], want_g[name], rtol=1e-4, atol=1e-7,
                                    err_msg=name)
+
+
+def test_auto_remat_is_dots_on_cpu_with_the_gradients_of_no_remat():
+    # "auto" recomputes from the saved matmul outputs on CPU (faster there than saving every
+    # residual); what it computes must not change, to the bit
+    assert jax.default_backend() == "cpu" and resolve_remat("auto") == "dots"
+    assert resolve_remat("full") == "full"
+    cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=64, hidden_size=16,
+                      intermediate_size=24, num_layers=3, num_heads=4, num_kv_heads=2,
+                      head_dim=4)
+    params = Transformer(cfg, rngs=nnx.Rngs(2)).params()
+    _, targets, weights, _ = _data(2)
+    tokens = jax.random.randint(jax.random.PRNGKey(4), (B, T), 0, cfg.vocab_size)
+    batch = dict(tokens=tokens, targets=targets % cfg.vocab_size, weights=weights,
+                 segment_ids=jnp.ones((B, T), jnp.int32).at[0, 5:].set(2))
+    grads, lowered = {}, {}
+    for remat in ("none", "auto"):
+        tcfg = TrainConfig(remat=remat)
+        fn = jax.jit(jax.grad(lambda p, tcfg=tcfg: _sums(cfg, tcfg, None, p, batch)[0]))
+        lowered[remat] = fn.lower(params).as_text()
+        grads[remat] = fn(params)
+    # "auto" does rematerialise (its recomputation sits behind an optimization barrier)
+    assert "optimization_barrier" in lowered["auto"]
+    assert "optimization_barrier" not in lowered["none"]
+    for name in params:
+        np.testing.assert_array_equal(grads["auto"][name], grads["none"][name], err_msg=name)

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param-dtype", choices=("float32", "bfloat16"), default=None,
                    help="weights and Adam moments in training")
     p.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default=None)
-    p.add_argument("--remat", choices=("none", "full", "dots"), default=None)
+    p.add_argument("--remat", choices=("auto", "none", "full", "dots"), default=None)
     p.add_argument("--sample-batch", type=int, default=None, help="decode rows (default 64)")
     p.add_argument("--max-len", type=int, default=None,
                    help="sampler cache slots per row (default: the model's max positions)")

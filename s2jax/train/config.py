@@ -67,7 +67,9 @@ class TrainConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # activations and matmuls
     # params and optimizer state ("float32" keeps fp32 master weights under bf16 compute)
     param_dtype: Literal["float32", "bfloat16"] = "float32"
-    remat: Literal["none", "full", "dots"] = "none"  # per-layer rematerialisation policy
+    # per-layer rematerialisation policy; "auto": "dots" on CPU, "none" on GPU/TPU
+    # (s2jax.models.transformer.resolve_remat)
+    remat: Literal["auto", "none", "full", "dots"] = "auto"
     # tokens (over the micro-batch) whose fp32 logits exist at once in the fused LM head +
     # cross-entropy; 0 = all of them. Peak memory grows as loss_chunk x vocab x 4 bytes.
     loss_chunk: int = 1024
