@@ -58,6 +58,7 @@ class PlanReport:
     prefill_total: int  # weights + decode state + the prompts' cache + temporaries
     compile_seconds: float
     hand: dict[str, int]  # the closed-form figures of `hand_estimate`
+    remat: str = "none"  # the remat policy planned for
     lora: str = ""  # e.g. "rank 16 on q,k,v,o,gate,up,down: 207.6M adapter params"; "" full
 
     @property
@@ -115,7 +116,7 @@ class PlanReport:
         sample_peak = max(self.sample_total, self.prefill_total)
         lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
                      f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")
-        lines.append(f"compiled in {self.compile_seconds:.1f} s")
+        lines.append(f"remat {self.remat}; compiled in {self.compile_seconds:.1f} s")
         return "\n".join(lines)
 
 
@@ -330,6 +331,10 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     """
     mesh_sizes = {a: int(mesh_sizes.get(a, 1)) for a in MESH_AXES} | {
         k: v for k, v in mesh_sizes.items() if k not in MESH_AXES}
+    remat = train_cfg.remat
+    if remat == "auto":  # the run's backend is not this process's: plan for the larger policy
+        train_cfg = dataclasses.replace(train_cfg, remat="none")
+        remat = "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them"
     _check(model_cfg, train_cfg, mesh_sizes, devices, sample_batch)
     mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:devices])
     sample_dtype = sample_dtype or train_cfg.compute_dtype
@@ -360,7 +365,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
         prefill_temp=prefill.temp_size_in_bytes, prefill_total=compiled_total(prefill),
         compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
-                           sample_dtype), lora=_lora_summary(model_cfg, train_cfg))
+                           sample_dtype), remat=remat, lora=_lora_summary(model_cfg, train_cfg))
 
 
 def _lora_summary(cfg: ModelConfig, tcfg: TrainConfig) -> str:

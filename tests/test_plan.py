@@ -65,6 +65,11 @@ def test_remat_and_dtype_change_the_plan_the_way_the_formula_says():
     mesh = dict(data=2, tensor=2)
     none_r, full_r = plan(cfg, base, mesh, 4, 1, 8, 64), plan(cfg, full, mesh, 4, 1, 8, 64)
     assert full_r.activations < none_r.activations
+    # the default "auto" depends on the run's backend, which a plan cannot see: it plans "none",
+    # the larger (GPU/TPU), and says so
+    auto_r = plan(cfg, dataclasses.replace(base, remat="auto"), mesh, 4, 1, 8, 64)
+    assert auto_r.activations == none_r.activations
+    assert auto_r.remat.startswith("auto, planned as none") and auto_r.remat in auto_r.table()
     h32 = hand_estimate(cfg, base, mesh, 8, 64, "float32")
     h16 = hand_estimate(cfg, dataclasses.replace(base, param_dtype="bfloat16"), mesh, 8, 64,
                         "bfloat16")
