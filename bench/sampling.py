@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 
 # imported before the work starts threads: its host-memory policy (s2jax/host_memory.py)
 import s2jax  # noqa: E402
+from s2jax.errors import S2JaxError  # noqa: E402
 
 CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, sampling])
     "a": (dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
@@ -99,7 +100,6 @@ def real_checkpoint(directory: Path, name: str) -> tuple[list[int], int, int]:
     """The fetched real model `name` as the HF directory `directory` (new) that both sides load,
     with no EOS (every row makes all its tokens, as in the random cases): (eos [], parameter
     count, vocabulary)."""
-
     model, tokenizer = s2jax.load(name, dtype="float32")
     s2jax.save(model, tokenizer, directory)
     gen_path = directory / "generation_config.json"
@@ -276,8 +276,6 @@ def main() -> None:
             directory = Path(tmp)
             if real:
                 directory /= "model"  # `s2jax.save` makes its directory
-                from s2jax.errors import S2JaxError
-
                 try:
                     eos, n_params, vocab = real_checkpoint(directory, real)
                 except S2JaxError as e:  # not fetched

@@ -199,12 +199,12 @@ def interleaved_times(runs: dict[str, Callable[[], None]], steps: int
     sys_time = {name: [] for name in runs}
     for _ in range(steps):
         for name, run in runs.items():
-            t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
             run()
             times[name].append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_SELF)
-            cpu[name].append(after.ru_utime + after.ru_stime - c.ru_utime - c.ru_stime)
-            sys_time[name].append(after.ru_stime - c.ru_stime)
+            sys_time[name].append(after.ru_stime - before.ru_stime)
+            cpu[name].append(after.ru_utime - before.ru_utime + sys_time[name][-1])
     return times, cpu, sys_time
 
 
@@ -245,7 +245,6 @@ def main() -> None:
           f"{'torch tok/s':>20s} {'MFU':>6s} {cpu_head:>12s} {'ratio':>6s}")
     for name in [args.model] if args.model else args.sizes.split(","):
         if args.model:  # SmolLM2-135M's batch shape, which the smollm2-135m size mimics
-
             model, tokenizer = s2jax.load(args.model, dtype="float32")
             shapes, (_, batch, seq_len) = model.config.to_hf(), CONFIGS["smollm2-135m"]
             checkpoint = Path(tempfile.mkdtemp(prefix="s2jax_bench_"))

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import param_shardings, param_specs, resolve_remat
+from s2jax.models.transformer import param_shardings, param_specs
 from s2jax.sharding import MESH_AXES, RULES, make_mesh
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
@@ -159,6 +159,13 @@ def _lora_bytes(cfg: ModelConfig, lora, mesh_sizes: dict[str, int], itemsize: in
     return total
 
 
+def planned_remat(remat: str) -> str:
+    """The remat policy a plan is made for. "auto" depends on the run's backend ("dots" on CPU,
+    "none" on GPU/TPU), which a plan, compiled on fake CPU devices, cannot see: it plans "none",
+    the larger."""
+    return "none" if remat == "auto" else remat
+
+
 def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int],
                   sample_batch: int, sample_max_len: int, sample_dtype: str) -> dict[str, int]:
     """The closed form of docs/plan.md: per-device bytes, each term divided by its sharding.
@@ -189,7 +196,7 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     qkv = t * (N + 2 * K) * H * cb // tensor
     layer = (4 * carry + qkv + t * N * H * cb // tensor + 2 * rows * N * T * T * 4 // tensor
              + 3 * t * F * cb // tensor)
-    remat = resolve_remat(tcfg.remat)  # "auto" as on the backend the plan compiles on
+    remat = planned_remat(tcfg.remat)
     if remat == "full":
         saved = L * carry + layer  # layer inputs, plus one layer recomputed at a time
     elif remat == "dots":
@@ -332,8 +339,8 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     mesh_sizes = {a: int(mesh_sizes.get(a, 1)) for a in MESH_AXES} | {
         k: v for k, v in mesh_sizes.items() if k not in MESH_AXES}
     remat = train_cfg.remat
-    if remat == "auto":  # the run's backend is not this process's: plan for the larger policy
-        train_cfg = dataclasses.replace(train_cfg, remat="none")
+    if remat == "auto":
+        train_cfg = dataclasses.replace(train_cfg, remat=planned_remat(remat))
         remat = "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them"
     _check(model_cfg, train_cfg, mesh_sizes, devices, sample_batch)
     mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:devices])

@@ -195,7 +195,6 @@ class Sampler:
             fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
                          in_shardings=(w_shardings, state, replicated, replicated),
                          out_shardings=(state, replicated), donate_argnums=1)
-
         elif kind == "take_rows":
             source = self._state_shardings(dataclasses.replace(plan, batch=key[0]))
             # no donation: the smaller state cannot reuse the larger one's buffers

@@ -101,6 +101,7 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
 
 
 DEMO_MARKER = "demo.json"  # marks a directory as a demo's output, which a rerun may replace
+DEMO_OWNER = {"kind": "s2jax demo"}  # what that marker holds
 
 
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: str | Path | None
@@ -130,9 +131,9 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     start = time.perf_counter()
     datasets.disable_progress_bars()  # parquet writes would add a bar per task
     # results.json, results.png and table.md are rewritten in place: only in a demo's own dir
-    refuse_foreign_dir(out, "--out", DEMO_MARKER, owned={"kind": "s2jax demo"})
+    refuse_foreign_dir(out, "--out", DEMO_MARKER, owned=DEMO_OWNER)
     out = writable_dir(out, "--out")
-    write_json(out / DEMO_MARKER, {"kind": "s2jax demo"})
+    write_json(out / DEMO_MARKER, DEMO_OWNER)
     model_dir = Path(model_dir or base_model_dir())
     model, tokenizer = s2jax.load(model_dir)
     base = jax.device_get(model.params())
