@@ -39,8 +39,8 @@ def measure(mode: str, args) -> dict:
     from s2jax.models.config import ModelConfig
     from s2jax.models.lora import init_adapters, num_adapter_params, with_scale
     from s2jax.models.module import Transformer
-    from s2jax.plan import compiled_total
-    from s2jax.sharding import make_mesh
+    from s2jax.parallel.sharding import make_mesh
+    from s2jax.run.plan import compiled_total
     from s2jax.train.config import LoraConfig, TrainConfig
     from s2jax.train.loop import _compiled
 

@@ -97,7 +97,7 @@ def main() -> None:
         env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TOKENIZERS_PARALLELISM="false")
         ours = [sys.executable, "-m", "s2jax.cli", "--compilation-cache", str(cache),
                 "generate", "--model", str(ckpt), "--input", str(inp), "--output",
-                str(tmp / "s2jax.jsonl"), "--temperature", "0", "--no-chat",
+                str(tmp / "s2jax.core.jsonl"), "--temperature", "0", "--no-chat",
                 "--max-new-tokens", str(args.new_tokens), "--max-batch", str(args.batch)]
         script = tmp / "hf_generate.py"
         script.write_text(HF_SCRIPT)

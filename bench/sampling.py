@@ -42,9 +42,9 @@ import sys  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import numpy as np  # noqa: E402
 
-# imported before the work starts threads: its host-memory policy (s2jax/host_memory.py)
+# imported before the work starts threads: its host-memory policy (s2jax/core/host_memory.py)
 import s2jax  # noqa: E402
-from s2jax.errors import S2JaxError  # noqa: E402
+from s2jax.core.errors import S2JaxError  # noqa: E402
 
 CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, sampling])
     "a": (dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
@@ -155,8 +155,8 @@ def hf_runner(directory: Path, prompts, new_tokens: int, n: int, eos: list[int],
 def s2jax_runner(directory: Path, prompts, new_tokens: int, n: int, batch: int, sampling: dict,
                  continuous: bool = True, dtype: str = "float32", unroll: bool | None = None):
     """(a timed call () -> (seconds, tokens, sample lengths), the sampler, compile seconds)."""
+    from s2jax.core.text_generator import SamplingParams
     from s2jax.sampling import Sampler
-    from s2jax.text_generator import SamplingParams
 
     model, tok = s2jax.load(directory, dtype=dtype)
     sampler = Sampler(model, tok, max_batch=batch, chat=False, continuous=continuous,
@@ -216,9 +216,9 @@ def prefill_memory_case() -> None:
     import jax.numpy as jnp
 
     from s2jax.models.config import ModelConfig
-    from s2jax.plan import GiB, compiled_total, prefill_memory
+    from s2jax.parallel.sharding import make_mesh
+    from s2jax.run.plan import GiB, compiled_total, prefill_memory
     from s2jax.sampling.loop import PREFILL_CHUNK
-    from s2jax.sharding import make_mesh
 
     o = CASES["smollm2"][0]
     cfg = ModelConfig("LlamaForCausalLM", o["vocab_size"], o["hidden_size"],
@@ -264,7 +264,7 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if args.device == "gpu" else "no GPU"
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
           f"({gpu}) with {torch.get_num_threads()} threads; {args.dtype}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f}; host malloc {s2jax.host_memory.applied}")
+          f"load average {os.getloadavg()[0]:.2f}; host malloc {s2jax.core.host_memory.applied}")
     for case in args.cases.split(","):
         if case == "prefill":
             prefill_memory_case()

@@ -12,7 +12,7 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
   python bench/train.py --sizes 5m --steps 8
   python bench/train.py --device gpu --dtype bfloat16 --sizes smollm2-135m
   python bench/train.py --model smollm2-135m-instruct   # the real model, once fetched
-  S2JAX_HOST_MALLOC=keep python bench/train.py  # glibc keeps freed memory (s2jax/host_memory.py)
+  S2JAX_HOST_MALLOC=keep python bench/train.py  # glibc keeps freed memory (core/host_memory.py)
 
 The host-malloc policy is the process's, so it applies to both sides alike.
 """
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-# imported before the work starts threads: its host-memory policy (s2jax/host_memory.py)
+# imported before the work starts threads: its host-memory policy (s2jax/core/host_memory.py)
 import s2jax  # noqa: E402
 
 # name -> (Llama shapes, batch, seq_len)
@@ -118,7 +118,7 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], N
     import jax
     import numpy as np
 
-    from s2jax.sharding import make_mesh
+    from s2jax.parallel.sharding import make_mesh
     from s2jax.train.config import TrainConfig
     from s2jax.train.optim import learning_rate_schedule, make_optimizer
     from s2jax.train.state import plan_state
@@ -193,7 +193,7 @@ def interleaved_times(runs: dict[str, Callable[[], None]], steps: int
                       ) -> tuple[dict[str, list], dict[str, list], dict[str, list]]:
     """Wall, CPU and system seconds (all threads of this process) per step of each runner,
     alternating steps so that both see the same load. System time is mostly the kernel faulting
-    in (and zeroing) freshly mapped memory: see s2jax/host_memory.py."""
+    in (and zeroing) freshly mapped memory: see s2jax/core/host_memory.py."""
     times = {name: [] for name in runs}
     cpu = {name: [] for name in runs}
     sys_time = {name: [] for name in runs}
@@ -236,7 +236,7 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, torch {torch.__version__} "
           f"(GPU {gpu}); {args.dtype} {n}^3 matmul: JAX {jax_mm / 1e9:.0f} GFLOP/s, torch "
           f"{torch_mm / 1e9:.0f} GFLOP/s (torch threads {args.threads}); MFU below is against "
-          f"{peak / 1e9:.0f}; host malloc {s2jax.host_memory.applied} (both sides)")
+          f"{peak / 1e9:.0f}; host malloc {s2jax.core.host_memory.applied} (both sides)")
     print("tokens/s from the fastest of the interleaved steps (the machine is shared); "
           "median in brackets; cpu (sys): median CPU seconds per step, all threads (of them, "
           "system)")

@@ -30,8 +30,8 @@ def main() -> None:
     import jax
 
     from s2jax.models.config import ModelConfig
-    from s2jax.plan import GiB, compiled_total, hand_estimate, train_memory
-    from s2jax.sharding import make_mesh
+    from s2jax.parallel.sharding import make_mesh
+    from s2jax.run.plan import GiB, compiled_total, hand_estimate, train_memory
     from s2jax.train.config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -8,9 +8,9 @@ import errno
 import gc
 import sys
 
-from s2jax import compile_cache, host_memory
-from s2jax.distributed import detect_launcher, initialize
-from s2jax.errors import S2JaxError
+from s2jax.core import compile_cache, host_memory
+from s2jax.core.errors import S2JaxError
+from s2jax.parallel.distributed import detect_launcher, initialize
 
 # errors of the machine rather than of s2jax: reported in one line, exit 2
 _ENVIRONMENT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="s2jax", description="System 2 distillation in JAX.")
     p.add_argument("--compilation-cache", default=None, metavar="DIR|off",
                    help="JAX's persistent compilation cache (default: $S2JAX_COMPILATION_CACHE, "
-                   "else the s2jax user cache dir; see s2jax/compile_cache.py)")
+                   "else the s2jax user cache dir; see s2jax/core/compile_cache.py)")
     sub = p.add_subparsers(dest="command", required=True)
     for module in (inspect, generate_method, vote, train, generate, run, demo, toy, plan, convert,
                    fetch_models):

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import s2jax
-from s2jax.atomic import write_jsonl
+from s2jax.core.atomic import write_jsonl
+from s2jax.core.text_generator import SamplingParams
 from s2jax.methods.programs import SYSTEM1, method
 from s2jax.methods.runner import run_program
 from s2jax.methods.usc import run_usc
 from s2jax.sampling import Sampler
 from s2jax.tasks import TASKS, load_examples
-from s2jax.text_generator import SamplingParams
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real_outputs"
 

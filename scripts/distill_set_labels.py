@@ -13,8 +13,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from s2jax.experiment import DataConfig
-from s2jax.pipeline import task_examples
+from s2jax.run.config import DataConfig
+from s2jax.run.pipeline import task_examples
 from s2jax.tasks import TASKS
 
 

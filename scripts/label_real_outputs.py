@@ -17,7 +17,7 @@ from pathlib import Path
 
 from extraction_report import FIXTURES, read
 
-from s2jax.atomic import write_jsonl
+from s2jax.core.atomic import write_jsonl
 
 OVERRIDES = FIXTURES / "overrides.json"
 

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import s2jax
-from s2jax.atomic import write_json
-from s2jax.evaluate import evaluate
-from s2jax.experiment import DataConfig
+from s2jax.core.atomic import write_json
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.evaluate import evaluate
 from s2jax.methods.programs import SYSTEM1, method
-from s2jax.pipeline import task_examples
+from s2jax.run.config import DataConfig
+from s2jax.run.pipeline import task_examples
 from s2jax.sampling import Sampler
 from s2jax.tasks import TASKS, load_examples
-from s2jax.text_generator import SamplingParams
 
 TEMPLATES = ("bare", "suggest_incorrect", "suggest_correct", "doubt_correct")
 

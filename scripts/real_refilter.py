@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 import s2jax
-from s2jax.atomic import write_json
-from s2jax.distill import PARQUET
-from s2jax.errors import S2JaxError
-from s2jax.experiment import apply_overrides, load_config
-from s2jax.pipeline import resolve
-from s2jax.rundir import claim, locked
+from s2jax.core.atomic import write_json
+from s2jax.core.errors import S2JaxError
+from s2jax.core.rundir import claim, locked
+from s2jax.distill.dataset import PARQUET
+from s2jax.run.config import apply_overrides, load_config
+from s2jax.run.pipeline import resolve
+from s2jax.run.stages import distill_stage, evaluate_stage, finetune_stage, require_examples
 from s2jax.sampling import Sampler
-from s2jax.stages import distill_stage, evaluate_stage, finetune_stage, require_examples
 from s2jax.train.data import read_examples
 
 MAY_DIFFER = ("name", "distill", "train")

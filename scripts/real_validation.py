@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import s2jax
-from s2jax.evaluate import evaluate
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.evaluate import evaluate
 from s2jax.methods.programs import SYSTEM1, method
 from s2jax.sampling import Sampler
 from s2jax.tasks import TASKS, load_examples
-from s2jax.text_generator import SamplingParams
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2jax.tokenizer import train_bpe_tokenizer
+from s2jax.models.tokenizer import train_bpe_tokenizer
 
 VOCAB = 320
 _BASE = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=2,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2jax.distributed import initialize, is_writer  # noqa: E402
+from s2jax.parallel.distributed import initialize, is_writer  # noqa: E402
 
 WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "star", "coin", "fox"]
 PROMPTS = [f"Item {i}: " + " ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(i % 3 + 1))
@@ -40,10 +40,10 @@ def main() -> None:
     import jax
 
     import s2jax
-    from s2jax.atomic import write_jsonl
+    from s2jax.core.atomic import write_jsonl
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.parallel.sharding import make_mesh, parse_mesh
     from s2jax.sampling.multihost import MultihostSampler
-    from s2jax.sharding import make_mesh, parse_mesh
-    from s2jax.text_generator import SamplingParams
     from s2jax.train import TrainConfig, finetune
 
     out = Path(args.out)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from s2jax.atomic import atomic_dir, atomic_open, write_json
+from s2jax.core.atomic import atomic_dir, atomic_open, write_json
 
 
 def test_failed_write_leaves_no_file(tmp_path):

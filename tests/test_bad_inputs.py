@@ -90,7 +90,7 @@ def _config(body: str):
 
 
 TOY_CONFIG = f'''
-from s2jax.experiment import DataConfig, ExperimentConfig
+from s2jax.run.config import DataConfig, ExperimentConfig
 def get_config(arg=None):
     return ExperimentConfig(name="t", model={str(base_model_dir())!r}, task="toy/coin_flip",
                             method="rar_1step", unlabeled=DataConfig(synthetic=2),
@@ -301,7 +301,7 @@ def test_torn_metrics_line_on_resume_is_dropped(tmp_path):
 
 
 def test_disk_full_during_a_save_is_one_line(tmp_path, capsys, monkeypatch):
-    import s2jax.atomic
+    import s2jax.core.atomic
 
     gen = tmp_path / "gen.jsonl"
     gen.write_bytes(_record() + b"\n")
@@ -309,7 +309,7 @@ def test_disk_full_during_a_save_is_one_line(tmp_path, capsys, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(s2jax.atomic.os, "fsync", full)
+    monkeypatch.setattr(s2jax.core.atomic.os, "fsync", full)
     code = main(["vote", "--generations", str(gen), "--task", "coin_flip", "--out",
                  str(tmp_path / "set")])
     err = capsys.readouterr().err.strip()
@@ -321,7 +321,7 @@ def test_a_locked_run_dir_is_refused(tmp_path, capsys):
     import fcntl
     import os
 
-    from s2jax.rundir import LOCK
+    from s2jax.core.rundir import LOCK
 
     _toy_config(tmp_path)
     (tmp_path / "run").mkdir()

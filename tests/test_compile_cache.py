@@ -7,7 +7,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from s2jax.compile_cache import ENV, cache_path
+from s2jax.core.compile_cache import ENV, cache_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

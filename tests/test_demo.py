@@ -2,7 +2,7 @@
 
 import json
 
-from s2jax.toy.world import TASKS
+from s2jax.tasks.toy.world import TASKS
 
 
 def test_quick_demo_writes_every_artifact(tmp_path, capsys):

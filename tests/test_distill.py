@@ -5,14 +5,14 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from s2jax.atomic import write_jsonl
 from s2jax.cli import main
-from s2jax.distill import DistillConfig, build_distill_set, provenance, write_distill_set
+from s2jax.core.atomic import write_jsonl
+from s2jax.core.text_generator import Sample, SamplingParams
+from s2jax.distill.dataset import DistillConfig, build_distill_set, provenance, write_distill_set
+from s2jax.distill.vote import VoteConfig
 from s2jax.methods import method
 from s2jax.methods.records import generate_records
 from s2jax.tasks import TASKS, Example
-from s2jax.text_generator import Sample, SamplingParams
-from s2jax.vote import VoteConfig
 
 COIN = TASKS["coin_flip"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.errors import S2JaxError
-from s2jax.experiment import DataConfig, ExperimentConfig, apply_overrides, load_config
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.models.config import ModelConfig
+from s2jax.run.config import DataConfig, ExperimentConfig, apply_overrides, load_config
 from s2jax.tasks import TASKS
-from s2jax.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 
 PAPER = sorted(p for p in (Path(__file__).parents[1] / "configs" / "paper").glob("*.py")
@@ -97,7 +97,7 @@ def _echo_task():
 
 
 def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
-    from s2jax.pipeline import run_experiment
+    from s2jax.run.pipeline import run_experiment
 
     config = ExperimentConfig(
         name="tiny", model=str(hf_checkpoint("llama2")), task="echo", method="rar_1step",

@@ -14,7 +14,7 @@ import torch
 import transformers
 
 import s2jax
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
 from s2jax.sampling.chat import encode_prompts

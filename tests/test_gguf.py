@@ -20,11 +20,11 @@ from safetensors.numpy import load_file
 
 import s2jax
 from s2jax import cli
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.models import fetch
+from s2jax.parallel.sharding import make_mesh
 from s2jax.sampling import Sampler
-from s2jax.sharding import make_mesh
-from s2jax.text_generator import SamplingParams
 from tests.gguf_fixtures import write_gguf
 from tests.hf_fixtures import load_reference, make_hf_checkpoint
 

@@ -1,4 +1,4 @@
-"""The host-memory policy (s2jax/host_memory.py): which processes keep freed memory, and that a
+"""The host-memory policy (s2jax/core/host_memory.py): which processes keep freed memory, and that a
 kept process stops faulting in a compiled program's temporaries at every call."""
 
 import os
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from s2jax import cli, host_memory
+from s2jax import cli
+from s2jax.core import host_memory
 
 # a program with ~40 MB of temporaries ([3000, 3000] fp32), called three times after a warm-up;
 # prints the policy in effect and the page faults per call
@@ -21,7 +22,8 @@ f(x).block_until_ready()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
     f(x).block_until_ready()
-print(s2jax.host_memory.applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(s2jax.core.host_memory.applied, faults / 3)
 """
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.distributed import detect_launcher, split_for_process
+from s2jax.parallel.distributed import detect_launcher, split_for_process
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch"
 

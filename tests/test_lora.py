@@ -10,8 +10,8 @@ import torch
 
 import s2jax
 from s2jax.cli import main
-from s2jax.errors import S2JaxError
-from s2jax.experiment import override
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.models.lora import (
     adapter_specs,
     init_adapters,
@@ -21,8 +21,8 @@ from s2jax.models.lora import (
     with_scale,
 )
 from s2jax.models.transformer import forward, param_specs
+from s2jax.run.config import override
 from s2jax.sampling import Sampler
-from s2jax.text_generator import SamplingParams
 from s2jax.train import TrainConfig, finetune
 from s2jax.train.config import LoraConfig
 from tests.hf_fixtures import load_reference

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Sample, SamplingParams
 from s2jax.methods import METHODS, Program, Stage, method, parse_choice, run_program, run_usc
 from s2jax.methods.program import FanOut, split_list_items
 from s2jax.methods.records import generate_records
 from s2jax.tasks import TASKS, Example
-from s2jax.text_generator import Sample, SamplingParams
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("S2JAX_UPDATE_SNAPSHOTS") == "1"

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import s2jax
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.models.hf import read_checkpoint
-from s2jax.sharding import make_mesh
+from s2jax.parallel.sharding import make_mesh
 from tests.hf_fixtures import FAMILIES, load_reference, make_hf_checkpoint
 
 LENGTHS = [11, 7, 3]  # a batch of sequences of different lengths

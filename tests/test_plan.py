@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.atomic import write_json
 from s2jax.cli import main
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import write_json
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.plan import GiB, hand_estimate, plan
+from s2jax.run.plan import GiB, hand_estimate, plan
 from s2jax.train.config import LoraConfig, TrainConfig
 
 SHAPES = Path(__file__).resolve().parents[1] / "configs" / "models"

@@ -4,7 +4,7 @@ import builtins
 
 import pytest
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.tasks import TASKS, capitals, country_facts, last_letter, load_examples
 from s2jax.tasks.splits import SPLITS, split_pool
 

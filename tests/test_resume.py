@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.shards import index_path, run_sharded
+from s2jax.core.shards import index_path, run_sharded
 
 CONFIG = '''
-from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.text_generator import SamplingParams
+from s2jax.run.config import DataConfig, ExperimentConfig
+from s2jax.core.text_generator import SamplingParams
 from s2jax.toy.demo import base_model_dir
 from s2jax.train.config import TrainConfig
 
@@ -102,7 +102,7 @@ def _square_rows(calls):
 
 
 def test_shards_resume_after_a_torn_tail_and_refuse_foreign_files(tmp_path):
-    from s2jax.errors import S2JaxError
+    from s2jax.core.errors import S2JaxError
 
     path, items = tmp_path / "rows.jsonl", list(range(7))
     ids = [str(i) for i in items]

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import s2jax
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
+from s2jax.parallel.sharding import make_mesh
 from s2jax.sampling import Sampler, plan_programs
 from s2jax.sampling.chat import encode_prompts
-from s2jax.sharding import make_mesh
-from s2jax.text_generator import SamplingParams
 from tests.hf_fixtures import FAMILIES, load_reference
 
 LENGTHS = [3, 14, 9, 6]  # prompts of different lengths; longer than the sliding windows

@@ -41,7 +41,7 @@ def test_greedy_no_chat_matches_transformers(hf_checkpoint, tmp_path):
                  "--max-new-tokens", "8", "--no-chat"]) == 0
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     ref = load_reference(directory)
-    from s2jax.tokenizer import load_tokenizer
+    from s2jax.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(directory)
     for p, o in zip(prompts, out, strict=True):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import s2jax
+from s2jax.core.text_generator import SamplingParams
 from s2jax.sampling import Sampler
 from s2jax.sampling.loop import prefill_cache
-from s2jax.text_generator import SamplingParams
 
 
 @pytest.mark.parametrize("family", ["llama2", "mistral_window"])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.tasks import (
     TASKS,
     Example,

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from s2jax.core.text_generator import SamplingParams
 from s2jax.sampling.token_rules import (
     ARGMAX_BLOCK,
     TOP_K_BLOCK,
@@ -13,7 +14,6 @@ from s2jax.sampling.token_rules import (
     row_keys,
     top_k,
 )
-from s2jax.text_generator import SamplingParams
 
 # probabilities (temperature 1) of 8 tokens, in a shuffled vocabulary order
 PROBS = np.array([0.30, 0.22, 0.16, 0.12, 0.09, 0.06, 0.03, 0.02])

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from s2jax.tokenizer import GENERIC_MODEL_TYPES, generic_backend, load_tokenizer
+from s2jax.models.tokenizer import GENERIC_MODEL_TYPES, generic_backend, load_tokenizer
 from tests.hf_fixtures import TEXTS
 
 
@@ -45,7 +45,7 @@ def test_generic_model_types_load_as_the_generic_backend(hf_checkpoint, tmp_path
 def test_fast_path_does_not_import_torch(hf_checkpoint):
     import subprocess
 
-    code = (f"import sys; from s2jax.tokenizer import load_tokenizer; "
+    code = (f"import sys; from s2jax.models.tokenizer import load_tokenizer; "
             f"load_tokenizer({str(hf_checkpoint('llama2'))!r}); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from s2jax.methods import method
+from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, held_out, input_key
 from s2jax.toy.corpus import CorpusConfig, task_corpus
-from s2jax.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, held_out, input_key
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -75,8 +75,8 @@ def test_shipped_model_is_small_and_loads_in_transformers_with_the_same_greedy_c
     import torch
     from transformers import AutoModelForCausalLM
 
+    from s2jax.core.text_generator import SamplingParams
     from s2jax.sampling.chat import encode_prompts
-    from s2jax.text_generator import SamplingParams
     from s2jax.toy.demo import base_model_dir
 
     d = base_model_dir()

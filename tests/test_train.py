@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import s2jax
-from s2jax.errors import S2JaxError
-from s2jax.sharding import make_mesh
+from s2jax.core.errors import S2JaxError
+from s2jax.parallel.sharding import make_mesh
 from s2jax.train import TrainConfig, finetune, tokenize_chat
 from s2jax.train.data import Batches, pack, read_examples, tokenize_examples
 from s2jax.train.optim import decays, learning_rate_schedule

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2jax.vote import (
+from s2jax.distill.vote import (
     ALL_ABSTAIN,
     BELOW_THRESHOLD,
     INCONSISTENT,
@@ -32,7 +32,8 @@ def _swap(a: str) -> str:
     return {"A": "B", "B": "A"}.get(a, a)
 
 
-@pytest.mark.parametrize("module", ["s2jax.vote", "s2jax.tasks", "s2jax.methods", "s2jax.distill"])
+@pytest.mark.parametrize(
+    "module", ["s2jax.distill.vote", "s2jax.tasks", "s2jax.methods", "s2jax.distill.dataset"])
 def test_import_does_not_import_jax(module):
     code = f"import {module}, sys; assert 'jax' not in sys.modules, '{module} imported jax'"
     subprocess.run([sys.executable, "-c", code], check=True)

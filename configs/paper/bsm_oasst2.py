@@ -9,9 +9,9 @@ import dataclasses
 import runpy
 from pathlib import Path
 
-from s2jax.distill import DistillConfig
-from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.text_generator import SamplingParams
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.dataset import DistillConfig
+from s2jax.run.config import DataConfig, ExperimentConfig
 
 common = runpy.run_path(str(Path(__file__).with_name("common.py")))
 

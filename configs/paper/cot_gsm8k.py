@@ -7,10 +7,10 @@ Run: s2jax run configs/paper/cot_gsm8k.py[:llama3.1-8b|qwen2.5-7b]
 import runpy
 from pathlib import Path
 
-from s2jax.distill import DistillConfig
-from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.text_generator import SamplingParams
-from s2jax.vote import VoteConfig
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.dataset import DistillConfig
+from s2jax.distill.vote import VoteConfig
+from s2jax.run.config import DataConfig, ExperimentConfig
 
 common = runpy.run_path(str(Path(__file__).with_name("common.py")))
 

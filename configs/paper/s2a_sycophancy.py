@@ -9,9 +9,9 @@ Run: s2jax run configs/paper/s2a_sycophancy.py[:llama3.1-8b|qwen2.5-7b]
 import runpy
 from pathlib import Path
 
-from s2jax.distill import DistillConfig
-from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.text_generator import SamplingParams
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.dataset import DistillConfig
+from s2jax.run.config import DataConfig, ExperimentConfig
 
 common = runpy.run_path(str(Path(__file__).with_name("common.py")))
 

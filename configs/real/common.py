@@ -7,7 +7,7 @@ Models load by name (`s2jax.load("smollm2-135m-instruct")`, fetched and verified
 `--set model=DIR` points at any HF or GGUF copy instead.
 """
 
-from s2jax.text_generator import SamplingParams
+from s2jax.core.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 
 # variant -> name s2jax.load resolves

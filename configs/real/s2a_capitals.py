@@ -11,9 +11,9 @@ import dataclasses
 import runpy
 from pathlib import Path
 
-from s2jax.distill import DistillConfig
-from s2jax.experiment import DataConfig, ExperimentConfig
-from s2jax.vote import VoteConfig
+from s2jax.distill.dataset import DistillConfig
+from s2jax.distill.vote import VoteConfig
+from s2jax.run.config import DataConfig, ExperimentConfig
 
 common = runpy.run_path(str(Path(__file__).with_name("common.py")))
 DISTIL_ON = "suggest_incorrect"

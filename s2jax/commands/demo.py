@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import math
 
-    from s2jax.errors import S2JaxError
+    from s2jax.core.errors import S2JaxError
+    from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED
     from s2jax.toy.demo import QUICK, DemoConfig, run_demo
-    from s2jax.toy.world import MAX_TEST, MAX_UNLABELED
 
     config = QUICK if args.quick else DemoConfig()
     overrides = {"test": args.test, "unlabeled": args.unlabeled, "samples": args.samples,

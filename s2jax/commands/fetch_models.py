@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 def print_chat_answer(name: str, path) -> None:
     """Loads the model with s2jax and prints its greedy answer to `CHAT_PROMPT`."""
     import s2jax
+    from s2jax.core.text_generator import SamplingParams
     from s2jax.sampling import Sampler
-    from s2jax.text_generator import SamplingParams
 
     start = time.perf_counter()
     model, tokenizer = s2jax.load(path)

@@ -7,8 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
-from s2jax.prompt_file import read_prompts
+from s2jax.core.errors import S2JaxError
+from s2jax.core.prompt_file import read_prompts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import s2jax
-    from s2jax.atomic import write_jsonl
-    from s2jax.rundir import writable_file
+    from s2jax.core.atomic import write_jsonl
+    from s2jax.core.rundir import writable_file
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.parallel.sharding import make_mesh, parse_mesh
     from s2jax.sampling import Sampler
-    from s2jax.sharding import make_mesh, parse_mesh
-    from s2jax.text_generator import SamplingParams
 
     ids, prompts = read_prompts(Path(args.input))
     try:

@@ -1,6 +1,6 @@
 """`s2jax generate-method`: System 1 or a System 2 method over a task -> generations.jsonl.
 
-The generation stage of the pipeline (`s2jax.stages.generate_stage`): labels stripped, written
+The generation stage of the pipeline (`s2jax.run.stages.generate_stage`): labels stripped, written
 shard by shard, so rerunning the same command after a kill resumes it.
 """
 
@@ -57,16 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.atomic import write_json
-    from s2jax.errors import S2JaxError
-    from s2jax.experiment import DataConfig
+    from s2jax.core.atomic import write_json
+    from s2jax.core.errors import S2JaxError
+    from s2jax.core.rundir import writable_file
+    from s2jax.core.text_generator import SamplingParams
     from s2jax.methods.programs import method
     from s2jax.methods.records import meta_path
-    from s2jax.pipeline import task_examples
-    from s2jax.rundir import writable_file
-    from s2jax.stages import generate_stage, stage_key
+    from s2jax.run.config import DataConfig
+    from s2jax.run.pipeline import task_examples
+    from s2jax.run.stages import generate_stage, stage_key
     from s2jax.tasks import TASKS, load_examples
-    from s2jax.text_generator import SamplingParams
 
     task = TASKS[args.task]
     program = method(args.method, task.system1)

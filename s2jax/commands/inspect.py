@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import s2jax
-    from s2jax.sharding import make_mesh, parse_mesh
+    from s2jax.parallel.sharding import make_mesh, parse_mesh
 
     mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)

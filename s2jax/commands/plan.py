@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,13 +80,13 @@ def _config_path(config: str) -> str:
 def _load(args) -> tuple:
     """(model config, train config, mesh sizes, sample batch, max len, sample dtype, name)."""
     import s2jax
-    from s2jax.sharding import parse_mesh
+    from s2jax.parallel.sharding import parse_mesh
     from s2jax.train.config import TrainConfig
 
     path = _config_path(args.config)
     exp = None
     if path.endswith(".py"):
-        from s2jax.experiment import load_config
+        from s2jax.run.config import load_config
 
         exp, _ = load_config(args.config)
         shape = exp.model_shape or exp.model
@@ -130,7 +130,7 @@ def run(args) -> int:
     # cheap checks first, so that bad input never waits for a JAX start-up
     _config_path(args.config)
     if args.mesh:
-        from s2jax.sharding import parse_mesh
+        from s2jax.parallel.sharding import parse_mesh
 
         want = math.prod(parse_mesh(args.mesh).values())
         if want != args.devices:
@@ -145,14 +145,14 @@ def run(args) -> int:
             env.pop(k, None)
         cmd = [sys.executable, "-m", "s2jax.cli", "plan", *_argv(args)]
         return subprocess.run(cmd, env=env).returncode
-    from s2jax.plan import plan
+    from s2jax.run.plan import plan
 
     model_cfg, train, mesh, sample_batch, max_len, sample_dtype, name = _load(args)
     report = plan(model_cfg, train, mesh, args.devices, args.device_memory, sample_batch,
                   max_len, sample_dtype=sample_dtype, name=name)
     print(report.table())
     if args.json:
-        from s2jax.atomic import write_json
+        from s2jax.core.atomic import write_json
 
         write_json(args.json, report.to_json())
     return 0

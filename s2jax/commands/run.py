@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from s2jax.errors import S2JaxError
-    from s2jax.experiment import apply_overrides, load_config
+    from s2jax.core.errors import S2JaxError
+    from s2jax.run.config import apply_overrides, load_config
 
     config, namespace = load_config(args.config)
     config = apply_overrides(config, args.overrides)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"run_dir": str(run_dir / name), "config": cfg.to_json()},
                              default=str))
         return 0
-    from s2jax.pipeline import resolve, run_experiment
+    from s2jax.run.pipeline import resolve, run_experiment
 
     for name, cfg in points.items():
         resolve(cfg, run_dir / name)  # every point checked before the first one starts

@@ -26,7 +26,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from s2jax.errors import S2JaxError
+    from s2jax.core.errors import S2JaxError
     from s2jax.toy.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig()

@@ -64,9 +64,9 @@ def _config(args: argparse.Namespace, config: type, prefix: str = ""):
 
 def run(args: argparse.Namespace) -> int:
     import s2jax
-    from s2jax.rundir import check_creatable, refuse_foreign_dir, writable_dir
-    from s2jax.sharding import make_mesh, parse_mesh
-    from s2jax.stages import finetune_stage
+    from s2jax.core.rundir import check_creatable, refuse_foreign_dir, writable_dir
+    from s2jax.parallel.sharding import make_mesh, parse_mesh
+    from s2jax.run.stages import finetune_stage
     from s2jax.train import TrainConfig, read_examples
 
     config = _config(args, TrainConfig)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from s2jax.distill import FILTERS
+    from s2jax.distill.dataset import FILTERS
+    from s2jax.distill.vote import TIE_POLICIES
     from s2jax.tasks import TASKS
-    from s2jax.vote import TIE_POLICIES
 
     p = sub.add_parser(
         "vote", help="vote over generations; write the distillation set, provenance and stats"
@@ -29,14 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.distill import DistillConfig
-    from s2jax.errors import S2JaxError
+    from s2jax.core.errors import S2JaxError
+    from s2jax.core.rundir import writable_dir
+    from s2jax.core.shards import index_path, is_complete
+    from s2jax.distill.dataset import DistillConfig
+    from s2jax.distill.vote import VoteConfig
     from s2jax.methods.records import meta_path, read_generations
-    from s2jax.rundir import writable_dir
-    from s2jax.shards import index_path, is_complete
-    from s2jax.stages import distill_stage, require_examples
+    from s2jax.run.stages import distill_stage, require_examples
     from s2jax.tasks import TASKS
-    from s2jax.vote import VoteConfig
 
     task = TASKS[args.task]
     try:

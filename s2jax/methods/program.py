@@ -14,8 +14,8 @@ import re
 import string
 from collections.abc import Callable, Mapping
 
-from s2jax.errors import S2JaxError
-from s2jax.text_generator import Message, Prompt
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Message, Prompt
 
 ITEM = "item"  # the field a fan-out stage's template uses for the current item
 

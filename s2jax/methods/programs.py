@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods import prompts
 from s2jax.methods.program import FanOut, Program, Stage
 

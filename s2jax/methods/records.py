@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s2jax.errors import S2JaxError
-from s2jax.jsonl import read_objects
+from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import read_objects
+from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.methods.program import Program
 from s2jax.methods.runner import StageResult, Trace, run_program, trace_tokens
 from s2jax.methods.usc import UscResult, run_usc
-from s2jax.text_generator import SamplingParams, TextGenerator
 
 if TYPE_CHECKING:
     from s2jax.tasks.task import Example, Perturbation

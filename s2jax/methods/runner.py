@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Sample, SamplingParams, TextGenerator
 from s2jax.methods.program import ITEM, Program, Stage
-from s2jax.text_generator import Sample, SamplingParams, TextGenerator
 
 
 @dataclasses.dataclass(frozen=True)

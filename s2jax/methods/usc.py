@@ -2,7 +2,7 @@
 
 After a program ran with N samples per input, the USC stage shows the model the N final outputs of
 one input (numbered from 0) and asks which is most consistent with the others; `parse_choice`
-reads the index back. `s2jax.vote.usc_vote` then keeps that sample's answer.
+reads the index back. `s2jax.distill.vote.usc_vote` then keeps that sample's answer.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
+from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.methods import prompts
 from s2jax.methods.program import Stage
 from s2jax.methods.runner import StageResult, generate_checked
-from s2jax.text_generator import SamplingParams, TextGenerator
 
 USC_STAGE = Stage("usc", prompts.USC_SELECT, source=prompts.USC_SOURCE)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 # architecture name in config.json -> (model_type, qkv_bias, qk_norm)
 ARCHITECTURES: dict[str, tuple[str, bool, bool]] = {

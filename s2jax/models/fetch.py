@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from s2jax.atomic import atomic_open
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import atomic_open
+from s2jax.core.errors import S2JaxError
+from s2jax.core.paths import cache_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,14 +65,6 @@ PINNED: dict[str, PinnedModel] = {
 }
 ALIASES = {"smollm2-135m": "smollm2-135m-instruct", "qwen2.5-coder-0.5b":
            "qwen2.5-coder-0.5b-instruct"}
-
-
-def cache_dir() -> Path:
-    """The user cache root: $S2JAX_CACHE, else $XDG_CACHE_HOME/s2jax, else ~/.cache/s2jax."""
-    if os.environ.get("S2JAX_CACHE"):
-        return Path(os.environ["S2JAX_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "s2jax"
 
 
 def canonical(name: str) -> str | None:

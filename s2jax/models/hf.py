@@ -20,8 +20,8 @@ import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh
 
-from s2jax.atomic import atomic_dir, write_json
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import atomic_dir, write_json
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.safetensors_io import (
     INDEX_NAME,
@@ -31,7 +31,8 @@ from s2jax.models.safetensors_io import (
     write_safetensors,
 )
 from s2jax.models.transformer import ParamSpec, param_shardings, param_specs
-from s2jax.sharding import make_mesh
+from s2jax.models.weights import Weights
+from s2jax.parallel.sharding import make_mesh
 
 if TYPE_CHECKING:
     from s2jax.models.module import Transformer
@@ -40,24 +41,6 @@ if TYPE_CHECKING:
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
-
-
-@dataclasses.dataclass
-class Weights:
-    """A checkpoint's weights placed on their mesh, with its config: a model without the module.
-
-    `s2jax.load` wraps them in a `Transformer` (a Flax NNX module); sampling needs only these
-    (`config`, `params()`, `generation_config`: what the `Sampler` reads of a model), so
-    `s2jax generate` samples from them without importing Flax.
-    """
-
-    config: ModelConfig
-    arrays: dict[str, jax.Array]  # every weight of `param_specs(config)`, by name
-    generation_config: dict = dataclasses.field(default_factory=dict)  # generation_config.json
-
-    def params(self) -> dict[str, jax.Array]:
-        """Flat {name: array} of every weight, the form `forward` takes."""
-        return self.arrays
 
 
 def resolve_dtype(dtype, hf_config: dict | None = None):

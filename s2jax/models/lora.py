@@ -24,15 +24,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array
 
-from s2jax.atomic import atomic_dir, write_json
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import atomic_dir, write_json
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.hf import hf_tensors, read_weights
+from s2jax.models.lora_config import LORA_TARGETS, LoraConfig
 from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
 from s2jax.models.transformer import ParamSpec, init_value, param_shardings, param_specs
-from s2jax.sharding import named_sharding
-from s2jax.train.config import LORA_TARGETS, LoraConfig
+from s2jax.parallel.sharding import named_sharding
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -202,7 +202,7 @@ def load_peft(cfg: ModelConfig, path: str | Path, *, mesh: Mesh | None = None,
       (its LoraConfig, its weights with their scale): add them to the base weights,
       `{**model.params(), **adapters}`, for the adapted model's `forward` or `Sampler`.
     """
-    from s2jax.sharding import make_mesh
+    from s2jax.parallel.sharding import make_mesh
 
     lora = read_peft_config(cfg, path)
     mesh = mesh or make_mesh(devices=jax.devices()[:1])

@@ -13,8 +13,8 @@ from flax import nnx
 from jaxtyping import Array, Int
 
 from s2jax.models.config import ModelConfig
-from s2jax.models.hf import Weights
 from s2jax.models.transformer import KVCache, Remat, forward, init_value, param_specs
+from s2jax.models.weights import Weights
 
 
 class _Layers(nnx.Module):

@@ -16,8 +16,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from s2jax.atomic import atomic_open
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import atomic_open
+from s2jax.core.errors import S2JaxError
 
 _DTYPES = {
     "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),

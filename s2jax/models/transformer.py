@@ -29,7 +29,7 @@ from jaxtyping import Array, Float, Int
 from s2jax.models import gemma
 from s2jax.models.config import ModelConfig
 from s2jax.models.projection import LORA_SCALE, project
-from s2jax.sharding import logical_to_spec, named_sharding
+from s2jax.parallel.sharding import logical_to_spec, named_sharding
 
 Remat = Literal["auto", "none", "full", "dots"]
 

@@ -1,6 +1,6 @@
 """The sampling engine: prefill and decode over an explicit KV cache, continuous batching.
 
-`Sampler(model, tokenizer)` implements `s2jax.text_generator.TextGenerator`.
+`Sampler(model, tokenizer)` implements `s2jax.core.text_generator.TextGenerator`.
 """
 
 from s2jax.sampling.buckets import BucketPlan, plan_programs

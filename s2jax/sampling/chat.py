@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from s2jax.errors import S2JaxError
-from s2jax.text_generator import Prompt
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Prompt
 
 
 def encode_prompts(tokenizer, prompts: Sequence[Prompt], *, chat: bool) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""`Sampler`: the host side of generation, implementing `s2jax.text_generator.TextGenerator`.
+"""`Sampler`: the host side of generation, implementing `s2jax.core.text_generator.TextGenerator`.
 
 The host keeps a queue of (prompt, sample) items and a decode batch of B rows. It prefills
 queued prompts into free rows (one prefill per distinct prompt, its cache copied to each of its
@@ -24,16 +24,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.lora import weight_shardings
 from s2jax.models.transformer import param_shardings, split_layers
+from s2jax.parallel.sharding import make_mesh, named_sharding
 from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan, slot_cost
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.stops import finish
 from s2jax.sampling.token_rules import SamplingMethod
-from s2jax.sharding import make_mesh, named_sharding
-from s2jax.text_generator import Prompt, Sample, SamplingParams
 
 WINDOW_HEADROOM = 16  # decode steps a window guarantees the furthest row before it is full
 Progress = Callable[[int, int], None]  # (prompts finished, tokens generated) since last call

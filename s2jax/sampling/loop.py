@@ -19,8 +19,8 @@ from jaxtyping import Array, Bool, Int
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import KVCache, forward, output_logits
+from s2jax.parallel.sharding import named_sharding
 from s2jax.sampling.token_rules import SamplingMethod, row_keys
-from s2jax.sharding import named_sharding
 
 
 @jax.tree_util.register_dataclass

@@ -20,16 +20,16 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from s2jax.distributed import split_for_process
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.config import ModelConfig
-from s2jax.models.hf import Weights
 from s2jax.models.module import Transformer
 from s2jax.models.transformer import param_specs
+from s2jax.models.weights import Weights
+from s2jax.parallel.distributed import split_for_process
+from s2jax.parallel.sharding import MESH_AXES, logical_to_spec
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.engine import Sampler
-from s2jax.sharding import MESH_AXES, logical_to_spec
-from s2jax.text_generator import Prompt, Sample, SamplingParams
 
 
 def _model_devices(model) -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from s2jax.text_generator import Sample
+from s2jax.core.text_generator import Sample
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> int:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from s2jax.text_generator import SamplingParams
+from s2jax.core.text_generator import SamplingParams
 
 ARGMAX_BLOCK = 128
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods.program import Stage
 from s2jax.tasks import triviaqa
 from s2jax.tasks.answers import strip_markdown

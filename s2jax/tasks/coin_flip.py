@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Iterable, Mapping
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods import prompts
 from s2jax.methods.program import Stage
 from s2jax.tasks.answers import after_answer_cue, strip_markdown

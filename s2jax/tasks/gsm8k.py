@@ -10,7 +10,7 @@ import decimal
 import re
 from collections.abc import Iterable, Mapping
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods.program import Stage
 from s2jax.tasks.answers import after_answer_cue, strip_markdown
 from s2jax.tasks.task import Example, HubSource, Task, exact_score

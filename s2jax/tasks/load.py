@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.tasks.task import HubSource
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}

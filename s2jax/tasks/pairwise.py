@@ -14,7 +14,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods import prompts
 from s2jax.methods.program import Stage
 from s2jax.tasks.answers import strip_markdown

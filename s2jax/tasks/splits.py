@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from typing import TypeVar
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.methods.program import Stage
 from s2jax.tasks.answers import after_answer_cue, contains_phrase, normalize_text, strip_markdown
 from s2jax.tasks.task import Example, Task

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from s2jax.evaluate import evaluate
+from s2jax.core.text_generator import SamplingParams, TextGenerator
+from s2jax.distill.evaluate import evaluate
 from s2jax.methods import method
-from s2jax.text_generator import SamplingParams, TextGenerator
-from s2jax.toy.world import TASKS, held_out
+from s2jax.tasks.toy.world import TASKS, held_out
 
 MIN_SYSTEM2 = 75.0  # a task passes when its System 2 method is right this often (percent)
 MIN_GAIN = 25.0  # ... and beats System 1 by this many points

@@ -3,7 +3,7 @@
 Each transcript is produced by running the real prompt program (`s2jax.methods.run_program`) with
 an oracle `TextGenerator` that answers every stage with the world's ideal output, so the corpus
 holds exactly the prompts the demo renders later, stage by stage. System 1 conversations answer the
-task's direct prompt with the world's biased answer (see `s2jax.toy.world`).
+task's direct prompt with the world's biased answer (see `s2jax.tasks.toy.world`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
+from s2jax.core.text_generator import Message, Prompt, Sample, SamplingParams
 from s2jax.methods import method, run_program
 from s2jax.methods.program import Program
 from s2jax.tasks.task import Example
-from s2jax.text_generator import Message, Prompt, Sample, SamplingParams
-from s2jax.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, ToyTask, held_out, input_key
+from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, ToyTask, held_out, input_key
 
 Chat = list[Message]
 
@@ -55,7 +55,7 @@ class CorpusConfig:
     """How many examples of each task the corpus holds."""
 
     system2: int = 2500  # examples per task transcribed through the System 2 method
-    system1: int = 1500  # examples per task answered directly (biased, see s2jax.toy.world)
+    system1: int = 1500  # examples per task answered directly (biased, see s2jax.tasks.toy.world)
     seed: int = 0
 
 

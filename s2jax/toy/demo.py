@@ -1,13 +1,13 @@
 """`s2jax demo`: System 2 distillation end to end on the shipped toy base model, on CPU.
 
 Per task of the toy world, the same stage sequence as `s2jax run`
-(`s2jax.pipeline.run_distillation`): evaluate System 1 and the task's System 2 method on held-out
-inputs; sample the System 2 method N times on unlabeled inputs (labels stripped); filter by vote;
-fine-tune System 1 on the kept final answers; evaluate the distilled System 1. One sampler serves
-every task (its programs compile once). Artifacts under the output directory:
+(`s2jax.run.pipeline.run_distillation`): evaluate System 1 and the task's System 2 method on
+held-out inputs; sample the System 2 method N times on unlabeled inputs (labels stripped); filter
+by vote; fine-tune System 1 on the kept final answers; evaluate the distilled System 1. One
+sampler serves every task (its programs compile once). Artifacts under the output directory:
 
     results.json, results.png, table.md                  the paper-style table and chart
-    <task>/                                              a run dir of `s2jax.pipeline`: eval/,
+    <task>/                                              a run dir of `s2jax.run.pipeline`: eval/,
                                                          generations.jsonl, distill/, train/
 """
 
@@ -18,8 +18,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from s2jax.text_generator import SamplingParams
-from s2jax.toy.world import TASKS
+from s2jax.core.text_generator import SamplingParams
+from s2jax.tasks.toy.world import TASKS
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
 
@@ -51,7 +51,7 @@ class DemoConfig:
     def __post_init__(self):
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
-            from s2jax.errors import S2JaxError
+            from s2jax.core.errors import S2JaxError
 
             raise S2JaxError(f"demo: unknown task(s) {unknown}; expected some of {list(TASKS)}")
 
@@ -70,12 +70,12 @@ def _set_params(model, sampler, params: dict) -> None:
 
 
 def task_distillation(name: str, config: DemoConfig, model_dir: Path):
-    """One toy task's distillation, resolved for `s2jax.pipeline.run_distillation`."""
-    from s2jax.distill import DistillConfig
+    """One toy task's distillation, resolved for `s2jax.run.pipeline.run_distillation`."""
+    from s2jax.distill.dataset import DistillConfig
     from s2jax.methods import method
-    from s2jax.pipeline import Distillation
-    from s2jax.stages import stage_key
-    from s2jax.toy.world import held_out
+    from s2jax.run.pipeline import Distillation
+    from s2jax.run.stages import stage_key
+    from s2jax.tasks.toy.world import held_out
     from s2jax.train import TrainConfig
     from s2jax.train.config import LoraConfig
 
@@ -122,9 +122,9 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     import jax
 
     import s2jax
-    from s2jax.atomic import write_json
-    from s2jax.pipeline import run_distillation
-    from s2jax.rundir import refuse_foreign_dir, writable_dir
+    from s2jax.core.atomic import write_json
+    from s2jax.core.rundir import refuse_foreign_dir, writable_dir
+    from s2jax.run.pipeline import run_distillation
     from s2jax.sampling import Sampler
     from s2jax.toy.report import verdict, write_report
 

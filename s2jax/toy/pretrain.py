@@ -38,7 +38,7 @@ class PretrainConfig:
 
 def tokenizer_for(chats: list[Chat], vocab_size: int):
     """A BPE tokenizer trained on the rendered conversations (chat template included)."""
-    from s2jax.tokenizer import SIMPLE_CHAT_TEMPLATE, train_bpe_tokenizer
+    from s2jax.models.tokenizer import SIMPLE_CHAT_TEMPLATE, train_bpe_tokenizer
 
     texts = [m["content"] for chat in chats for m in chat]
     return train_bpe_tokenizer(texts, vocab_size, SIMPLE_CHAT_TEMPLATE)

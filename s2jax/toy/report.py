@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2jax.atomic import atomic_open
+from s2jax.core.atomic import atomic_open
 
 SYSTEMS = (("system1", "System 1"), ("system2", "System 2"), ("distilled", "Distilled System 1"))
 

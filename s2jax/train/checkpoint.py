@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.train.state import TrainState
 
 

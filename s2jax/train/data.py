@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 Message = dict[str, str]
 Batch = dict[str, np.ndarray]  # tokens, targets, segment_ids (int32), weights (float32)
@@ -49,7 +49,7 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise S2JaxError(f"{path}: not a readable parquet file ({first})") from None
     if path.suffix in (".jsonl", ".json"):
-        from s2jax.jsonl import read_objects
+        from s2jax.core.jsonl import read_objects
 
         return [row for _, row in read_objects(path, "a distill set: JSON objects, one a line")]
     raise S2JaxError(f"{path}: unknown format {path.suffix!r} (expected .parquet or .jsonl)")

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from s2jax.atomic import write_json
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import write_json
+from s2jax.core.errors import S2JaxError
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
 from s2jax.models.projection import LORA_SCALE
 from s2jax.models.transformer import param_shardings
-from s2jax.sharding import make_mesh, parse_mesh
+from s2jax.parallel.sharding import make_mesh, parse_mesh
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tokenize_examples
@@ -292,9 +292,9 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if writer:
         write_json(run_dir / "summary.json", summary)
     if config.export:
-        import s2jax
+        from s2jax.models.hf import save_model  # imports the Flax module
 
-        s2jax.save(model, tokenizer, run_dir / "model")
+        save_model(model, tokenizer, run_dir / "model")
         if lora.enabled:
             save_peft(cfg, lora, state.params, run_dir / "adapter")
     return model

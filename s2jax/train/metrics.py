@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from s2jax.atomic import write_jsonl
-from s2jax.errors import S2JaxError
+from s2jax.core.atomic import write_jsonl
+from s2jax.core.errors import S2JaxError
 
 
 def _rows(path: Path) -> list[dict]:

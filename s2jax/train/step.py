@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, Int
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
-from s2jax.sharding import named_sharding
+from s2jax.parallel.sharding import named_sharding
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import LogitsFn, chunked_losses, fused_loss
 from s2jax.train.state import TrainState

@@ -2,8 +2,8 @@
 
 The paper's two metrics: accuracy (mean task score) and generated tokens per answer, counting
 every stage's tokens (a System 2 answer pays for its reasoning). With `params.n > 1` the answer is
-the majority over the samples (self-consistency, `s2jax.vote.majority_vote` keeping the lowest
-key on a tie); otherwise the single sample's answer.
+the majority over the samples (self-consistency, `s2jax.distill.vote.majority_vote` keeping the
+lowest key on a tie); otherwise the single sample's answer.
 Pure Python: the generator is any `TextGenerator`.
 """
 
@@ -13,11 +13,11 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
+from s2jax.core.text_generator import SamplingParams, TextGenerator
+from s2jax.distill.vote import VoteConfig, majority_vote
 from s2jax.methods.program import Program
 from s2jax.methods.runner import run_program, trace_tokens
 from s2jax.tasks.task import Example, Task
-from s2jax.text_generator import SamplingParams, TextGenerator
-from s2jax.vote import VoteConfig, majority_vote
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
-from s2jax.jsonl import read_objects
+from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import read_objects
 
 
 def read_prompts(path: Path) -> tuple[list[str], list]:

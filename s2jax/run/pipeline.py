@@ -24,15 +24,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from s2jax.atomic import write_json
-from s2jax.distill import PARQUET, DistillConfig
-from s2jax.errors import S2JaxError
-from s2jax.evaluate import EvalResult
-from s2jax.experiment import DataConfig, ExperimentConfig
+from s2jax.core.atomic import write_json
+from s2jax.core.errors import S2JaxError
+from s2jax.core.rundir import check_claim, check_creatable, claim, locked
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.dataset import PARQUET, DistillConfig
+from s2jax.distill.evaluate import EvalResult
 from s2jax.methods.program import Program
 from s2jax.methods.programs import METHODS, SYSTEM1, method
-from s2jax.rundir import check_claim, check_creatable, claim, locked
-from s2jax.stages import (
+from s2jax.run.config import DataConfig, ExperimentConfig
+from s2jax.run.stages import (
     MAX_UNREADABLE_SHARE,
     distill_stage,
     evaluate_stage,
@@ -43,7 +44,6 @@ from s2jax.stages import (
 )
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
-from s2jax.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import read_examples
 
@@ -82,7 +82,7 @@ def resolve_task(name: str, tasks: Mapping[str, Task], field: str) -> Task:
     if name in tasks:
         return tasks[name]
     if name.startswith(TOY_PREFIX):
-        from s2jax.toy.world import TASKS as TOY
+        from s2jax.tasks.toy.world import TASKS as TOY
 
         toy = name[len(TOY_PREFIX):]
         if toy in TOY:
@@ -92,7 +92,7 @@ def resolve_task(name: str, tasks: Mapping[str, Task], field: str) -> Task:
 
 
 def _toy_names() -> list[str]:
-    from s2jax.toy.world import TASKS as TOY
+    from s2jax.tasks.toy.world import TASKS as TOY
 
     return list(TOY)
 
@@ -132,7 +132,7 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
     if config.mesh:
         import jax
 
-        from s2jax.sharding import parse_mesh
+        from s2jax.parallel.sharding import parse_mesh
 
         sizes = parse_mesh(config.mesh)
         need = 1
@@ -188,7 +188,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
       {"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
        "warnings": [...], "seconds": {...}}
     """
-    import s2jax
+    from s2jax.models.loading import load
 
     writer, sync = processes()
 
@@ -242,7 +242,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             if not (model_dir / "config.json").is_file():
                 examples = read_examples(distill_dir / PARQUET)
                 finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh)
-            distilled, _ = s2jax.load(model_dir, dtype=d.dtype, mesh=mesh)
+            distilled, _ = load(model_dir, dtype=d.dtype, mesh=mesh)
             sampler.set_params(distilled.params())  # same shapes: compiled programs are reused
             final = evaluate("distilled", d.system1)
             rows.append(final)
@@ -271,9 +271,9 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       log: where progress lines go.
       progress: progress bars on stderr.
     """
-    import s2jax
+    from s2jax.models.loading import load
+    from s2jax.parallel.sharding import make_mesh, parse_mesh
     from s2jax.sampling import Sampler
-    from s2jax.sharding import make_mesh, parse_mesh
 
     run_dir = Path(run_dir)
     d = resolve(config, run_dir, tasks=tasks)
@@ -285,7 +285,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
             log(f"[{config.name}] done already: {run_dir / 'results.json'}")
             return json.loads((run_dir / "results.json").read_text())
         mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
-        model, tokenizer = s2jax.load(config.model, dtype=config.dtype, mesh=mesh)
+        model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
         sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=config.max_batch,
                           max_len=config.max_len, chat=config.chat)
         return run_distillation(d, run_dir, model, tokenizer, sampler, mesh=mesh, log=log,

@@ -32,7 +32,7 @@ def cache_path(setting: str | None = None) -> Path | None:
         return Path(setting).expanduser()
     from importlib.metadata import version
 
-    from s2jax.models.fetch import cache_dir
+    from s2jax.core.paths import cache_dir
 
     return cache_dir() / "jax" / f"jax-{version('jax')}-jaxlib-{version('jaxlib')}"
 

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import param_shardings, param_specs
-from s2jax.sharding import MESH_AXES, RULES, make_mesh
+from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
 
@@ -278,9 +278,9 @@ def _abstract_state(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtyp
 
 def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
     """(one compiled decode step's memory analysis, params bytes, cache bytes), per device."""
+    from s2jax.core.text_generator import SamplingParams
     from s2jax.sampling import loop
     from s2jax.sampling.token_rules import SamplingMethod
-    from s2jax.text_generator import SamplingParams
 
     params = _abstract_weights(cfg, mesh, dtype)
     state = _abstract_state(cfg, mesh, batch, max_len, dtype)
@@ -299,10 +299,10 @@ def prefill_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, promp
     default the sampler's)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.parallel.sharding import named_sharding
     from s2jax.sampling import loop
     from s2jax.sampling.token_rules import SamplingMethod
-    from s2jax.sharding import named_sharding
-    from s2jax.text_generator import SamplingParams
 
     params = _abstract_weights(cfg, mesh, dtype)
     state = _abstract_state(cfg, mesh, batch, max_len, dtype)

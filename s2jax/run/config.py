@@ -17,9 +17,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from s2jax.distill import DistillConfig
-from s2jax.errors import S2JaxError
-from s2jax.text_generator import SamplingParams
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
+from s2jax.distill.dataset import DistillConfig
 from s2jax.train.config import TrainConfig
 
 
@@ -86,7 +86,7 @@ class ExperimentConfig:
             if not ok:
                 raise S2JaxError(f"config {message}")
         if self.mesh:
-            from s2jax.sharding import parse_mesh
+            from s2jax.parallel.sharding import parse_mesh
 
             if min(parse_mesh(self.mesh).values()) < 1:
                 raise S2JaxError(f"config mesh={self.mesh!r}: every axis size must be >= 1")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from s2jax.text_generator import Prompt, Sample, SamplingParams, TextGenerator
+from s2jax.core.text_generator import Prompt, Sample, SamplingParams, TextGenerator
 
 
 class StageBar:

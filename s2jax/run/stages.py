@@ -5,12 +5,12 @@
     distill_stage    the label-free filter -> the System 1 distillation set
     finetune_stage   SFT of System 1 on that set -> the distilled weights
 
-`s2jax.pipeline.run_distillation` calls them in order for `s2jax run` and `s2jax demo`; the step
-commands (`generate-method`, `vote`, `train`) call one each. The two sampling stages run shard
-by shard into a resumable JSONL file (`s2jax.shards`). A stage whose result cannot mean anything
-(nothing kept, a learning rate that never leaves 0) raises `S2JaxError`; one whose result is
-weak (few inputs kept, most answers unreadable) returns it with warnings that the run prints
-loudly and records in results.json.
+`s2jax.run.pipeline.run_distillation` calls them in order for `s2jax run` and `s2jax demo`; the
+step commands (`generate-method`, `vote`, `train`) call one each. The two sampling stages run
+shard by shard into a resumable JSONL file (`s2jax.core.shards`). A stage whose result cannot mean
+anything (nothing kept, a learning rate that never leaves 0) raises `S2JaxError`; one whose
+result is weak (few inputs kept, most answers unreadable) returns it with warnings that the run
+prints loudly and records in results.json.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from s2jax.distill import DistillConfig, DistillSet, build_distill_set, provenance
-from s2jax.errors import S2JaxError
-from s2jax.evaluate import EvalResult, score_examples, summarize
+from s2jax.core.errors import S2JaxError
+from s2jax.core.progress import StageBar
+from s2jax.core.rundir import refuse_foreign_dir
+from s2jax.core.shards import run_sharded
+from s2jax.core.text_generator import SamplingParams, TextGenerator
+from s2jax.distill.dataset import DistillConfig, DistillSet, build_distill_set, provenance
+from s2jax.distill.evaluate import EvalResult, score_examples, summarize
 from s2jax.methods.program import Program
 from s2jax.methods.records import generate_records
-from s2jax.progress import StageBar
-from s2jax.rundir import refuse_foreign_dir
-from s2jax.shards import run_sharded
 from s2jax.tasks.task import Example, Task
-from s2jax.text_generator import SamplingParams, TextGenerator
 
 Log = Callable[[str], None]
 
@@ -203,7 +203,7 @@ def distill_stage(
       The set and its warnings (see `distill_warnings`). A set that kept nothing is not
       written; `require_examples` says whether there is anything to fine-tune on.
     """
-    from s2jax.distill import write_distill_set
+    from s2jax.distill.dataset import write_distill_set
 
     refuse_foreign_dir(out_dir, "distillation set dir", "provenance.json",
                        {"generations": generations})

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 
 def read_utf8_lines(path: Path) -> list[str]:

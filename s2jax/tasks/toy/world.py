@@ -32,7 +32,7 @@ from s2jax.methods import programs
 from s2jax.methods.program import Program
 from s2jax.tasks import coin_flip, gsm8k, last_letter, pairwise, triviaqa
 from s2jax.tasks.task import Example, Task, exact_score
-from s2jax.toy import prompts as toy_prompts
+from s2jax.tasks.toy import prompts as toy_prompts
 
 # Toy data: the people of the world (a subset of s2jax's name pool with varied last letters) and
 # the cities they live in.

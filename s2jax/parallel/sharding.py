@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 # A minimal chat template (Llama-3-like headers) for tokenizers the repo builds itself.
 SIMPLE_CHAT_TEMPLATE = (

@@ -10,8 +10,8 @@ directory, written atomically as a whole, holds:
     train.parquet     columns id: str, messages: [{role, content}], answer: str
     provenance.json   method, task, N, filter, threshold, tie policy, model, sampling,
                       config hash, counts
-    vote_stats.json   `s2jax.vote.VoteStats`: kept, drop reasons, samples, abstentions
-    decisions.jsonl   one line per input: id and its `s2jax.vote.Decision`
+    vote_stats.json   `s2jax.distill.vote.VoteStats`: kept, drop reasons, samples, abstentions
+    decisions.jsonl   one line per input: id and its `s2jax.distill.vote.Decision`
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from s2jax.atomic import atomic_dir, write_json, write_jsonl
-from s2jax.errors import S2JaxError
-from s2jax.methods.records import final_texts
-from s2jax.tasks.task import Task
-from s2jax.vote import (
+from s2jax.core.atomic import atomic_dir, write_json, write_jsonl
+from s2jax.core.errors import S2JaxError
+from s2jax.distill.vote import (
     Answer,
     Decision,
     VoteConfig,
@@ -38,6 +36,8 @@ from s2jax.vote import (
     usc_vote,
     vote_stats,
 )
+from s2jax.methods.records import final_texts
+from s2jax.tasks.task import Task
 
 Filter = Literal["majority", "usc", "perturbation"]
 FILTERS: tuple[str, ...] = ("majority", "usc", "perturbation")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 
 SUFFIX = ".shards"
 
