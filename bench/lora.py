@@ -39,6 +39,7 @@ def measure(mode: str, args) -> dict:
     from s2jax.models.config import ModelConfig
     from s2jax.models.lora import init_adapters, num_adapter_params, with_scale
     from s2jax.models.module import Transformer
+    from s2jax.models.params import num_params
     from s2jax.parallel.sharding import make_mesh
     from s2jax.run.plan import compiled_total
     from s2jax.train.config import LoraConfig, TrainConfig
@@ -57,7 +58,7 @@ def measure(mode: str, args) -> dict:
         state = init(init_adapters(cfg, lora, jax.random.key(0)))
         trained = num_adapter_params(cfg, lora)
     else:
-        frozen, state, trained = {}, init(base), cfg.num_params()
+        frozen, state, trained = {}, init(base), num_params(cfg)
     del base
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (1, args.batch, args.seq_len + 1)).astype(np.int32)

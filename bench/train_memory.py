@@ -30,6 +30,7 @@ def main() -> None:
     import jax
 
     from s2jax.models.config import ModelConfig
+    from s2jax.models.params import num_params
     from s2jax.parallel.sharding import make_mesh
     from s2jax.run.plan import GiB, compiled_total, hand_estimate, train_memory
     from s2jax.train.config import TrainConfig
@@ -43,7 +44,7 @@ def main() -> None:
     cfg = ModelConfig(**GEMMA3_270M)
     mesh = make_mesh(devices=jax.devices()[:1])
     tokens = args.batch * args.seq_len
-    print(f"Gemma 3 270M shapes ({cfg.num_params() / 1e6:.0f}M params), batch {args.batch} x "
+    print(f"Gemma 3 270M shapes ({num_params(cfg) / 1e6:.0f}M params), batch {args.batch} x "
           f"{args.seq_len}, fp32, remat {args.remat}; one fp32 [tokens, vocab] buffer is "
           f"{tokens * cfg.vocab_size * 4 / GiB:.2f} GiB")
     print(f"{'loss_chunk':>10} {'arguments GiB':>14} {'temp GiB':>9} {'peak GiB':>9} "

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2jax.models.transformer import self_attention
+from s2jax.models.attention import self_attention
 
 
 def test_dot_product_attention_equals_the_einsum_reference():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import s2jax
-from s2jax.models.transformer import attention, self_attention
+from s2jax.models.attention import attention, self_attention
 from s2jax.train.data import pack, tokenize_examples
 from s2jax.train.step import token_losses
 from tests.test_train import _examples

@@ -20,7 +20,8 @@ from s2jax.models.lora import (
     save_peft,
     with_scale,
 )
-from s2jax.models.transformer import forward, param_specs
+from s2jax.models.params import param_specs
+from s2jax.models.transformer import forward
 from s2jax.run.config import override
 from s2jax.sampling import Sampler
 from s2jax.train import TrainConfig, finetune

@@ -18,7 +18,7 @@ import numpy as np
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.hf import place_weights, resolve_dtype
-from s2jax.models.transformer import param_specs
+from s2jax.models.params import param_specs
 from s2jax.models.weights import Weights
 
 # general.architecture -> HF architecture. Mistral files say "llama" (handled by name below).

@@ -8,7 +8,6 @@ Every checkpoint key must be used exactly once and every shape must match.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from jax.sharding import Mesh
 from s2jax.core.atomic import atomic_dir, write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig, read_json_object
+from s2jax.models.params import ParamSpec, param_shardings, param_specs
 from s2jax.models.safetensors_io import (
     INDEX_NAME,
     Checkpoint,
@@ -30,7 +30,6 @@ from s2jax.models.safetensors_io import (
     shard_file_names,
     write_safetensors,
 )
-from s2jax.models.transformer import ParamSpec, param_shardings, param_specs
 from s2jax.models.weights import Weights
 from s2jax.parallel.sharding import make_mesh
 
@@ -150,27 +149,6 @@ def read_checkpoint(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -
     if gen.is_file():
         weights.generation_config = read_json_object(gen, "the checkpoint's generation config")
     return weights
-
-
-def add_end_of_turn_eos(model: Weights | Transformer, tokenizer) -> None:
-    """Makes Gemma's `<end_of_turn>` an EOS of `model` where its checkpoint lists only `<eos>`.
-
-    Gemma's chat template closes every turn with `<end_of_turn>`; instruction-tuned checkpoints
-    list it as an EOS, base ones do not, and then a chat would run past its answer and SFT would
-    train on the text after the turn. The id goes to the config and the generation config, so
-    the sampler, the answer mask and the export all see it.
-    """
-    cfg = model.config
-    eot = tokenizer.get_vocab().get("<end_of_turn>") if cfg.is_gemma else None
-    if eot is None:
-        return
-    if eot not in cfg.eos_token_ids:
-        model.config = dataclasses.replace(cfg, eos_token_ids=(*cfg.eos_token_ids, eot))
-    gen = model.generation_config
-    eos = gen.get("eos_token_id")
-    eos = [] if eos is None else list(eos) if isinstance(eos, list) else [eos]
-    if eos and eot not in eos:
-        gen["eos_token_id"] = [*eos, eot]
 
 
 def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | None,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.fetch import resolve
+from s2jax.models.gemma import add_end_of_turn_eos
 from s2jax.models.gguf import GGUFFile, find_gguf, hf_config, load_gguf
-from s2jax.models.hf import add_end_of_turn_eos, read_checkpoint, save_model
+from s2jax.models.hf import read_checkpoint, save_model
 from s2jax.models.tokenizer import load_tokenizer
 
 

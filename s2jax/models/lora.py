@@ -29,9 +29,9 @@ from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.hf import hf_tensors, read_weights
 from s2jax.models.lora_config import LORA_TARGETS, LoraConfig
+from s2jax.models.params import ParamSpec, init_value, param_shardings, param_specs
 from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
-from s2jax.models.transformer import ParamSpec, init_value, param_shardings, param_specs
 from s2jax.parallel.sharding import named_sharding
 
 PEFT_CONFIG = "adapter_config.json"

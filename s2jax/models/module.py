@@ -12,8 +12,10 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Int
 
+from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import KVCache, Remat, forward, init_value, param_specs
+from s2jax.models.params import init_value, param_specs
+from s2jax.models.transformer import Remat, forward
 from s2jax.models.weights import Weights
 
 

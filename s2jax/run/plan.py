@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import param_shardings, param_specs
+from s2jax.models.params import num_params, param_shardings, param_specs
 from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
@@ -178,7 +178,7 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     sb = jnp.dtype(sample_dtype).itemsize
     D, F, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.vocab_size
     N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    P = cfg.num_params()
+    P = num_params(cfg)
     shard = fsdp * tensor  # every weight is split over both (replicated over data)
     frozen = P * sb // shard if tcfg.lora.enabled else 0
     params = (_lora_bytes(cfg, tcfg.lora, mesh_sizes, pb) if tcfg.lora.enabled
@@ -360,7 +360,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     batch_bytes = sum(_shard_bytes(x) for x in batch.values())
 
     return PlanReport(
-        model=name, num_params=model_cfg.num_params(), mesh=mesh_sizes,
+        model=name, num_params=num_params(model_cfg), mesh=mesh_sizes,
         device_memory=int(device_memory_gib * GiB), params=params, opt_state=opt,
         frozen=frozen_bytes,
         batch=batch_bytes, activations=train.temp_size_in_bytes,

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.lora import weight_shardings
-from s2jax.models.transformer import param_shardings, split_layers
+from s2jax.models.params import param_shardings, split_layers
 from s2jax.parallel.sharding import make_mesh, named_sharding
 from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan, slot_cost

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
+from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
-from s2jax.models.transformer import KVCache, forward, output_logits
+from s2jax.models.transformer import forward, output_logits
 from s2jax.parallel.sharding import named_sharding
 from s2jax.sampling.token_rules import SamplingMethod, row_keys
 

@@ -24,7 +24,7 @@ from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.config import ModelConfig
 from s2jax.models.module import Transformer
-from s2jax.models.transformer import param_specs
+from s2jax.models.params import param_specs
 from s2jax.models.weights import Weights
 from s2jax.parallel.distributed import split_for_process
 from s2jax.parallel.sharding import MESH_AXES, logical_to_spec

@@ -88,6 +88,7 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
 
     import s2jax
     from s2jax.models.module import Transformer
+    from s2jax.models.params import num_params
     from s2jax.train import finetune
 
     start = time.time()
@@ -101,5 +102,5 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
     finetune(model, tokenizer, chats, train_config(config, progress=progress), run_dir)
     s2jax.save(model, tokenizer, out)
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"params": cfg.num_params(), "conversations": len(chats),
+    return {"params": num_params(cfg), "conversations": len(chats),
             "final_loss": summary.get("loss"), "seconds": round(time.time() - start, 1)}

@@ -26,8 +26,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
+from s2jax.models.params import param_shardings
 from s2jax.models.projection import LORA_SCALE
-from s2jax.models.transformer import param_shardings
 from s2jax.parallel.sharding import make_mesh, parse_mesh
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig

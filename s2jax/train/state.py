@@ -19,7 +19,7 @@ from jaxtyping import Array, Int
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.lora import adapter_specs
-from s2jax.models.transformer import ParamSpec, param_specs
+from s2jax.models.params import ParamSpec, param_specs
 from s2jax.parallel.sharding import named_sharding
 from s2jax.train.config import LoraConfig
 

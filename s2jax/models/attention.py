@@ -1,0 +1,75 @@
+"""Attention: grouped-query attention over a KV cache, and a sequence's attention over itself
+(the training path, cuDNN's flash kernel where it can take the call).
+
+Shapes use einsum letters: B batch, T query tokens, S key slots, N query heads, K KV heads,
+G = N / K, H head dim.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def softcap(x: Array, cap: float | None) -> Array:
+    """cap * tanh(x / cap) (Gemma 2's soft-capping of attention scores and logits)."""
+    return x if cap is None else jnp.tanh(x / cap) * cap
+
+
+def attention(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Array, "B K S H"],
+              mask: Float[Array, "B T S"], *, scale: float | None = None,
+              logit_softcap: float | None = None) -> Float[Array, "B T N H"]:
+    """Grouped-query attention with a boolean mask (True = attend); softmax in fp32.
+
+    Scores are scaled by `scale` (default H^-1/2), then soft-capped when `logit_softcap` is set.
+
+    Both products are plain batched matmuls over (B, K), with a KV head's G query heads and T
+    tokens as the rows of one [G*T, H] matrix: XLA:CPU runs that form as one batched GEMM,
+    where the [B, T, K, G, H] form made it emit a generic dot with a transposed operand for
+    the P.V product (decode at SmolLM2 shapes: 1.0 -> 0.57 ms a layer; prefill 30% less).
+    """
+    B, T, N, H = q.shape
+    K, S = k.shape[1], k.shape[2]
+    G = N // K
+    q = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
+    s = jnp.einsum("bkmh,bksh->bkms", q, k, preferred_element_type=jnp.float32)
+    s = softcap(s * (H**-0.5 if scale is None else scale), logit_softcap).reshape(B, K, G, T, S)
+    s = jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(s, axis=-1).astype(v.dtype).reshape(B, K, G * T, S)
+    o = jnp.einsum("bkms,bksh->bkmh", p, v)
+    return o.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
+
+
+def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
+                   v: Float[Array, "B T K H"], mask: Float[Array, "B T T"], *,
+                   scale: float | None = None, logit_softcap: float | None = None,
+                   causal: bool = False,
+                   implementation: Literal["cudnn", "xla"] | None = None
+                   ) -> Float[Array, "B T N H"]:
+    """Attention of a sequence over itself (no KV cache): the training path.
+
+    `causal=True` promises that `mask` allows nothing above the diagonal (packing and sliding
+    windows only take more away); cuDNN then skips those blocks, half of the work, which it
+    cannot tell from an arbitrary mask.
+
+    On GPU this is `jax.nn.dot_product_attention` with cuDNN's flash kernel, which never holds
+    the fp32 [T, T] scores (the mask goes in as a [B, 1, T, T] bias of the compute dtype);
+    where cuDNN cannot take the call (fp32, soft-capped scores, shapes it lacks) and on CPU, it
+    is the einsum `attention`, which measured as fast as or faster than
+    `jax.nn.dot_product_attention`'s XLA version on CPU. `implementation` forces the latter
+    ("xla" or "cudnn"), for tests.
+    """
+    if implementation is None and logit_softcap is None and jax.default_backend() == "gpu":
+        try:
+            return self_attention(q, k, v, mask, scale=scale, causal=causal,
+                                  implementation="cudnn")
+        except (ValueError, NotImplementedError, RuntimeError):  # a call cuDNN cannot take
+            pass
+    if implementation is None or logit_softcap is not None:
+        return attention(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask, scale=scale,
+                         logit_softcap=logit_softcap)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale,
+                                        is_causal=causal, implementation=implementation)
