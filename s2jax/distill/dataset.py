@@ -17,8 +17,6 @@ directory, written atomically as a whole, holds:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Literal
 
 from s2jax.core.atomic import atomic_dir, write_json, write_jsonl
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
 from s2jax.distill.vote import (
     Answer,
     Decision,
@@ -158,12 +157,6 @@ def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillCon
     return DistillSet(examples, rows, vote_stats(decisions, seen))
 
 
-def config_hash(config: Mapping) -> str:
-    """A short stable hash of a JSON-able configuration (key order does not matter)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def provenance(
     records: Sequence[Mapping],
     task: Task,
@@ -201,7 +194,7 @@ def provenance(
         "method": methods[0] if len(methods) == 1 else methods,
         "n": ns[0] if len(ns) == 1 else ns,
         "generations": generations,
-        "config_hash": config_hash(hashed),
+        "config_hash": json_hash(hashed),
         "counts": {"inputs": dset.stats.inputs, "kept": dset.stats.kept,
                    "dropped": dset.stats.inputs - dset.stats.kept,
                    "examples": len(dset.examples)},

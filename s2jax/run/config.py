@@ -9,8 +9,6 @@ parsed by the type of the value it replaces.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import runpy
 import types
 import typing
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
 from s2jax.train.config import TrainConfig
@@ -96,8 +95,7 @@ class ExperimentConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the run's artifacts."""
-        blob = json.dumps(self.to_json(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return json_hash(self.to_json())
 
 
 DTYPES = (None, "float32", "bfloat16")

@@ -16,14 +16,13 @@ prints loudly and records in results.json.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
 from s2jax.core.progress import StageBar
 from s2jax.core.rundir import refuse_foreign_dir
 from s2jax.core.shards import run_sharded
@@ -43,8 +42,7 @@ MAX_UNREADABLE_SHARE = 0.5  # samples (or USC replies) the extractor / parser co
 
 def stage_key(**parts) -> str:
     """A short hash of everything that determines a stage's rows."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_hash(parts)
 
 
 def processes() -> tuple[bool, Callable[[str], None] | None]:

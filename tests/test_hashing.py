@@ -1,0 +1,21 @@
+"""The one JSON hash: stored runs resume only while its encoding stays what it was."""
+
+from pathlib import Path
+
+from s2jax.core.hashing import json_hash
+from s2jax.run.config import ExperimentConfig
+from s2jax.run.stages import stage_key
+
+
+def test_json_hash_is_pinned():
+    # values computed by the stage keys and fingerprints runs already stored: a change in the
+    # encoding (separators, key order, str() of non-JSON values) breaks every stored resume
+    parts = {"stage": "generate", "task": "coin_flip", "n": 8, "path": Path("a/b")}
+    assert json_hash(parts) == "fe763d135286bb6c"
+    assert stage_key(**parts) == "fe763d135286bb6c"
+    assert json_hash({"b": 1, "a": [1, 2]}) == json_hash({"a": [1, 2], "b": 1})
+
+
+def test_fingerprint_is_the_hash_of_the_config_json():
+    config = ExperimentConfig(name="x", model="m", task="coin_flip", method="cot_zero_shot")
+    assert config.fingerprint() == json_hash(config.to_json())
