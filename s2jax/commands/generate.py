@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.core.atomic import write_jsonl
     from s2jax.core.rundir import writable_file
     from s2jax.core.text_generator import SamplingParams
-    from s2jax.parallel.sharding import make_mesh, parse_mesh
+    from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler
 
     ids, prompts = read_prompts(Path(args.input))
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if output.exists() and not _is_generate_output(output):
         raise S2JaxError(f"--output {output}: exists and is not an s2jax generate output; "
                          "refusing to replace it")
-    mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
+    mesh = mesh_from_spec(args.mesh)
     # the weights alone (no Flax module): sampling is `forward` over them
     model, tokenizer = s2jax.load_weights(args.model, dtype=args.dtype, mesh=mesh)
     weights = None

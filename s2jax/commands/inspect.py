@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import s2jax
-    from s2jax.parallel.sharding import make_mesh, parse_mesh
+    from s2jax.parallel.sharding import mesh_from_spec
 
-    mesh = make_mesh(**parse_mesh(args.mesh)) if args.mesh else None
+    mesh = mesh_from_spec(args.mesh)
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
     cfg = model.config
     params = model.params()

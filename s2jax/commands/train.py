@@ -65,14 +65,14 @@ def _config(args: argparse.Namespace, config: type, prefix: str = ""):
 def run(args: argparse.Namespace) -> int:
     import s2jax
     from s2jax.core.rundir import check_creatable, refuse_foreign_dir, writable_dir
-    from s2jax.parallel.sharding import make_mesh, parse_mesh
+    from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.run.stages import finetune_stage
     from s2jax.train import TrainConfig, read_examples
 
     config = _config(args, TrainConfig)
     refuse_foreign_dir(args.out, "--out", "train_config.json")
     check_creatable(args.out, "--out")
-    mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
+    mesh = mesh_from_spec(config.mesh)
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None
     writable_dir(args.out, "--out")

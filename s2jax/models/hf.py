@@ -31,7 +31,8 @@ from s2jax.models.safetensors_io import (
     write_safetensors,
 )
 from s2jax.models.weights import Weights
-from s2jax.parallel.sharding import make_mesh
+from s2jax.parallel.distributed import is_writer
+from s2jax.parallel.sharding import mesh_of
 
 if TYPE_CHECKING:
     from s2jax.models.module import Transformer
@@ -158,7 +159,7 @@ def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | N
     Every tensor of `ckpt` must be used exactly once and every shape must match `param_specs`;
     `source` names the checkpoint in errors.
     """
-    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    mesh = mesh_of(mesh=mesh)
     # some tied checkpoints store the shared matrix twice, as the LM head too
     extra = ("lm_head.weight",) if cfg.tie_word_embeddings else ()
     return Weights(cfg, read_weights(ckpt, param_specs(cfg), param_shardings(cfg, mesh),
@@ -210,8 +211,7 @@ def save_model(model: Transformer, tokenizer, path: str | Path, *,
     layout, produce = hf_tensors(param_specs(cfg), model.params(), cfg.num_layers)
     sizes = {k: int(np.prod(s)) * d.itemsize for k, (s, d) in layout.items()}
     shards = plan_shards(sizes, max_shard_bytes)
-    writer = jax.process_index() == 0
-    if not writer:  # take part in the collective gathers, write nothing
+    if not is_writer():  # take part in the collective gathers, write nothing
         for key in layout:
             produce(key)
         return

@@ -32,7 +32,8 @@ from s2jax.models.lora_config import LORA_TARGETS, LoraConfig
 from s2jax.models.params import ParamSpec, init_value, param_shardings, param_specs
 from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
-from s2jax.parallel.sharding import named_sharding
+from s2jax.parallel.distributed import is_writer
+from s2jax.parallel.sharding import mesh_of, named_sharding
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -144,7 +145,7 @@ def save_peft(cfg: ModelConfig, lora: LoraConfig, adapters: Mapping[str, Array],
     """
     specs = adapter_specs(cfg, lora)
     layout, produce = hf_tensors(specs, dict(adapters), cfg.num_layers)
-    if jax.process_index() != 0:  # take part in the collective gathers, write nothing
+    if not is_writer():  # take part in the collective gathers, write nothing
         for key in layout:
             produce(key)
         return
@@ -202,10 +203,8 @@ def load_peft(cfg: ModelConfig, path: str | Path, *, mesh: Mesh | None = None,
       (its LoraConfig, its weights with their scale): add them to the base weights,
       `{**model.params(), **adapters}`, for the adapted model's `forward` or `Sampler`.
     """
-    from s2jax.parallel.sharding import make_mesh
-
     lora = read_peft_config(cfg, path)
-    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    mesh = mesh_of(mesh=mesh)
     specs = adapter_specs(cfg, lora)
     shardings = {n: named_sharding(mesh, s.axes, s.shape) for n, s in specs.items()}
     adapters = read_weights(Checkpoint(path), specs, shardings, cfg.num_layers, np.dtype(dtype),

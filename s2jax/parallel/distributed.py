@@ -9,7 +9,8 @@ collectives. A single process with none of these set runs without the runtime.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 ENV_COORDINATOR = "S2JAX_COORDINATOR"
 ENV_NUM_PROCESSES = "S2JAX_NUM_PROCESSES"
@@ -55,10 +56,20 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
 
 def is_writer() -> bool:
-    """True on the one process that writes artifacts and logs (process 0)."""
-    import jax
+    """True on the one process that writes artifacts and logs (process 0). A process that never
+    imported JAX (a fake generator, a pure-Python stage) runs alone, and writes."""
+    jax = sys.modules.get("jax")
+    return jax is None or jax.process_index() == 0
 
-    return jax.process_index() == 0
+
+def barrier() -> Callable[[str], None] | None:
+    """A barrier over every process (named by its argument), or None in a one-process run."""
+    jax = sys.modules.get("jax")
+    if jax is None or jax.process_count() == 1:
+        return None
+    from jax.experimental import multihost_utils  # loaded only in multi-process runs
+
+    return multihost_utils.sync_global_devices
 
 
 def split_for_process(items: Sequence, process_index: int, process_count: int) -> range:

@@ -47,6 +47,22 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Me
     return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), MESH_AXES)
 
 
+def mesh_of(array: jax.Array | None = None, mesh: Mesh | None = None) -> Mesh:
+    """`mesh` when given, else the (data, fsdp, tensor) mesh `array` lives on, else a mesh of
+    the first device: where weights go when no one said where."""
+    if mesh is not None:
+        return mesh
+    on = getattr(getattr(array, "sharding", None), "mesh", None)
+    if isinstance(on, Mesh) and tuple(on.axis_names) == MESH_AXES:
+        return on
+    return make_mesh(devices=jax.devices()[:1])
+
+
+def mesh_from_spec(spec: str) -> Mesh | None:
+    """The mesh of a 'data=2,fsdp=2,tensor=2' option or config field; None for ''."""
+    return make_mesh(**parse_mesh(spec)) if spec else None
+
+
 def parse_mesh(spec: str) -> dict[str, int]:
     """Parses 'data=2,fsdp=2,tensor=2' (missing axes are 1)."""
     sizes = dict.fromkeys(MESH_AXES, 1)

@@ -272,7 +272,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       progress: progress bars on stderr.
     """
     from s2jax.models.loading import load
-    from s2jax.parallel.sharding import make_mesh, parse_mesh
+    from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler
 
     run_dir = Path(run_dir)
@@ -284,7 +284,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
         if (run_dir / "results.json").is_file():
             log(f"[{config.name}] done already: {run_dir / 'results.json'}")
             return json.loads((run_dir / "results.json").read_text())
-        mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
+        mesh = mesh_from_spec(config.mesh)
         model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
         sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=config.max_batch,
                           max_len=config.max_len, chat=config.chat)

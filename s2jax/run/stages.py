@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from s2jax.distill.dataset import DistillConfig, DistillSet, build_distill_set, 
 from s2jax.distill.evaluate import EvalResult, score_examples, summarize
 from s2jax.methods.program import Program
 from s2jax.methods.records import generate_records
+from s2jax.parallel.distributed import barrier, is_writer
 from s2jax.tasks.task import Example, Task
 
 Log = Callable[[str], None]
@@ -47,12 +47,7 @@ def stage_key(**parts) -> str:
 
 def processes() -> tuple[bool, Callable[[str], None] | None]:
     """(this process writes, a barrier for multi-process runs or None)."""
-    jax = sys.modules.get("jax")  # a run that never imported JAX (a fake generator) is alone
-    if jax is None or jax.process_count() == 1:
-        return True, None
-    from jax.experimental import multihost_utils
-
-    return jax.process_index() == 0, multihost_utils.sync_global_devices
+    return is_writer(), barrier()
 
 
 def evaluate_stage(

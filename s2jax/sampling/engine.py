@@ -28,7 +28,7 @@ from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.lora import weight_shardings
 from s2jax.models.params import param_shardings, split_layers
-from s2jax.parallel.sharding import make_mesh, named_sharding
+from s2jax.parallel.sharding import mesh_of, named_sharding
 from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan, slot_cost
 from s2jax.sampling.chat import encode_prompts
@@ -53,15 +53,6 @@ def per_layer_shardings(shardings: dict[str, NamedSharding], num_layers: int) ->
     """The shardings of `split_layers(weights)`: a stacked weight's, less its layer axis."""
     return {name: (NamedSharding(s.mesh, PartitionSpec(*s.spec[1:])),) * num_layers
             if name.startswith("layers.") else s for name, s in shardings.items()}
-
-
-def _mesh_of(params: dict, mesh: Mesh | None) -> Mesh:
-    if mesh is not None:
-        return mesh
-    sharding = next(iter(params.values())).sharding
-    if isinstance(sharding, NamedSharding):
-        return sharding.mesh
-    return make_mesh(devices=jax.devices()[:1])
 
 
 @dataclasses.dataclass
@@ -134,7 +125,7 @@ class Sampler:
         if unroll_layers is None:
             unroll_layers = jax.default_backend() == "cpu" and num_params < UNROLL_MAX_PARAMS
         self.unroll_layers = unroll_layers
-        self.mesh = _mesh_of(params, mesh)
+        self.mesh = mesh_of(next(iter(params.values())), mesh)
         self._param_shardings = param_shardings(self.cfg, self.mesh)
         self.params = jax.device_put(params, self._param_shardings)
         self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_heads, self.cfg.head_dim,

@@ -28,7 +28,8 @@ from s2jax.core.errors import S2JaxError
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
 from s2jax.models.params import param_shardings
 from s2jax.models.projection import LORA_SCALE
-from s2jax.parallel.sharding import make_mesh, parse_mesh
+from s2jax.parallel.distributed import is_writer
+from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tokenize_examples
@@ -39,18 +40,6 @@ from s2jax.train.step import batch_sharding, make_eval_step, make_train_step
 
 # Fields that may differ between a killed run and its resumption without changing its math.
 _RESUMABLE_CHANGES = ("progress", "export", "log_every", "eval_every")
-
-
-def _mesh(model, config: TrainConfig, mesh: Mesh | None) -> Mesh:
-    if config.mesh:
-        return make_mesh(**parse_mesh(config.mesh))
-    if mesh is not None:
-        return mesh
-    sharding = model.param("embed").get_value().sharding
-    if isinstance(getattr(sharding, "mesh", None), Mesh) and \
-            set(sharding.mesh.axis_names) == {"data", "fsdp", "tensor"}:
-        return sharding.mesh
-    return make_mesh(devices=jax.devices()[:1])
 
 
 def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
@@ -141,7 +130,7 @@ class _Progress:
 
         self.log, self.config, self.checkpoints = log, config, checkpoints
         self.bar = tqdm(total=total, initial=start, unit="step",
-                        disable=not (config.progress and jax.process_index() == 0),
+                        disable=not (config.progress and is_writer()),
                         dynamic_ncols=True, desc="train")
         self.pending: tuple[int, dict] | None = None
         self.last: dict[str, float] = {}
@@ -207,8 +196,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    writer = jax.process_index() == 0  # logs and JSON artifacts; orbax coordinates itself
-    mesh = _mesh(model, config, mesh)
+    writer = is_writer()  # logs and JSON artifacts; orbax coordinates itself
+    mesh = mesh_from_spec(config.mesh) or mesh_of(model.param("embed").get_value(), mesh)
     split = mesh.shape["data"] * mesh.shape["fsdp"]
     if config.batch_size % split:
         raise S2JaxError(f"train config batch_size={config.batch_size}: expected a multiple of "
