@@ -7,8 +7,6 @@ shard by shard, so rerunning the same command after a kill resumes it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
 
 from s2jax.methods.programs import METHOD_NAMES
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.core.rundir import writable_file
     from s2jax.core.text_generator import SamplingParams
     from s2jax.methods.programs import method
-    from s2jax.methods.records import meta_path
+    from s2jax.methods.records import check_meta, generations_meta, meta_path
     from s2jax.run.config import DataConfig
     from s2jax.run.pipeline import task_examples
     from s2jax.run.stages import generate_stage, stage_key
@@ -90,15 +88,12 @@ def run(args: argparse.Namespace) -> int:
             raise S2JaxError(f"--limit {args.limit}: expected >= 1")
         examples = load_examples(task, args.input, split=args.split, limit=args.limit,
                                  data_dir=args.data_dir)
-    meta = {"task": task.name, "method": program.name, "model": str(args.model),
-            "inputs": len(examples), "sampling": dataclasses.asdict(params),
-            "usc": args.usc, "perturb": args.perturb, "chat": args.chat,
-            "shard_size": args.shard_size}
+    meta = generations_meta(task=task.name, method=program.name, model=str(args.model),
+                            inputs=len(examples), sampling=params, usc=args.usc,
+                            perturb=args.perturb, chat=args.chat, shard_size=args.shard_size)
     output = writable_file(args.output, "--output")
     meta_file = writable_file(meta_path(output), "--output's meta file")
-    if meta_file.exists() and _read_json(meta_file) != meta:
-        raise S2JaxError(f"{meta_file}: exists and records other settings; refusing to "
-                         "overwrite it (pick another --output)")
+    check_meta(output, meta)
 
     import s2jax
     from s2jax.sampling import Sampler  # JAX: imported only when generating
@@ -116,9 +111,3 @@ def run(args: argparse.Namespace) -> int:
           f"{tokens} tokens -> {args.output}")
     return 0
 
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

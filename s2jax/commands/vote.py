@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,10 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from s2jax.core.errors import S2JaxError
     from s2jax.core.rundir import writable_dir
-    from s2jax.core.shards import index_path, is_complete
     from s2jax.distill.dataset import DistillConfig
     from s2jax.distill.vote import VoteConfig
-    from s2jax.methods.records import meta_path, read_generations
+    from s2jax.methods.records import read_finished_generations, read_meta
     from s2jax.run.stages import distill_stage, require_examples
     from s2jax.tasks import TASKS
 
@@ -44,13 +42,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise S2JaxError(f"--threshold/--tie-policy: {e}") from None
     writable_dir(Path(args.out).parent, "--out")
-    if index_path(args.generations).exists() and not is_complete(args.generations):
-        raise S2JaxError(f"{args.generations}: generation did not finish (its .shards index has "
-                         "no completion line); rerun generate-method to resume it")
-    records = read_generations(args.generations)
-    meta = {}
-    if meta_path(args.generations).exists():
-        meta = json.loads(meta_path(args.generations).read_text("utf-8"))
+    records = read_finished_generations(args.generations)
+    meta = read_meta(args.generations)
     dset, warnings = distill_stage(records, task, config, args.out,
                                    generations=str(args.generations), model=meta.get("model"),
                                    sampling=meta.get("sampling"))

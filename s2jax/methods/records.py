@@ -16,6 +16,8 @@ and samples; the USC stage, when asked for, is one more call.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.jsonl import read_objects
+from s2jax.core.shards import index_path, is_complete
 from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.methods.program import Program
 from s2jax.methods.runner import StageResult, Trace, run_program, trace_tokens
@@ -161,3 +164,54 @@ def meta_path(generations: str | os.PathLike) -> Path:
     """Where the settings that made a generations file are written beside it."""
     generations = Path(generations)
     return generations.with_name(generations.stem + ".meta.json")
+
+
+def generations_meta(*, task: str, method: str, model: str, inputs: int,
+                     sampling: SamplingParams, usc: bool, perturb: bool, chat: bool,
+                     shard_size: int) -> dict:
+    """The settings that made a generations file, as its meta file holds them. A rerun with
+    other settings must not resume it (`check_meta`); `vote` reads `model` and `sampling`
+    into the distill set's provenance. As JSON reads it back (tuples as lists), so that a
+    rerun of a finished generation compares equal to what it wrote."""
+    meta = {"task": task, "method": method, "model": model, "inputs": inputs,
+            "sampling": dataclasses.asdict(sampling), "usc": usc, "perturb": perturb,
+            "chat": chat, "shard_size": shard_size}
+    return json.loads(json.dumps(meta))
+
+
+def check_meta(generations: str | os.PathLike, meta: Mapping) -> None:
+    """Refuses to resume (or replace) a generations file made with settings other than
+    `meta`; an unreadable meta file counts as other settings."""
+    path = meta_path(generations)
+    if path.exists() and _read_meta(path) != meta:
+        raise S2JaxError(f"{path}: exists and records other settings; refusing to "
+                         "overwrite it (pick another --output)")
+
+
+def read_meta(generations: str | os.PathLike) -> dict:
+    """The settings recorded beside a generations file; {} when it has no meta file."""
+    path = meta_path(generations)
+    if not path.exists():
+        return {}
+    meta = _read_meta(path)
+    if meta is None:
+        raise S2JaxError(f"{path}: not a JSON object (expected the settings "
+                         "generate-method recorded)")
+    return meta
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def read_finished_generations(path: str | os.PathLike) -> list[dict]:
+    """`read_generations` of a file whose generation finished: a sharded file still being
+    written (or killed) has an index without its completion line, and is refused."""
+    if index_path(path).exists() and not is_complete(path):
+        raise S2JaxError(f"{path}: generation did not finish (its .shards index has no "
+                         "completion line); rerun generate-method to resume it")
+    return read_generations(path)
