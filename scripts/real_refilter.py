@@ -25,9 +25,10 @@ from pathlib import Path
 import s2jax
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
+from s2jax.core.overrides import override, parse_assignments
 from s2jax.core.rundir import claim, locked
 from s2jax.distill.dataset import PARQUET
-from s2jax.run.config import apply_overrides, load_config
+from s2jax.run.config import load_config
 from s2jax.run.pipeline import resolve
 from s2jax.run.stages import distill_stage, evaluate_stage, finetune_stage, require_examples
 from s2jax.sampling import Sampler
@@ -70,7 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     source = Path(args.source)
     config, _ = load_config(args.config)
-    config = apply_overrides(config, args.set)
+    config = override(config, parse_assignments(args.set))
     old = json.loads((source / "config.json").read_text())["config"]
     new = config.to_json()
     differ = differing_fields(old, new)

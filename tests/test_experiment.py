@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.overrides import override, parse_assignments
 from s2jax.core.text_generator import SamplingParams
 from s2jax.models.config import ModelConfig
 from s2jax.models.params import num_params
-from s2jax.run.config import DataConfig, ExperimentConfig, apply_overrides, load_config
+from s2jax.run.config import DataConfig, ExperimentConfig, load_config
 from s2jax.tasks import TASKS
 from s2jax.train.config import TrainConfig
 
@@ -42,6 +43,10 @@ def test_paper_filters_and_sample_counts_follow_the_paper():
     assert by_method["s2a"].sampling.n == 20 and by_method["s2a"].distill.filter == "usc"
     assert by_method["cot_zero_shot"].sampling.n == 10
     assert by_method["bsm"].distill.filter == "perturbation"
+
+
+def apply_overrides(config, items):
+    return override(config, parse_assignments(items))
 
 
 def test_overrides_parse_by_declared_type():

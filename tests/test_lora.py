@@ -11,6 +11,7 @@ import torch
 import s2jax
 from s2jax.cli import main
 from s2jax.core.errors import S2JaxError
+from s2jax.core.overrides import override
 from s2jax.core.text_generator import SamplingParams
 from s2jax.models.lora import (
     adapter_specs,
@@ -22,7 +23,6 @@ from s2jax.models.lora import (
 )
 from s2jax.models.params import param_specs
 from s2jax.models.transformer import forward
-from s2jax.run.config import override
 from s2jax.sampling import Sampler
 from s2jax.train import TrainConfig, finetune
 from s2jax.train.config import LoraConfig
@@ -179,15 +179,15 @@ def test_sampler_takes_base_plus_adapter_per_call(hf_checkpoint):
 
 
 def test_lora_fields_from_experiment_overrides_and_train_flags():
-    cfg = override(TrainConfig(), "lora.rank", "8")
-    cfg = override(cfg, "lora.targets", "q,v")
+    cfg = override(TrainConfig(), {"lora.rank": "8"})
+    cfg = override(cfg, {"lora.targets": "q,v"})
     assert cfg.lora == LoraConfig(rank=8, targets=("q", "v")) and cfg.lora.scale == 2.0
     with pytest.raises(S2JaxError, match="lora.rank"):
-        override(cfg, "lora.rank", "-1")
+        override(cfg, {"lora.rank": "-1"})
     from s2jax.cli import _parser
 
     args = _parser().parse_args(["train", "--model", "m", "--data", "d", "--out", "o",
                                  "--lora-rank", "16", "--lora-targets", "q,k,gate"])
-    from s2jax.commands.train import _config
+    from s2jax.commands.train import train_config
 
-    assert _config(args, TrainConfig).lora == LoraConfig(rank=16, targets=("q", "k", "gate"))
+    assert train_config(args).lora == LoraConfig(rank=16, targets=("q", "k", "gate"))

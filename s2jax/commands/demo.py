@@ -27,28 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import math
-
-    from s2jax.core.errors import S2JaxError
-    from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED
+    from s2jax.core.overrides import override
     from s2jax.toy.demo import QUICK, DemoConfig, run_demo
 
-    config = QUICK if args.quick else DemoConfig()
-    overrides = {"test": args.test, "unlabeled": args.unlabeled, "samples": args.samples,
-                 "finetune_steps": args.steps, "seed": args.seed,
-                 "learning_rate": args.learning_rate, "lora_rank": args.lora_rank,
-                 "tasks": tuple(args.tasks.split(",")) if args.tasks else None}
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    for field, most in (("test", MAX_TEST), ("unlabeled", MAX_UNLABELED)):
-        if not 1 <= getattr(config, field) <= most:
-            raise S2JaxError(f"--{field} {getattr(config, field)}: expected 1..{most}")
-    if config.samples < 1 or config.finetune_steps < 1:
-        raise S2JaxError("--samples and --steps: expected >= 1")
-    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        raise S2JaxError(f"--learning-rate {config.learning_rate}: expected a finite number > 0")
-    if config.lora_rank < 0:
-        raise S2JaxError(f"--lora-rank {config.lora_rank}: expected >= 0 (0: full fine-tuning)")
+    # option -> DemoConfig field
+    fields = {"test": "test", "unlabeled": "unlabeled", "samples": "samples",
+              "steps": "finetune_steps", "seed": "seed", "learning_rate": "learning_rate",
+              "lora_rank": "lora_rank", "tasks": "tasks"}
+    flag_of = {field: "--" + opt.replace("_", "-") for opt, field in fields.items()}
+    config = override(QUICK if args.quick else DemoConfig(),
+                      {field: getattr(args, opt) for opt, field in fields.items()
+                       if getattr(args, opt) is not None}, name=flag_of.__getitem__)
     run_demo(args.out, config, model_dir=args.model, progress=not args.no_progress)
     print(f"wrote {args.out}/results.json, results.png, table.md")
     return 0

@@ -1,4 +1,5 @@
-"""`s2jax plan CONFIG --mesh .. --devices N --device-memory GiB`: will this run fit?
+"""`s2jax plan CONFIG --mesh .. --devices N --device-memory GiB`: will this run fit? Exits 0
+when training (in a `s2jax run` process) and sampling fit, 1 when either does not, 2 on bad input.
 
 CONFIG is a model (an HF config.json, e.g. configs/models/llama-2-70b-chat.json, a checkpoint
 directory, a GGUF file or a fetched real model's name; only its shapes are read), with the
@@ -12,7 +13,6 @@ it, and re-runs itself in a fresh interpreter when JAX is already up with anothe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import subprocess
@@ -77,37 +77,11 @@ def _config_path(config: str) -> str:
     return path
 
 
-def _load(args) -> tuple:
-    """(model config, train config, mesh sizes, sample batch, max len, sample dtype, name)."""
-    import s2jax
-    from s2jax.parallel.sharding import parse_mesh
-    from s2jax.train.config import TrainConfig
-
-    path = _config_path(args.config)
-    exp = None
-    if path.endswith(".py"):
-        from s2jax.run.config import load_config
-
-        exp, _ = load_config(args.config)
-        shape = exp.model_shape or exp.model
-        model_cfg, name, train = s2jax.load_config(shape), Path(shape).stem, exp.train
-    else:
-        model_cfg, name, train = s2jax.load_config(path), Path(path).stem, TrainConfig()
-    overrides = {k: v for k, v in dict(
-        batch_size=args.batch, seq_len=args.seq_len, grad_accum=args.grad_accum,
-        param_dtype=args.param_dtype, compute_dtype=args.compute_dtype,
-        remat=args.remat).items() if v is not None}
-    lora = {k: v for k, v in dict(rank=args.lora_rank, alpha=args.lora_alpha,
-                                  targets=args.lora_targets).items() if v is not None}
-    train = dataclasses.replace(train, **overrides,
-                                lora=dataclasses.replace(train.lora, **lora))
-    mesh = args.mesh or getattr(exp, "mesh", "") or f"fsdp={args.devices}"
-    sample_batch = args.sample_batch or getattr(exp, "sample_batch", None) or \
-        getattr(exp, "max_batch", None) or 64
-    max_len = args.max_len or getattr(exp, "sample_max_len", None) or \
-        getattr(exp, "max_len", None) or model_cfg.max_position_embeddings
-    sample_dtype = args.sample_dtype or getattr(exp, "dtype", None)
-    return model_cfg, train, parse_mesh(mesh), sample_batch, max_len, sample_dtype, name
+# plan's options that change a `TrainConfig` field
+TRAIN_FLAGS = {"batch": "batch_size", "seq_len": "seq_len", "grad_accum": "grad_accum",
+               "param_dtype": "param_dtype", "compute_dtype": "compute_dtype", "remat": "remat",
+               "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
+               "lora_targets": "lora.targets"}
 
 
 def _argv(args) -> list[str]:
@@ -145,14 +119,18 @@ def run(args) -> int:
             env.pop(k, None)
         cmd = [sys.executable, "-m", "s2jax.cli", "plan", *_argv(args)]
         return subprocess.run(cmd, env=env).returncode
-    from s2jax.run.plan import plan
+    from s2jax.core.atomic import write_json
+    from s2jax.run.plan import plan, plan_inputs
 
-    model_cfg, train, mesh, sample_batch, max_len, sample_dtype, name = _load(args)
-    report = plan(model_cfg, train, mesh, args.devices, args.device_memory, sample_batch,
-                  max_len, sample_dtype=sample_dtype, name=name)
+    flag_of = {key: "--" + flag.replace("_", "-") for flag, key in TRAIN_FLAGS.items()}
+    p = plan_inputs(args.config, args.devices, mesh=args.mesh,
+                    train_changes={key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()
+                                   if getattr(args, flag) is not None},
+                    change_name=flag_of.__getitem__, sample_batch=args.sample_batch,
+                    max_len=args.max_len, sample_dtype=args.sample_dtype)
+    report = plan(p.model, p.train, p.mesh, args.devices, args.device_memory, p.sample_batch,
+                  p.max_len, sample_dtype=p.sample_dtype, name=p.name)
     print(report.table())
     if args.json:
-        from s2jax.core.atomic import write_json
-
         write_json(args.json, report.to_json())
-    return 0
+    return 0 if report.fits_run and report.fits_sample else 1

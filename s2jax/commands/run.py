@@ -28,15 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from s2jax.core.errors import S2JaxError
-    from s2jax.run.config import apply_overrides, load_config
+    from s2jax.core.overrides import override, parse_assignments
+    from s2jax.run.config import load_config
 
     config, namespace = load_config(args.config)
-    config = apply_overrides(config, args.overrides)
+    config = override(config, parse_assignments(args.overrides))
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     if args.sweep:
         if "sweep" not in namespace:
             raise S2JaxError(f"{args.config}: --sweep, but the file defines no sweep()")
-        points = {name: apply_overrides(config, [f"{k}={v}" for k, v in sets.items()])
+        points = {name: override(config, sets, name=lambda k, p=name: f"sweep point {p}: {k}")
                   for name, sets in namespace["sweep"]().items()}
     else:
         points = {"": config}

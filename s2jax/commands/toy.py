@@ -23,20 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
 
-    from s2jax.core.errors import S2JaxError
+    from s2jax.core.overrides import override
     from s2jax.toy.pretrain import PretrainConfig, pretrain
 
-    config = PretrainConfig()
-    corpus = {k: v for k, v in (("system2", args.system2), ("system1", args.system1),
-                                ("seed", args.seed)) if v is not None}
-    if any(v < 0 for v in corpus.values()) or (args.steps is not None and args.steps < 1):
-        raise S2JaxError("--steps must be >= 1 and corpus sizes >= 0")
-    config = dataclasses.replace(
-        config, corpus=dataclasses.replace(config.corpus, **corpus),
-        **{k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None})
+    # option -> PretrainConfig fields (--seed seeds the corpus and the training)
+    fields = {"steps": ("steps",), "system2": ("corpus.system2",),
+              "system1": ("corpus.system1",), "seed": ("seed", "corpus.seed")}
+    flag_of = {key: f"--{opt}" for opt, keys in fields.items() for key in keys}
+    config = override(PretrainConfig(), {key: getattr(args, opt) for opt, keys in fields.items()
+                                         for key in keys if getattr(args, opt) is not None},
+                      name=flag_of.__getitem__)
     summary = pretrain(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary))
     if not args.check:

@@ -8,18 +8,10 @@ drift apart. Re-running the same command resumes from the last checkpoint.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
-
-
-def _flag_type(hint):
-    if typing.get_origin(hint) is tuple:  # "q,v": the config splits it
-        return str, None
-    args = typing.get_args(hint)
-    return (type(args[0]), args) if args else (hint, None)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from s2jax.core.overrides import add_field_flags
     from s2jax.train.config import TrainConfig
 
     p = sub.add_parser("train", help="fine-tune a checkpoint on a distill set (SFT)")
@@ -31,35 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rows split off --data)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
                    help="weights of the exported model (default: as stored)")
-    _add_flags(p, TrainConfig)
+    add_field_flags(p, TrainConfig)
     p.set_defaults(func=run)
 
 
-def _add_flags(p: argparse.ArgumentParser, config: type, prefix: str = "") -> None:
-    """One flag per field of `config`; a section's fields get its name as a prefix."""
-    hints = typing.get_type_hints(config)
-    for f in dataclasses.fields(config):
-        name = prefix + f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            _add_flags(p, hints[f.name], name + "_")
-            continue
-        flag = "--" + name.replace("_", "-")
-        kind, choices = _flag_type(hints[f.name])
-        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
-        if kind is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                           default=default, help=f"(default: {default})")
-        else:
-            p.add_argument(flag, dest=name, type=kind, choices=choices, default=default,
-                           help=f"(default: {default})")
+def train_config(args: argparse.Namespace):
+    """The `TrainConfig` the given field flags describe (the others keep their defaults)."""
+    from s2jax.core.overrides import field_changes, field_flag, override
+    from s2jax.train.config import TrainConfig
 
-
-def _config(args: argparse.Namespace, config: type, prefix: str = ""):
-    """The `config` dataclass the flags `_add_flags` made describe."""
-    hints = typing.get_type_hints(config)
-    return config(**{f.name: _config(args, hints[f.name], prefix + f.name + "_")
-                     if dataclasses.is_dataclass(hints[f.name])
-                     else getattr(args, prefix + f.name) for f in dataclasses.fields(config)})
+    return override(TrainConfig(), field_changes(args, TrainConfig), name=field_flag)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.core.rundir import check_creatable, refuse_foreign_dir, writable_dir
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.run.stages import finetune_stage
-    from s2jax.train import TrainConfig, read_examples
+    from s2jax.train import read_examples
 
-    config = _config(args, TrainConfig)
+    config = train_config(args)
     refuse_foreign_dir(args.out, "--out", "train_config.json")
     check_creatable(args.out, "--out")
     mesh = mesh_from_spec(config.mesh)

@@ -3,20 +3,19 @@
 A config file defines `get_config(arg: str | None = None) -> ExperimentConfig` (big_vision
 style; `s2jax run configs/x.py:variant` passes "variant"), and may define `sweep()` returning
 {run name: {dotted key: value}} overrides beside it. `--set sampling.n=8` overrides one field,
-parsed by the type of the value it replaces.
+parsed by the type of the value it replaces (`s2jax.core.overrides`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import runpy
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
+from s2jax.core.overrides import check_types
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
 from s2jax.train.config import TrainConfig
@@ -67,7 +66,7 @@ class ExperimentConfig:
     shard_size: int = 128  # inputs per shard of the sampling stages: a kill loses at most one
 
     def __post_init__(self):
-        _check_types(self, "config")
+        check_types(self, "config")
         checks = [
             (self.distill.filter != "usc" or self.usc,
              f"distill.filter=usc needs usc=True (got usc={self.usc})"),
@@ -99,43 +98,6 @@ class ExperimentConfig:
 
 
 DTYPES = (None, "float32", "bfloat16")
-
-
-def _check_types(config: Any, where: str) -> None:
-    """Every field holds a value of its declared type (a `--set` or a config file can't slip)."""
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value, hint = getattr(config, f.name), hints[f.name]
-        if not _is_a(value, hint):
-            raise S2JaxError(f"{where} {f.name}={value!r}: expected {_describe(hint)}")
-        if dataclasses.is_dataclass(value):
-            _check_types(value, f"{where} {f.name}:")
-
-
-def _is_a(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_a(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is tuple:
-        return isinstance(value, tuple)
-    return isinstance(value, origin or hint)
-
-
-def _describe(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if typing.get_origin(hint) is typing.Literal:
-        return "one of " + ", ".join(map(repr, args))
-    return "none" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def load_config(spec: str) -> tuple[ExperimentConfig, Any]:
@@ -170,81 +132,3 @@ def _user_line(e: BaseException, path: str) -> str:
     lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
              if Path(f.filename).resolve() == Path(path).resolve()]
     return f"{path}:{lines[-1]}" if lines else path
-
-
-def _parse(value: str, hint: Any, key: str) -> Any:
-    """`value` converted to the field's declared type (`X | None` accepts "none")."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
-        return None
-    kind = args[0] if args and typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
-    if typing.get_origin(kind) is typing.Literal:
-        return value
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        if kind in (int, float):
-            return kind(value)
-        if typing.get_origin(kind) is tuple or kind is tuple:
-            return tuple(v for v in value.split(",") if v)
-    except ValueError:
-        raise S2JaxError(f"--set {key}={value}: expected a {getattr(kind, '__name__', kind)}"
-                         ) from None
-    return value
-
-
-def override(config: Any, key: str, value: Any, *, full_key: str | None = None) -> Any:
-    """`config` with the dotted field `key` replaced; string values are parsed by field type."""
-    full_key = full_key or key
-    head, _, rest = key.partition(".")
-    fields = {f.name for f in dataclasses.fields(config)}
-    if head not in fields:
-        raise S2JaxError(f"--set {full_key}: {type(config).__name__} has no field {head!r} "
-                         f"(fields: {', '.join(sorted(fields))})")
-    current = getattr(config, head)
-    if rest:
-        if not dataclasses.is_dataclass(current):
-            raise S2JaxError(f"--set {full_key}: {head!r} is not a config section")
-        new = override(current, rest, value, full_key=full_key)
-    elif isinstance(value, str):
-        new = _parse(value, typing.get_type_hints(type(config))[head], full_key)
-    else:
-        new = value
-    try:
-        return dataclasses.replace(config, **{head: new})
-    except (ValueError, S2JaxError) as e:
-        raise S2JaxError(f"--set {full_key}: {e}") from None
-
-
-def apply_overrides(config: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
-    """Applies `key=value` strings in order, then checks the config as a whole once.
-
-    Cross-field rules (filter "usc" needs usc=True) see every override together, so their order
-    on the command line does not matter.
-    """
-    changes: dict[str, Any] = {}
-    keys = []
-    fields = {f.name for f in dataclasses.fields(config)}
-    for item in assignments:
-        key, eq, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not eq:
-            raise S2JaxError(f"--set {item!r}: expected key=value")
-        head, _, rest = key.partition(".")
-        if head not in fields:
-            raise S2JaxError(f"--set {key}: {type(config).__name__} has no field {head!r} "
-                             f"(fields: {', '.join(sorted(fields))})")
-        current = changes.get(head, getattr(config, head))
-        if rest:
-            if not dataclasses.is_dataclass(current):
-                raise S2JaxError(f"--set {key}: {head!r} is not a config section")
-            changes[head] = override(current, rest, value, full_key=key)
-        else:
-            changes[head] = _parse(value, typing.get_type_hints(type(config))[head], key)
-        keys.append(key)
-    try:
-        return dataclasses.replace(config, **changes)
-    except (ValueError, S2JaxError) as e:
-        raise S2JaxError(f"--set {', '.join(dict.fromkeys(keys))}: {e}") from None

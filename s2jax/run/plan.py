@@ -14,19 +14,65 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.overrides import override, set_flag
 from s2jax.models.config import ModelConfig
+from s2jax.models.loading import load_config as load_model_config
 from s2jax.models.params import num_params, param_shardings, param_specs
-from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh
+from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh, parse_mesh
+from s2jax.run.config import load_config
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
 
 GiB = 2**30
+DEFAULT_SAMPLE_BATCH = 64  # decode rows when neither an option nor a config says
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanInputs:
+    """What `plan` plans: a model's shapes, its fine-tuning, the mesh and the sampler's sizes."""
+
+    model: ModelConfig
+    train: TrainConfig
+    mesh: dict[str, int]
+    sample_batch: int
+    max_len: int  # sampler cache slots per row
+    sample_dtype: str | None
+    name: str  # the model's name in the report
+
+
+def plan_inputs(target: str, devices: int, *, mesh: str | None = None,
+                train_changes: Mapping[str, Any] | None = None,
+                change_name: Callable[[str], str] = set_flag, sample_batch: int | None = None,
+                max_len: int | None = None, sample_dtype: str | None = None) -> PlanInputs:
+    """The inputs of `plan` for `target`, an experiment config `path.py[:arg]` (its
+    `model_shape`, else its `model`; its train config, mesh and sampler sizes) or a model (an
+    HF config.json, checkpoint dir, .gguf or fetched model's name: its shapes, with a default
+    `TrainConfig`).
+
+    Given values win over the config's: `train_changes` are dotted `TrainConfig` fields
+    (`change_name` names one in errors). The mesh defaults to fsdp over every device, the sample
+    batch to the config's `max_batch` (else 64), the cache length to the config's `max_len`
+    (else the model's max positions).
+    """
+    exp = load_config(target)[0] if target.partition(":")[0].endswith(".py") else None
+    shape = (exp.model_shape or exp.model) if exp else target
+    model = load_model_config(shape)
+    train = override(exp.train if exp else TrainConfig(), train_changes or {}, name=change_name)
+    return PlanInputs(
+        model=model, train=train,
+        mesh=parse_mesh(mesh or (exp.mesh if exp else "") or f"fsdp={devices}"),
+        sample_batch=sample_batch or (exp.max_batch if exp else DEFAULT_SAMPLE_BATCH),
+        max_len=max_len or (exp.max_len if exp else None) or model.max_position_embeddings,
+        sample_dtype=sample_dtype or (exp.dtype if exp else None), name=Path(shape).stem)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
+from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Message, Prompt, Sample, SamplingParams
 from s2jax.methods import method, run_program
 from s2jax.methods.program import Program
@@ -57,6 +58,11 @@ class CorpusConfig:
     system2: int = 2500  # examples per task transcribed through the System 2 method
     system1: int = 1500  # examples per task answered directly (biased, see s2jax.tasks.toy.world)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.system2 < 0 or self.system1 < 0:
+            raise S2JaxError(f"corpus sizes system2={self.system2}, system1={self.system1}: "
+                             "expected >= 0")
 
 
 def task_corpus(t: ToyTask, config: CorpusConfig) -> list[Chat]:

@@ -14,12 +14,14 @@ sampler serves every task (its programs compile once). Artifacts under the outpu
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from importlib import resources
 from pathlib import Path
 
+from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import SamplingParams
-from s2jax.tasks.toy.world import TASKS
+from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
 
@@ -51,9 +53,18 @@ class DemoConfig:
     def __post_init__(self):
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
-            from s2jax.core.errors import S2JaxError
-
             raise S2JaxError(f"demo: unknown task(s) {unknown}; expected some of {list(TASKS)}")
+        for field, most in (("test", MAX_TEST), ("unlabeled", MAX_UNLABELED)):
+            if not 1 <= getattr(self, field) <= most:
+                raise S2JaxError(f"demo {field}={getattr(self, field)}: expected 1..{most}")
+        if self.samples < 1 or self.finetune_steps < 1:
+            raise S2JaxError("demo samples and finetune_steps: expected >= 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise S2JaxError(f"demo learning_rate={self.learning_rate}: expected a finite "
+                             "number > 0")
+        if self.lora_rank < 0:
+            raise S2JaxError(f"demo lora_rank={self.lora_rank}: expected >= 0 "
+                             "(0: full fine-tuning)")
 
 
 # A smoke-test run: every stage and artifact, a few inputs and steps.

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from s2jax.core.errors import S2JaxError
 from s2jax.toy.corpus import Chat, CorpusConfig, build_corpus
 
 
@@ -34,6 +35,10 @@ class PretrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise S2JaxError(f"pretrain steps={self.steps}: expected >= 1")
 
 
 def tokenizer_for(chats: list[Chat], vocab_size: int):

@@ -29,10 +29,10 @@ class TrainConfig:
     warmup_steps: int = 0  # linear warmup from 0
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warmup
     min_lr_ratio: float = 0.0  # final learning rate as a fraction of the peak
-    weight_decay: float = 0.0
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    weight_decay: float = 0.0  # AdamW's decoupled decay, per step, times the learning rate
+    b1: float = 0.9  # Adam's decay of the gradient's running mean
+    b2: float = 0.999  # Adam's decay of the squared gradient's running mean
+    eps: float = 1e-8  # Adam's denominator floor
     max_grad_norm: float = 1.0  # global-norm clipping; 0 disables it
     # -- numerics and memory
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # activations and matmuls
