@@ -19,7 +19,7 @@ from pathlib import Path
 import s2jax
 from s2jax.core.atomic import write_jsonl
 from s2jax.core.text_generator import SamplingParams
-from s2jax.methods.programs import SYSTEM1, method
+from s2jax.methods.catalog import SYSTEM1, method
 from s2jax.methods.runner import run_program
 from s2jax.methods.usc import run_usc
 from s2jax.sampling import Sampler

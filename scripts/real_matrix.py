@@ -18,7 +18,7 @@ import s2jax
 from s2jax.core.atomic import write_json
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.evaluate import evaluate
-from s2jax.methods.programs import SYSTEM1, method
+from s2jax.methods.catalog import SYSTEM1, method
 from s2jax.run.config import DataConfig
 from s2jax.run.pipeline import task_examples
 from s2jax.sampling import Sampler

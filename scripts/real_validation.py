@@ -16,7 +16,7 @@ from pathlib import Path
 import s2jax
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.evaluate import evaluate
-from s2jax.methods.programs import SYSTEM1, method
+from s2jax.methods.catalog import SYSTEM1, method
 from s2jax.sampling import Sampler
 from s2jax.tasks import TASKS, load_examples
 

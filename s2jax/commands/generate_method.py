@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from s2jax.methods.programs import METHOD_NAMES
+from s2jax.methods.catalog import METHOD_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.core.errors import S2JaxError
     from s2jax.core.rundir import writable_file
     from s2jax.core.text_generator import SamplingParams
-    from s2jax.methods.programs import method
+    from s2jax.methods.catalog import method
     from s2jax.methods.records import check_meta, generations_meta, meta_path
     from s2jax.run.config import DataConfig
     from s2jax.run.pipeline import task_examples

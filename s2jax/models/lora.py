@@ -216,9 +216,3 @@ def load_peft(cfg: ModelConfig, path: str | Path, *, mesh: Mesh | None = None,
 def num_adapter_params(cfg: ModelConfig, lora: LoraConfig) -> int:
     return sum(math.prod(s.shape) for s in adapter_specs(cfg, lora).values())
 
-
-def merged_params(base: Mapping[str, Array], lora: LoraConfig, adapters: Mapping[str, Array]
-                  ) -> dict[str, Array]:
-    """Base weights with `adapters` (without scale) folded in."""
-    return merge(with_scale(lora, {**base, **adapters}))
-

@@ -8,7 +8,6 @@ the header against the file size so a truncated download is named, not a crash.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,8 +188,3 @@ def shard_file_names(n: int) -> Iterator[str]:
         return
     for i in range(n):
         yield f"model-{i + 1:05d}-of-{n:05d}.safetensors"
-
-
-def remove_stale_weights(directory: str | Path) -> None:
-    for p in Path(directory).glob("*.safetensors"):
-        os.unlink(p)

@@ -30,8 +30,8 @@ from s2jax.core.rundir import check_claim, check_creatable, claim, locked
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import PARQUET, DistillConfig
 from s2jax.distill.evaluate import EvalResult
+from s2jax.methods.catalog import METHODS, SYSTEM1, method
 from s2jax.methods.program import Program
-from s2jax.methods.programs import METHODS, SYSTEM1, method
 from s2jax.run.config import DataConfig, ExperimentConfig
 from s2jax.run.stages import (
     MAX_UNREADABLE_SHARE,

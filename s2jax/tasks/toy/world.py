@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from s2jax.methods import programs
+from s2jax.methods import catalog
 from s2jax.methods.program import Program
 from s2jax.tasks import coin_flip, gsm8k, last_letter, pairwise, triviaqa
 from s2jax.tasks.task import Example, Task, exact_score
@@ -259,17 +259,17 @@ TASKS: dict[str, ToyTask] = {t.name: t for t in (
     ToyTask(
         dataclasses.replace(last_letter.TASK, description="toy: last letters of 4 names",
                             synthesize=lambda n, s: _ll_generate(n, s, 4)),
-        programs.RAR_1STEP, "majority", True, _ll_generate, _ll_solve, _ll_direct,
+        catalog.RAR_1STEP, "majority", True, _ll_generate, _ll_solve, _ll_direct,
         sizes=(1, 2, 3, 4, 4, 4), size=4),
     ToyTask(
         dataclasses.replace(coin_flip.TASK, description="toy: coin flip, 2 people",
                             synthesize=lambda n, s: _cf_generate(n, s, 2)),
-        programs.RAR_1STEP, "majority", True, _cf_generate, _cf_solve, _cf_direct,
+        catalog.RAR_1STEP, "majority", True, _cf_generate, _cf_solve, _cf_direct,
         sizes=(1, 2, 2, 3, 4), size=2),
     ToyTask(
         _task("arithmetic", "toy: last digit of a sum of 5 digits", gsm8k.TASK.system1,
               gsm8k.extract, lambda a, ex: exact_score(a, ex, lambda x: x), _ar_generate, 5),
-        programs.COT_ZERO_SHOT, "majority", False, _ar_generate, _ar_solve, _ar_direct,
+        catalog.COT_ZERO_SHOT, "majority", False, _ar_generate, _ar_solve, _ar_direct,
         sizes=(2, 3, 4, 5, 5, 6), size=5),
     ToyTask(
         _task("sycophancy", "toy: where a person lives, with the user's suggestion",

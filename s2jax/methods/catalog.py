@@ -1,4 +1,5 @@
-"""The methods: System 1 and the System 2 prompt programs, as `Program` values."""
+"""The catalogue of methods: System 1 and the System 2 prompt programs, as `Program` values
+(their type is in `program.py`)."""
 
 from __future__ import annotations
 
