@@ -11,12 +11,13 @@ D model dim, F MLP dim, N query heads, K KV heads, G = N / K, H head dim, V voca
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
@@ -79,43 +80,69 @@ def forward(
     device would compute every row.
     """
     dtype = dtype or params["embed"].dtype
-    fam = cfg.family
     B, T = tokens.shape
     if positions is None:
         positions = (segment_positions(segment_ids) if segment_ids is not None
                      else jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)))
-    def constrain(x):
-        if mesh is None or mesh.size == 1:
-            return x
-        spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), x.shape, mesh)
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-
-    x = constrain(jnp.take(params["embed"], tokens, axis=0).astype(dtype))
-    if fam.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
+    x = _constrain(jnp.take(params["embed"], tokens, axis=0).astype(dtype), mesh)
+    if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
-
-    if cache is None:
-        k_pos = positions
-        idx = jnp.arange(T)
-        base_mask = jnp.broadcast_to(idx[None, :, None] >= idx[None, None, :], (B, T, T))
-        if segment_ids is not None:
-            same = segment_ids[:, :, None] == segment_ids[:, None, :]
-            base_mask = base_mask & same & (segment_ids[:, None, :] != 0)
-    else:
-        S = cache.slots
-        k_pos = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
-        base_mask = k_pos[:, None, :] <= positions[:, :, None]
-    rows = jnp.broadcast_to(jnp.arange(B)[:, None], (B, T))
-
+    k_pos, mask = _base_mask(positions, segment_ids, cache)
+    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
-    windows = jnp.asarray(cfg.sliding_windows, jnp.int32)
-    inv_freqs = jnp.asarray(cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ per layer
+    if cache is not None and cache.per_layer:
+        x, cache = layers.unrolled(x, layer_params, cache)
+    else:
+        x, cache = layers.scanned(x, layer_params, cache, resolve_remat(remat))
+    x = cfg.family.norm(x, params["final_norm"], cfg.rms_norm_eps)
+    if return_hidden:
+        return x, cache
+    return output_logits(cfg, params, x, dtype), cache
 
-    def run_layer(x, lp, window, inv_freq, kv, write):
+
+def _constrain(x: Array, mesh: Mesh | None) -> Array:
+    """`x` split over the mesh's batch axes on its first axis (a no-op without a mesh)."""
+    if mesh is None or mesh.size == 1:
+        return x
+    spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def _base_mask(positions: Int[Array, "B T"], segment_ids: Int[Array, "B T"] | None,
+               cache: KVCache | None) -> tuple[Int[Array, "B S"], Bool[Array, "B T S"]]:
+    """(the key positions, what each query may attend to before sliding windows): causal over
+    the T tokens (within a segment) without a cache, the slots up to its position with one."""
+    B, T = positions.shape
+    if cache is None:
+        idx = jnp.arange(T)
+        mask = jnp.broadcast_to(idx[None, :, None] >= idx[None, None, :], (B, T, T))
+        if segment_ids is not None:
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            mask = mask & same & (segment_ids[:, None, :] != 0)
+        return positions, mask
+    k_pos = jnp.broadcast_to(jnp.arange(cache.slots, dtype=jnp.int32), (B, cache.slots))
+    return k_pos, k_pos[:, None, :] <= positions[:, :, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layers:
+    """The decoder layers of one `forward` call: what every layer shares (the tokens'
+    positions, the mask), run under a scan over stacked weights or unrolled over a per-layer
+    cache."""
+
+    cfg: ModelConfig
+    dtype: Any
+    mesh: Mesh | None
+    positions: Int[Array, "B T"]
+    k_pos: Int[Array, "B S"]
+    mask: Bool[Array, "B T S"]
+
+    def layer(self, x, lp, window, inv_freq, kv, write):
         """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
         values in the cache `kv` and returns what to attend over ([B, K, S, H] each)."""
+        cfg, positions = self.cfg, self.positions
 
         def attend(q, k, v):
             """This layer's attention of q [B,T,N,H] over k, v [B,T,K,H] (pre-rope): rotates
@@ -124,39 +151,50 @@ def forward(
             q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
             if kv is not None:
                 kv, (k, v) = write(kv, k, v)
-                k, v = k.astype(dtype), v.astype(dtype)
-            in_window = (positions[:, :, None] - k_pos[:, None, :]) < window
-            mask = base_mask & ((window == 0) | in_window)
+                k, v = k.astype(self.dtype), v.astype(self.dtype)
+            in_window = (positions[:, :, None] - self.k_pos[:, None, :]) < window
+            mask = self.mask & ((window == 0) | in_window)
             if kv is None:  # no cache (training, scoring): k and v are still [B, T, K, H]
                 return self_attention(q, k, v, mask, scale=cfg.attn_scale,
                                       logit_softcap=cfg.attn_logit_softcap, causal=True)
             return attention(q, k, v, mask, scale=cfg.attn_scale,
                              logit_softcap=cfg.attn_logit_softcap)
 
-        return fam.block(cfg, lp, constrain(x), attend, dtype), kv
+        return cfg.family.block(cfg, lp, _constrain(x, self.mesh), attend, self.dtype), kv
 
-    if cache is not None and cache.per_layer:
-        # per-layer buffers (`KVCache.split`), layers unrolled: attention reads each layer's
-        # cache in place, where a scan would copy the layer's block out of the stacked cache
-        # (and every weight out of the stacked weights) at every step, as XLA:CPU does
-        def write_layer(kv, k, v):
+    def _rows(self) -> Int[Array, "B T"]:
+        B, T = self.positions.shape
+        return jnp.broadcast_to(jnp.arange(B)[:, None], (B, T))
+
+    def unrolled(self, x, layer_params, cache: KVCache):
+        """Over per-layer buffers (`KVCache.split`), layers unrolled: attention reads each
+        layer's cache in place, where a scan would copy the layer's block out of the stacked
+        cache (and every weight out of the stacked weights) at every step, as XLA:CPU does."""
+        rows, positions = self._rows(), self.positions
+        inv_freqs = jnp.asarray(self.cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ
+
+        def write(kv, k, v):
             ck, cv = kv
             ck = ck.at[rows, :, positions].set(k.astype(ck.dtype), mode="drop")
             cv = cv.at[rows, :, positions].set(v.astype(cv.dtype), mode="drop")
             return (ck, cv), (ck, cv)
 
         ks, vs = list(cache.k), list(cache.v)
-        for i in range(cfg.num_layers):
+        for i in range(self.cfg.num_layers):
             lp = {name: w[i] for name, w in layer_params.items()}
-            x, (ks[i], vs[i]) = run_layer(x, lp, cfg.sliding_windows[i], inv_freqs[i],
-                                          (ks[i], vs[i]), write_layer)
-        ck, cv = tuple(ks), tuple(vs)
-    else:
-        def layer(carry, xs):
+            x, (ks[i], vs[i]) = self.layer(x, lp, self.cfg.sliding_windows[i], inv_freqs[i],
+                                           (ks[i], vs[i]), write)
+        return x, KVCache(tuple(ks), tuple(vs))
+
+    def scanned(self, x, layer_params, cache: KVCache | None, remat: Remat):
+        """Under `lax.scan` over the stacked weights (and stacked cache, if any)."""
+        rows, positions = self._rows(), self.positions
+
+        def step(carry, xs):
             x, ck, cv = carry
             lp, window, inv_freq, i = xs
 
-            def write_stacked(kv, k, v):
+            def write(kv, k, v):
                 # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
                 ck, cv = kv
                 ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
@@ -164,24 +202,20 @@ def forward(
                 return (ck, cv), (ck[i], cv[i])
 
             kv = None if ck is None else (ck, cv)
-            x, kv = run_layer(x, lp, window, inv_freq, kv, write_stacked)
+            x, kv = self.layer(x, lp, window, inv_freq, kv, write)
             ck, cv = (None, None) if kv is None else kv
             return (x, ck, cv), None
 
-        remat = resolve_remat(remat)
         if remat == "full":
-            layer = jax.checkpoint(layer)
+            step = jax.checkpoint(step)
         elif remat == "dots":
-            policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-            layer = jax.checkpoint(layer, policy=policy)
+            step = jax.checkpoint(step,
+                                  policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
         ck, cv = (None, None) if cache is None else (cache.k, cache.v)
-        xs = (layer_params, windows, inv_freqs, jnp.arange(cfg.num_layers))
-        (x, ck, cv), _ = jax.lax.scan(layer, (x, ck, cv), xs)
-    x = fam.norm(x, params["final_norm"], cfg.rms_norm_eps)
-    new_cache = None if cache is None else KVCache(ck, cv)
-    if return_hidden:
-        return x, new_cache
-    return output_logits(cfg, params, x, dtype), new_cache
+        xs = (layer_params, jnp.asarray(self.cfg.sliding_windows, jnp.int32),
+              jnp.asarray(self.cfg.rope_inv_freqs()), jnp.arange(self.cfg.num_layers))
+        (x, ck, cv), _ = jax.lax.scan(step, (x, ck, cv), xs)
+        return x, None if cache is None else KVCache(ck, cv)
 
 
 def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*B D"], dtype
