@@ -26,6 +26,7 @@ __all__ = ["load", "load_config", "load_weights", "save"]
 def __getattr__(name: str):
     # `import s2jax` must not import JAX: commands that fail on their arguments exit at once
     if name in __all__:
+        # lazy: `import s2jax` must not import JAX (the loaders do)
         from s2jax.models import loading
 
         return getattr(loading, name)

@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
 
     model, tokenizer = s2jax.load(args.src, dtype=args.dtype)

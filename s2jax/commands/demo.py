@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.overrides import override
     from s2jax.toy.demo import QUICK, DemoConfig, run_demo
 

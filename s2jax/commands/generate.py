@@ -52,6 +52,7 @@ def _is_generate_output(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from tqdm import tqdm
 
     import s2jax

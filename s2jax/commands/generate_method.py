@@ -10,11 +10,10 @@ import argparse
 from pathlib import Path
 
 from s2jax.methods.catalog import METHOD_NAMES
+from s2jax.tasks import TASKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from s2jax.tasks import TASKS
-
     p = sub.add_parser(
         "generate-method",
         help="run a method over a task's inputs; write generations.jsonl (every stage's text)",

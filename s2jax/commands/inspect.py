@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="load an HF checkpoint dir and summarise it")
@@ -15,8 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
     from s2jax.parallel.sharding import mesh_from_spec
 

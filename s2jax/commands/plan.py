@@ -60,6 +60,7 @@ def _jax_ready(devices: int) -> bool:
         os.environ["XLA_FLAGS"] = " ".join([*flags, flag])
         os.environ["JAX_PLATFORMS"] = "cpu"
         return True
+    # only once XLA_FLAGS holds the device count: JAX reads it at import
     import jax
 
     return jax.default_backend() == "cpu" and len(jax.devices()) == devices
@@ -67,6 +68,7 @@ def _jax_ready(devices: int) -> bool:
 
 def _config_path(config: str) -> str:
     """CONFIG's path (a config .py without its `:arg`); an error unless it names something."""
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.models.fetch import canonical
 
     path = config.partition(":")[0]
@@ -104,6 +106,7 @@ def run(args) -> int:
     # cheap checks first, so that bad input never waits for a JAX start-up
     _config_path(args.config)
     if args.mesh:
+        # JAX-free checks first: bad input never waits for a JAX start-up
         from s2jax.parallel.sharding import parse_mesh
 
         want = math.prod(parse_mesh(args.mesh).values())

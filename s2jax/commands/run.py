@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.errors import S2JaxError
     from s2jax.core.overrides import override, parse_assignments
     from s2jax.run.config import load_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import json
-
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.overrides import override
     from s2jax.toy.pretrain import PretrainConfig, pretrain
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
+from s2jax.core.overrides import add_field_flags
+from s2jax.train.config import TrainConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from s2jax.core.overrides import add_field_flags
-    from s2jax.train.config import TrainConfig
-
     p = sub.add_parser("train", help="fine-tune a checkpoint on a distill set (SFT)")
     p.add_argument("--model", required=True, help="HF checkpoint directory to start from")
     p.add_argument("--data", required=True, help="distill set: .parquet or .jsonl with a "
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def train_config(args: argparse.Namespace):
     """The `TrainConfig` the given field flags describe (the others keep their defaults)."""
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.overrides import field_changes, field_flag, override
     from s2jax.train.config import TrainConfig
 
@@ -36,6 +37,7 @@ def train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
     from s2jax.core.rundir import check_creatable, refuse_foreign_dir, writable_dir
     from s2jax.parallel.sharding import mesh_from_spec

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2jax.distill.dataset import FILTERS
+from s2jax.distill.vote import TIE_POLICIES
+from s2jax.tasks import TASKS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from s2jax.distill.dataset import FILTERS
-    from s2jax.distill.vote import TIE_POLICIES
-    from s2jax.tasks import TASKS
-
     p = sub.add_parser(
         "vote", help="vote over generations; write the distillation set, provenance and stats"
     )
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.errors import S2JaxError
     from s2jax.core.rundir import writable_dir
     from s2jax.distill.dataset import DistillConfig

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
+
+from s2jax.core.paths import cache_dir
 
 ENV = "S2JAX_COMPILATION_CACHE"
 OFF = ("off", "0", "false", "no", "none")
@@ -30,9 +33,6 @@ def cache_path(setting: str | None = None) -> Path | None:
         return None
     if setting.strip():
         return Path(setting).expanduser()
-    from importlib.metadata import version
-
-    from s2jax.core.paths import cache_dir
 
     return cache_dir() / "jax" / f"jax-{version('jax')}-jaxlib-{version('jaxlib')}"
 
@@ -52,6 +52,7 @@ def enable(setting: str | None = None) -> Path | None:
                "jax_persistent_cache_min_compile_time_secs": 0.0,
                "jax_persistent_cache_min_entry_size_bytes": 0}
     if "jax" in sys.modules:
+        # already imported (checked above): no start-up cost
         import jax
 
         if jax.config.jax_compilation_cache_dir:

@@ -26,6 +26,7 @@ MALLOC_TRIM_THRESHOLD_=-1` in the environment.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 
@@ -57,8 +58,6 @@ def configure() -> str:
             error = str(e)
             return applied
         if mode == "keep" and sys.platform.startswith("linux"):
-            import ctypes
-
             try:
                 mallopt = ctypes.CDLL(None).mallopt  # glibc; absent from musl
             except (OSError, AttributeError):

@@ -27,6 +27,7 @@ class StageBar:
         if not self.enabled:
             return
         if self.bar is None:
+            # tqdm only when a bar is shown
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc=self.label, unit="input",
@@ -40,6 +41,7 @@ class StageBar:
     def __call__(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]:
         if not self.enabled:
             return self.generate(prompts, params)
+        # tqdm only when a bar is shown
         from tqdm import tqdm
 
         self.calls += 1

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 
 LOCK = ".s2jax.lock"
@@ -138,6 +139,4 @@ def claim(run_dir: Path, fingerprint: str, config: Mapping, *, writer: bool = Tr
         raise S2JaxError(f"run dir {run_dir}: not empty and holds no s2jax config.json; "
                          "refusing to write into it; pick a new --run-dir")
     if writer:
-        from s2jax.core.atomic import write_json
-
         write_json(path, {"fingerprint": fingerprint, "config": dict(config)})

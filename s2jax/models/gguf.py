@@ -33,7 +33,7 @@ QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2
 
 def _gguf():
     try:
-        import gguf
+        import gguf  # optional dependency (the `real` extra)
     except ImportError:
         raise S2JaxError(
             "reading GGUF files needs the gguf package: pip install 's2jax[real]'") from None
@@ -222,6 +222,7 @@ class GGUFCheckpoint:
 def load_tokenizer(f: GGUFFile):
     """The `transformers` fast tokenizer (chat template, special tokens) the metadata describes."""
     try:
+        # transformers (seconds) only for a GGUF's tokenizer
         from transformers import PreTrainedTokenizerFast
         from transformers.integrations.gguf.gguf_tokenizer_mapping import (
             GGUF_TOKENIZER_MAPPING,

@@ -61,6 +61,7 @@ def load_tokenizer(path: str | Path):
                                  "expected the tokenizer's files as saved by transformers"
                                  ) from None
     if generic_backend(path):
+        # transformers (seconds) only when a tokenizer is loaded
         from transformers import TokenizersBackend as AutoTokenizer
     else:
         from transformers import AutoTokenizer
@@ -78,6 +79,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: st
 
     Its end-of-turn token `<|end|>` is also its EOS, so chat generation stops after one turn.
     """
+    # only the toy recipe trains a tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

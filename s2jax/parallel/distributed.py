@@ -37,6 +37,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 
     Explicit arguments win over the environment. Call before any other JAX call.
     """
+    # only multi-process runs start JAX's runtime here
     import jax
 
     env = os.environ

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import runpy
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ class ExperimentConfig:
             if not ok:
                 raise S2JaxError(f"config {message}")
         if self.mesh:
+            # parse_mesh's module imports JAX; configs are read without it
             from s2jax.parallel.sharding import parse_mesh
 
             if min(parse_mesh(self.mesh).values()) < 1:
@@ -125,8 +127,6 @@ def load_config(spec: str) -> tuple[ExperimentConfig, Any]:
 
 def _user_line(e: BaseException, path: str) -> str:
     """`path:line` of the deepest frame of `e` inside the config file (else `path`)."""
-    import traceback
-
     if isinstance(e, SyntaxError) and e.lineno:
         return f"{path}:{e.lineno}"
     lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)

@@ -44,6 +44,7 @@ from s2jax.run.stages import (
 )
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
+from s2jax.tasks.toy.world import TASKS as TOY
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import read_examples
 
@@ -82,19 +83,11 @@ def resolve_task(name: str, tasks: Mapping[str, Task], field: str) -> Task:
     if name in tasks:
         return tasks[name]
     if name.startswith(TOY_PREFIX):
-        from s2jax.tasks.toy.world import TASKS as TOY
-
         toy = name[len(TOY_PREFIX):]
         if toy in TOY:
             return dataclasses.replace(TOY[toy].task, name=name)
-    known = [*tasks, *(TOY_PREFIX + t for t in _toy_names())]
+    known = [*tasks, *(TOY_PREFIX + t for t in TOY)]
     raise S2JaxError(f"config {field} {name!r}: expected one of {', '.join(known)}")
-
-
-def _toy_names() -> list[str]:
-    from s2jax.tasks.toy.world import TASKS as TOY
-
-    return list(TOY)
 
 
 def task_examples(task: Task, data: DataConfig, field: str) -> list[Example]:
@@ -113,6 +106,7 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
 
     `s2jax run --dry-run` calls this and stops; a run calls it and goes on.
     """
+    # the model stack (JAX) only once a run is checked: commands import this module early
     from s2jax.models.config import ModelConfig
     from s2jax.models.fetch import resolve as fetched_model
     from s2jax.models.gguf import find_gguf
@@ -188,6 +182,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
       {"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
        "warnings": [...], "seconds": {...}}
     """
+    # JAX only when a run starts (commands import this module early)
     from s2jax.models.loading import load
 
     writer, sync = processes()
@@ -271,6 +266,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       log: where progress lines go.
       progress: progress bars on stderr.
     """
+    # JAX only when a run starts (commands import this module early)
     from s2jax.models.loading import load
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler

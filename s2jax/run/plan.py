@@ -24,13 +24,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.overrides import override, set_flag
+from s2jax.core.text_generator import SamplingParams
 from s2jax.models.config import ModelConfig
 from s2jax.models.loading import load_config as load_model_config
+from s2jax.models.lora import adapter_specs, num_adapter_params
 from s2jax.models.params import num_params, param_shardings, param_specs
-from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh, parse_mesh
+from s2jax.models.projection import LORA_SCALE
+from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh, named_sharding, parse_mesh
 from s2jax.run.config import load_config
+from s2jax.sampling import loop
+from s2jax.sampling.token_rules import SamplingMethod
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
+from s2jax.train.optim import learning_rate_schedule, make_optimizer
+from s2jax.train.state import plan_state
+from s2jax.train.step import batch_sharding, make_train_step
 
 GiB = 2**30
 DEFAULT_SAMPLE_BATCH = 64  # decode rows when neither an option nor a config says
@@ -191,8 +199,6 @@ def _check(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str,
 def _lora_bytes(cfg: ModelConfig, lora, mesh_sizes: dict[str, int], itemsize: int) -> int:
     """Per-device bytes of the adapters: each split over the mesh axes of its named axes (the
     weight's), where they divide it; the rank axis is replicated."""
-    from s2jax.models.lora import adapter_specs
-
     total = 0
     for spec in adapter_specs(cfg, lora).values():
         split = 1
@@ -275,8 +281,6 @@ def frozen_weights(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype
                    ) -> dict[str, jax.ShapeDtypeStruct]:
     """The train step's frozen weights, abstract with their shardings: with LoRA the base in
     `base_dtype` (the dtype the run loads it in) and the adapters' scale; else none."""
-    from s2jax.models.projection import LORA_SCALE
-
     if not tcfg.lora.enabled:
         return {}
     scale = jax.ShapeDtypeStruct((), jnp.float32, sharding=NamedSharding(mesh, PartitionSpec()))
@@ -288,10 +292,6 @@ def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype=Non
 
     `base_dtype`: with LoRA, the frozen base's dtype (default: the compute dtype).
     """
-    from s2jax.train.optim import learning_rate_schedule, make_optimizer
-    from s2jax.train.state import plan_state
-    from s2jax.train.step import batch_sharding, make_train_step
-
     tx = make_optimizer(tcfg, 1000)
     _, target = plan_state(cfg, tx, mesh, jnp.dtype(tcfg.param_dtype), tcfg.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
@@ -313,8 +313,6 @@ def compiled_total(analysis) -> int:
 
 
 def _abstract_state(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
-    from s2jax.sampling import loop
-
     state = jax.eval_shape(functools.partial(loop.DecodeState.empty, cfg, batch, max_len, 256,
                                              dtype=dtype), 0)
     state_shardings = loop.DecodeState.shardings(mesh, cfg, batch, max_len, 256)
@@ -324,10 +322,6 @@ def _abstract_state(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtyp
 
 def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
     """(one compiled decode step's memory analysis, params bytes, cache bytes), per device."""
-    from s2jax.core.text_generator import SamplingParams
-    from s2jax.sampling import loop
-    from s2jax.sampling.token_rules import SamplingMethod
-
     params = _abstract_weights(cfg, mesh, dtype)
     state = _abstract_state(cfg, mesh, batch, max_len, dtype)
     method = SamplingMethod.from_params(SamplingParams(temperature=0.7, top_k=40))
@@ -343,13 +337,6 @@ def prefill_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, promp
     """The compiled memory analysis of one prefill of `batch` prompts of `prompt_len` slots
     into a decode state of `batch` rows x `max_len` slots (`chunk`: tokens per prefill pass,
     default the sampler's)."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from s2jax.core.text_generator import SamplingParams
-    from s2jax.parallel.sharding import named_sharding
-    from s2jax.sampling import loop
-    from s2jax.sampling.token_rules import SamplingMethod
-
     params = _abstract_weights(cfg, mesh, dtype)
     state = _abstract_state(cfg, mesh, batch, max_len, dtype)
     method = SamplingMethod.from_params(SamplingParams(temperature=0.7, top_k=40))
@@ -424,7 +411,6 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
 def _lora_summary(cfg: ModelConfig, tcfg: TrainConfig) -> str:
     if not tcfg.lora.enabled:
         return ""
-    from s2jax.models.lora import num_adapter_params
 
     n = num_adapter_params(cfg, tcfg.lora)
     return (f"rank {tcfg.lora.rank} on {','.join(tcfg.lora.targets)}: {n / 1e6:.1f}M adapter "

@@ -26,7 +26,13 @@ from s2jax.core.progress import StageBar
 from s2jax.core.rundir import refuse_foreign_dir
 from s2jax.core.shards import run_sharded
 from s2jax.core.text_generator import SamplingParams, TextGenerator
-from s2jax.distill.dataset import DistillConfig, DistillSet, build_distill_set, provenance
+from s2jax.distill.dataset import (
+    DistillConfig,
+    DistillSet,
+    build_distill_set,
+    provenance,
+    write_distill_set,
+)
 from s2jax.distill.evaluate import EvalResult, score_examples, summarize
 from s2jax.methods.program import Program
 from s2jax.methods.records import generate_records
@@ -196,8 +202,6 @@ def distill_stage(
       The set and its warnings (see `distill_warnings`). A set that kept nothing is not
       written; `require_examples` says whether there is anything to fine-tune on.
     """
-    from s2jax.distill.dataset import write_distill_set
-
     refuse_foreign_dir(out_dir, "distillation set dir", "provenance.json",
                        {"generations": generations})
     wrong = sorted({r["task"] for r in records} - {task.name})
@@ -231,6 +235,7 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
 
     `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights.
     """
+    # the train loop (JAX, optax, orbax) only for fine-tuning: `vote` uses the other stages
     from s2jax.train.loop import finetune
 
     if not examples:

@@ -97,6 +97,7 @@ def _allgather_json(obj) -> list:
     """`obj` of every process, in process order (JSON round trip). Collective."""
     if jax.process_count() == 1:
         return [obj]
+    # only multi-process runs get here
     from jax.experimental import multihost_utils
 
     data = np.frombuffer(json.dumps(obj).encode(), np.uint8)

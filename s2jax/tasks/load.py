@@ -39,6 +39,7 @@ def read_tfds(name: str, split: str, data_dir: str | None = None) -> list[dict]:
       The rows.
     """
     try:
+        # optional dependency (the `tfds` extra)
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise S2JaxError(

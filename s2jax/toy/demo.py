@@ -19,9 +19,23 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import datasets
+import jax
+import jax.numpy as jnp
+
+from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
+from s2jax.core.rundir import refuse_foreign_dir, writable_dir
 from s2jax.core.text_generator import SamplingParams
-from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS
+from s2jax.distill.dataset import DistillConfig
+from s2jax.methods import method
+from s2jax.models.loading import load
+from s2jax.run.pipeline import Distillation, run_distillation
+from s2jax.run.stages import stage_key
+from s2jax.sampling import Sampler
+from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, held_out
+from s2jax.toy.report import verdict, write_report
+from s2jax.train.config import LoraConfig, TrainConfig
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
 
@@ -73,8 +87,6 @@ QUICK = DemoConfig(test=6, unlabeled=6, samples=2, finetune_steps=3, batch_size=
 
 def _set_params(model, sampler, params: dict) -> None:
     """Puts `params` (host arrays) into the model and the sampler, without recompiling."""
-    import jax.numpy as jnp
-
     for name, value in params.items():
         model.param(name).set_value(jnp.asarray(value))
     sampler.set_params(model.params())
@@ -82,14 +94,6 @@ def _set_params(model, sampler, params: dict) -> None:
 
 def task_distillation(name: str, config: DemoConfig, model_dir: Path):
     """One toy task's distillation, resolved for `s2jax.run.pipeline.run_distillation`."""
-    from s2jax.distill.dataset import DistillConfig
-    from s2jax.methods import method
-    from s2jax.run.pipeline import Distillation
-    from s2jax.run.stages import stage_key
-    from s2jax.tasks.toy.world import held_out
-    from s2jax.train import TrainConfig
-    from s2jax.train.config import LoraConfig
-
     t = TASKS[name]
     test, unlabeled = held_out(t, config.test, config.unlabeled)
     sizes = {k: v for k, v in dataclasses.asdict(config).items() if k != "tasks"}
@@ -115,6 +119,22 @@ DEMO_MARKER = "demo.json"  # marks a directory as a demo's output, which a rerun
 DEMO_OWNER = {"kind": "s2jax demo"}  # what that marker holds
 
 
+def _task_row(name: str, d: Distillation, r: dict) -> dict:
+    """One task's row of results.json, from its distillation and what the run returned."""
+    rows = {row["system"]: row for row in r["rows"]}
+    row = {
+        "method": d.program.name, "filter": d.distill.filter,
+        "built_to_distil": TASKS[name].distils,
+        "system1": rows["system1"], "system2": rows["system2"],
+        "distilled": rows.get("distilled"),
+        "distill_set": {"unlabeled": len(d.unlabeled), "kept": r["distill"]["kept"],
+                        "label_seconds": r["seconds"]["generate"]},
+        "finetune_seconds": r["seconds"]["finetune_and_eval"],
+        "warnings": r["warnings"],
+    }
+    return {**row, "verdict": verdict(row)}
+
+
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: str | Path | None
              = None, progress: bool = True, log=print) -> dict:
     """Runs (or resumes) the demo and writes its artifacts under `out`.
@@ -129,16 +149,6 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     Returns:
       The results (as written to results.json).
     """
-    import datasets
-    import jax
-
-    import s2jax
-    from s2jax.core.atomic import write_json
-    from s2jax.core.rundir import refuse_foreign_dir, writable_dir
-    from s2jax.run.pipeline import run_distillation
-    from s2jax.sampling import Sampler
-    from s2jax.toy.report import verdict, write_report
-
     start = time.perf_counter()
     datasets.disable_progress_bars()  # parquet writes would add a bar per task
     # results.json, results.png and table.md are rewritten in place: only in a demo's own dir
@@ -146,7 +156,7 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     out = writable_dir(out, "--out")
     write_json(out / DEMO_MARKER, DEMO_OWNER)
     model_dir = Path(model_dir or base_model_dir())
-    model, tokenizer = s2jax.load(model_dir)
+    model, tokenizer = load(model_dir)
     base = jax.device_get(model.params())
     # one sampler for every task: its programs compile once and take each task's weights
     sampler = Sampler(model, tokenizer, max_batch=config.max_batch, max_len=512)
@@ -157,22 +167,10 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
         _set_params(model, sampler, base)
         r = run_distillation(d, out / name, model, tokenizer, sampler, log=lambda _: None,
                              progress=progress)
-        rows = {row["system"]: row for row in r["rows"]}
-        row = {
-            "method": d.program.name, "filter": d.distill.filter,
-            "built_to_distil": TASKS[name].distils,
-            "system1": rows["system1"], "system2": rows["system2"],
-            "distilled": rows.get("distilled"),
-            "distill_set": {"unlabeled": len(d.unlabeled), "kept": r["distill"]["kept"],
-                            "label_seconds": r["seconds"]["generate"]},
-            "finetune_seconds": r["seconds"]["finetune_and_eval"],
-            "warnings": r["warnings"],
-        }
-        row["verdict"] = verdict(row)
-        results["tasks"][name] = row
+        row = results["tasks"][name] = _task_row(name, d, r)
         distilled = row["distilled"]["accuracy"] if row["distilled"] else float("nan")
-        log(f"{name}: System 1 {rows['system1']['accuracy']:.1f}%  System 2 "
-            f"{rows['system2']['accuracy']:.1f}%  distilled {distilled:.1f}%  ({row['verdict']})")
+        log(f"{name}: System 1 {row['system1']['accuracy']:.1f}%  System 2 "
+            f"{row['system2']['accuracy']:.1f}%  distilled {distilled:.1f}%  ({row['verdict']})")
         for w in r["warnings"]:
             log(f"{name}: WARNING (non-result?): {w}")
     results["seconds"] = round(time.perf_counter() - start, 1)

@@ -9,11 +9,22 @@ Llama -> next-token loss on every token of the packed transcripts, trained by th
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from pathlib import Path
 
+from flax import nnx
+
 from s2jax.core.errors import S2JaxError
+from s2jax.models.config import ModelConfig
+from s2jax.models.loading import save
+from s2jax.models.module import Transformer
+from s2jax.models.params import num_params
+from s2jax.models.tokenizer import SIMPLE_CHAT_TEMPLATE, train_bpe_tokenizer
 from s2jax.toy.corpus import Chat, CorpusConfig, build_corpus
+from s2jax.train.config import TrainConfig
+from s2jax.train.loop import finetune
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,16 +54,12 @@ class PretrainConfig:
 
 def tokenizer_for(chats: list[Chat], vocab_size: int):
     """A BPE tokenizer trained on the rendered conversations (chat template included)."""
-    from s2jax.models.tokenizer import SIMPLE_CHAT_TEMPLATE, train_bpe_tokenizer
-
     texts = [m["content"] for chat in chats for m in chat]
     return train_bpe_tokenizer(texts, vocab_size, SIMPLE_CHAT_TEMPLATE)
 
 
 def model_config(config: PretrainConfig, tokenizer):
     """The Llama `ModelConfig` of the base model, special ids taken from the tokenizer."""
-    from s2jax.models.config import ModelConfig
-
     return ModelConfig(
         architecture="LlamaForCausalLM", vocab_size=len(tokenizer),
         hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
@@ -65,8 +72,6 @@ def model_config(config: PretrainConfig, tokenizer):
 
 def train_config(config: PretrainConfig, *, progress: bool = True):
     """The shared fine-tuning loop's config for pretraining: loss on every token, packed rows."""
-    from s2jax.train import TrainConfig
-
     return TrainConfig(
         steps=config.steps, seq_len=config.seq_len, batch_size=config.batch_size, pack=True,
         loss_on="all", learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
@@ -86,16 +91,6 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
     Returns:
       Summary: parameters, corpus size, final loss, seconds.
     """
-    import json
-    import shutil
-
-    from flax import nnx
-
-    import s2jax
-    from s2jax.models.module import Transformer
-    from s2jax.models.params import num_params
-    from s2jax.train import finetune
-
     start = time.time()
     out = Path(out)
     chats = build_corpus(config.corpus)
@@ -105,7 +100,7 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
     run_dir = out.with_name(out.name + ".run")
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
     finetune(model, tokenizer, chats, train_config(config, progress=progress), run_dir)
-    s2jax.save(model, tokenizer, out)
+    save(model, tokenizer, out)
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"params": num_params(cfg), "conversations": len(chats),
             "final_loss": summary.get("loss"), "seconds": round(time.time() - start, 1)}

@@ -53,6 +53,7 @@ def table(results: dict) -> str:
 
 def chart(results: dict, path: Path) -> None:
     """Grouped bars of accuracy per task, labelled with tokens per answer."""
+    # matplotlib only for the chart; the Agg backend before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,6 +12,7 @@ from s2jax.train.data import TokenizedExample, read_examples, tokenize_chat
 def __getattr__(name: str):
     # `finetune` pulls in JAX; importing it lazily keeps `s2jax --help` and config use fast.
     if name == "finetune":
+        # lazy: the configs import cheaply; the loop imports JAX, optax, orbax
         from s2jax.train.loop import finetune
 
         return finetune

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import read_objects
 
 Message = dict[str, str]
 Batch = dict[str, np.ndarray]  # tokens, targets, segment_ids (int32), weights (float32)
@@ -40,6 +41,7 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise S2JaxError(f"{path}: no such file (expected a .parquet or .jsonl distill set)")
     if path.suffix == ".parquet":
+        # pyarrow only for parquet files
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -49,8 +51,6 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise S2JaxError(f"{path}: not a readable parquet file ({first})") from None
     if path.suffix in (".jsonl", ".json"):
-        from s2jax.core.jsonl import read_objects
-
         return [row for _, row in read_objects(path, "a distill set: JSON objects, one a line")]
     raise S2JaxError(f"{path}: unknown format {path.suffix!r} (expected .parquet or .jsonl)")
 

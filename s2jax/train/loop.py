@@ -22,9 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
 
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
+from s2jax.models.hf import save_model
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
 from s2jax.models.params import param_shardings
 from s2jax.models.projection import LORA_SCALE
@@ -126,8 +128,6 @@ class _Progress:
 
     def __init__(self, log: MetricsLog, config: TrainConfig, total: int, start: int,
                  checkpoints: Checkpoints):
-        from tqdm import tqdm
-
         self.log, self.config, self.checkpoints = log, config, checkpoints
         self.bar = tqdm(total=total, initial=start, unit="step",
                         disable=not (config.progress and is_writer()),
@@ -281,8 +281,6 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if writer:
         write_json(run_dir / "summary.json", summary)
     if config.export:
-        from s2jax.models.hf import save_model  # imports the Flax module
-
         save_model(model, tokenizer, run_dir / "model")
         if lora.enabled:
             save_peft(cfg, lora, state.params, run_dir / "adapter")

@@ -38,6 +38,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: str | Path, resume_step: int = 0, writer: bool = True):
+        # TensorBoard's writer only when it is asked for
         from tensorboardX import SummaryWriter
 
         self.enabled = writer
