@@ -34,16 +34,15 @@ def measure(mode: str, args) -> dict:
     """Compiles and times one mode's train step in this process; returns its figures."""
     import jax
     import numpy as np
-    from flax import nnx
 
     from s2jax.models.config import ModelConfig
     from s2jax.models.lora import init_adapters, num_adapter_params, with_scale
-    from s2jax.models.module import Transformer
     from s2jax.models.params import num_params
     from s2jax.parallel.sharding import make_mesh
     from s2jax.run.plan import compiled_total
+    from s2jax.testing.checkpoints import random_model
     from s2jax.train.config import LoraConfig, TrainConfig
-    from s2jax.train.loop import _compiled
+    from s2jax.train.loop import compiled_run
 
     cfg = ModelConfig(**SMOLLM2_135M)
     lora = LoraConfig(rank=args.rank, alpha=2.0 * args.rank, targets=args.targets) \
@@ -51,8 +50,8 @@ def measure(mode: str, args) -> dict:
     tcfg = TrainConfig(steps=100, seq_len=args.seq_len, batch_size=args.batch,
                        compute_dtype=args.compute_dtype, remat=args.remat, lora=lora)
     mesh = make_mesh(devices=jax.devices()[:1])
-    base = Transformer(cfg, rngs=nnx.Rngs(0), param_dtype=args.base_dtype).params()
-    init, target, step, _, frozen_shardings = _compiled(cfg, tcfg, 100, mesh)
+    base = random_model(cfg, param_dtype=args.base_dtype).params()
+    init, target, step, _, frozen_shardings = compiled_run(cfg, tcfg, 100, mesh)
     if lora.enabled:
         frozen = jax.device_put(with_scale(lora, base), frozen_shardings)
         state = init(init_adapters(cfg, lora, jax.random.key(0)))

@@ -22,8 +22,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import s2jax  # noqa: E402
-from tests.hf_fixtures import FAMILIES, make_hf_checkpoint  # noqa: E402
-from tests.test_models import _batch, _reference_logits  # noqa: E402
+from s2jax.testing.checkpoints import FAMILIES  # noqa: E402
+from tests.hf_fixtures import make_hf_checkpoint, ragged_batch, reference_logits  # noqa: E402
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
         for family in sorted(FAMILIES):
             path = make_hf_checkpoint(Path(tmp) / family, family)
             model, _ = s2jax.load(path, dtype="float32")
-            ids, mask = _batch(model.config.vocab_size)
+            ids, mask = ragged_batch(model.config.vocab_size)
             ours = np.asarray(model(jnp.asarray(ids)))
-            ref = _reference_logits(path, ids, mask)
+            ref = reference_logits(path, ids, mask)
             valid = mask.astype(bool)
             line = (f"{family:15s} max|diff| {np.abs(ours - ref)[valid].max():.2e}  "
                     f"max|logit| {np.abs(ref[valid]).max():.1f}")

@@ -54,11 +54,11 @@ def make_job(directory: Path, prompts: int) -> tuple[Path, Path, int]:
     """(checkpoint dir, prompts JSONL, parameter count)."""
     import numpy as np
 
-    from bench.sampling import make_checkpoint
+    from bench.common import hf_llama_checkpoint
 
     ckpt = directory / "model"
     ckpt.mkdir()
-    _, n_params = make_checkpoint(ckpt, LLAMA_3M, 0.0)
+    _, n_params = hf_llama_checkpoint(ckpt, LLAMA_3M)
     rng = np.random.default_rng(0)
     inp = directory / "prompts.jsonl"
     with open(inp, "w") as f:

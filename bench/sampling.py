@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 
 # imported before the work starts threads: its host-memory policy (s2jax/core/host_memory.py)
 import s2jax  # noqa: E402
+from bench.common import hf_llama_checkpoint  # noqa: E402
 from s2jax.core.errors import S2JaxError  # noqa: E402
 
 CASES = {  # name: (LlamaConfig overrides, batch, new tokens, n, eos fraction[, sampling])
@@ -62,38 +63,6 @@ DEFAULT_SAMPLING = dict(temperature=1.0, top_k=50)
 # cases over a real model's weights, when it is fetched: name -> (model, case whose batch shape
 # and sampling it takes)
 REAL_CASES = {"smollm2-real": ("smollm2-135m-instruct", "smollm2")}
-
-
-def word_tokenizer(vocab: int):
-    """A word-level tokenizer over ids t0..t{V-1}: decoding any id is defined and cheap."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins with spaces
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", eos_token="t1")
-
-
-def make_checkpoint(directory: Path, overrides: dict, eos_fraction: float) -> list[int]:
-    import torch
-    import transformers
-
-    config = transformers.LlamaConfig(**{"max_position_embeddings": 1024, "bos_token_id": 2,
-                                         "pad_token_id": 0, "tie_word_embeddings": False,
-                                         **overrides})
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    V = config.vocab_size
-    eos = list(range(3, 3 + int(V * eos_fraction)))
-    model.generation_config.eos_token_id = eos or None
-    model.save_pretrained(directory, safe_serialization=True)
-    gen = json.loads((directory / "generation_config.json").read_text())
-    gen["eos_token_id"] = eos  # [] = no EOS (transformers drops a None)
-    (directory / "generation_config.json").write_text(json.dumps(gen))
-    word_tokenizer(V).save_pretrained(directory)
-    n = sum(p.numel() for p in model.parameters())
-    return eos, n
 
 
 def real_checkpoint(directory: Path, name: str) -> tuple[list[int], int, int]:
@@ -283,7 +252,7 @@ def main() -> None:
                     continue
                 head = f"({case}) {real} (real weights, no EOS)"
             else:
-                eos, n_params = make_checkpoint(directory, overrides, eos_fraction)
+                eos, n_params = hf_llama_checkpoint(directory, overrides, eos_fraction)
                 vocab, head = overrides["vocab_size"], f"({case}) Llama"
             prompts = prompts_for(batch, vocab)
             rows = batch * n

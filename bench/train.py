@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 # imported before the work starts threads: its host-memory policy (s2jax/core/host_memory.py)
 import s2jax  # noqa: E402
+from bench.common import s2jax_llama  # noqa: E402
 
 # name -> (Llama shapes, batch, seq_len)
 CONFIGS = {
@@ -91,25 +92,6 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-def random_model(shapes: dict):
-    """An s2jax Llama of `shapes` (random init)."""
-    from flax import nnx
-
-    from s2jax.models.config import ModelConfig
-    from s2jax.models.module import Transformer
-
-    cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=shapes["vocab_size"],
-                      hidden_size=shapes["hidden_size"],
-                      intermediate_size=shapes["intermediate_size"],
-                      num_layers=shapes["num_hidden_layers"],
-                      num_heads=shapes["num_attention_heads"],
-                      num_kv_heads=shapes["num_key_value_heads"],
-                      head_dim=shapes["hidden_size"] // shapes["num_attention_heads"],
-                      rms_norm_eps=1e-6,
-                      tie_word_embeddings=shapes.get("tie_word_embeddings", False))
-    return Transformer(cfg, rngs=nnx.Rngs(0))
 
 
 def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], None]:
@@ -253,7 +235,7 @@ def main() -> None:
             name = f"{Path(name).stem[:7]} real"
         else:
             shapes, batch, seq_len = CONFIGS[name]
-            model, checkpoint = random_model(shapes), None
+            model, checkpoint = s2jax_llama(shapes), None
         batch, seq_len = args.batch or batch, args.seq_len or seq_len
         steps = args.steps or (20 if args.device == "gpu" else 8 if name == "5m" else 4)
         tokens = batch * seq_len

@@ -19,9 +19,10 @@ from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.engine import eos_token_ids
+from s2jax.testing.tokenizers import gemma_tokenizer
 from s2jax.train import TrainConfig, finetune, tokenize_chat
 from s2jax.train.data import Batches, tokenize_examples
-from tests.hf_fixtures import gemma_tokenizer, load_reference, make_hf_checkpoint
+from tests.hf_fixtures import load_reference, make_hf_checkpoint
 
 # Gemma 3 1B's config.json as transformers 4.x wrote it (12 of its 26 layers)
 GEMMA3_V4 = {

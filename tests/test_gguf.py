@@ -25,7 +25,7 @@ from s2jax.core.text_generator import SamplingParams
 from s2jax.models import fetch
 from s2jax.parallel.sharding import make_mesh
 from s2jax.sampling import Sampler
-from tests.gguf_fixtures import write_gguf
+from s2jax.testing.gguf_files import write_gguf
 from tests.hf_fixtures import load_reference, make_hf_checkpoint
 
 Q = gguf.GGMLQuantizationType

@@ -9,41 +9,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 import s2jax
 from s2jax.core.errors import S2JaxError
 from s2jax.models.hf import read_checkpoint
 from s2jax.parallel.sharding import make_mesh
-from tests.hf_fixtures import FAMILIES, load_reference, make_hf_checkpoint
-
-LENGTHS = [11, 7, 3]  # a batch of sequences of different lengths
-
-
-def _batch(vocab: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    T = max(LENGTHS)
-    ids = rng.integers(8, vocab, size=(len(LENGTHS), T)).astype(np.int32)
-    mask = (np.arange(T)[None] < np.array(LENGTHS)[:, None]).astype(np.int32)
-    return np.where(mask, ids, 0), mask
-
-
-def _reference_logits(directory, ids, mask, positions=None):
-    ref = load_reference(directory)
-    kwargs = {} if positions is None else {"position_ids": torch.tensor(positions)}
-    with torch.no_grad():
-        out = ref(input_ids=torch.tensor(ids, dtype=torch.long),
-                  attention_mask=torch.tensor(mask), **kwargs)
-    return out.logits.float().numpy()
+from s2jax.testing.checkpoints import FAMILIES
+from tests.hf_fixtures import make_hf_checkpoint, ragged_batch, reference_logits
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_logits_parity_with_transformers(hf_checkpoint, family):
     directory = hf_checkpoint(family)
     model, _ = s2jax.load(directory, dtype="float32")
-    ids, mask = _batch(model.config.vocab_size)
+    ids, mask = ragged_batch(model.config.vocab_size)
     ours = np.asarray(model(jnp.asarray(ids)))
-    ref = _reference_logits(directory, ids, mask)
+    ref = reference_logits(directory, ids, mask)
     valid = mask.astype(bool)
     assert ours.shape == ref.shape
     err = np.abs(ours - ref)[valid].max()
@@ -56,14 +37,14 @@ def test_left_padded_parity(hf_checkpoint, family):
     """Left padding via segment ids (0 = pad) gives positions that restart at the first token."""
     directory = hf_checkpoint(family)
     model, _ = s2jax.load(directory, dtype="float32")
-    ids, mask = _batch(model.config.vocab_size, seed=1)
+    ids, mask = ragged_batch(model.config.vocab_size, seed=1)
     T = ids.shape[1]
     shift = T - mask.sum(1)
     ids = np.stack([np.roll(r, s) for r, s in zip(ids, shift, strict=True)])
     mask = np.stack([np.roll(r, s) for r, s in zip(mask, shift, strict=True)])
     positions = np.maximum(np.cumsum(mask, 1) - 1, 0)
     ours = np.asarray(model(jnp.asarray(ids), segment_ids=jnp.asarray(mask)))
-    ref = _reference_logits(directory, ids, mask, positions)
+    ref = reference_logits(directory, ids, mask, positions)
     err = np.abs(ours - ref)[mask.astype(bool)].max()
     assert err <= 1e-4, f"{family}: max abs logit diff {err}"
 
@@ -77,7 +58,7 @@ def test_sharded_logits_equal_single_device(hf_checkpoint):
     shard_shape = q.addressable_shards[0].data.shape
     assert np.prod(shard_shape) < np.prod(q.shape), f"q not split: {shard_shape} of {q.shape}"
     assert len({d for s in q.addressable_shards for d in [s.device]}) == 8
-    ids, _ = _batch(single.config.vocab_size)
+    ids, _ = ragged_batch(single.config.vocab_size)
     a = np.asarray(single(jnp.asarray(ids)))
     b = np.asarray(jax.jit(lambda t: sharded(t))(jnp.asarray(ids)))
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=0)
@@ -89,9 +70,9 @@ def test_save_loads_in_transformers_with_same_logits(hf_checkpoint, tmp_path, fa
     directory = hf_checkpoint(family)
     model, tok = s2jax.load(directory, dtype="float32")
     s2jax.save(model, tok, tmp_path / "out")
-    ids, mask = _batch(model.config.vocab_size)
-    before = _reference_logits(directory, ids, mask)
-    after = _reference_logits(tmp_path / "out", ids, mask)
+    ids, mask = ragged_batch(model.config.vocab_size)
+    before = reference_logits(directory, ids, mask)
+    after = reference_logits(tmp_path / "out", ids, mask)
     np.testing.assert_array_equal(before, after)
     assert (tmp_path / "out" / "generation_config.json").is_file()
     assert (tmp_path / "out" / "tokenizer.json").is_file()
@@ -108,9 +89,9 @@ def test_load_save_load_is_bit_exact_and_shards(hf_checkpoint, tmp_path):
         np.testing.assert_array_equal(np.asarray(model.param(name).get_value()),
                                       np.asarray(again.param(name).get_value()), err_msg=name)
     # and the sharded dir still loads in transformers to the same logits
-    ids, mask = _batch(model.config.vocab_size)
-    np.testing.assert_array_equal(_reference_logits(directory, ids, mask),
-                                  _reference_logits(tmp_path / "a", ids, mask))
+    ids, mask = ragged_batch(model.config.vocab_size)
+    np.testing.assert_array_equal(reference_logits(directory, ids, mask),
+                                  reference_logits(tmp_path / "a", ids, mask))
 
 
 def test_loaded_model_is_a_flax_nnx_module_with_its_weights_as_params(hf_checkpoint):
@@ -130,7 +111,7 @@ def test_bf16_forward_close_to_fp32(hf_checkpoint):
     f32, _ = s2jax.load(directory, dtype="float32")
     bf16, _ = s2jax.load(directory, dtype="bfloat16")
     assert bf16.param("layers.q").get_value().dtype == jnp.bfloat16
-    ids, _ = _batch(f32.config.vocab_size)
+    ids, _ = ragged_batch(f32.config.vocab_size)
     a = np.asarray(f32(jnp.asarray(ids)))
     b = np.asarray(bf16(jnp.asarray(ids)))
     rel = np.abs(a - b).max() / np.abs(a).max()

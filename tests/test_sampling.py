@@ -14,7 +14,8 @@ from s2jax.core.text_generator import SamplingParams
 from s2jax.parallel.sharding import make_mesh
 from s2jax.sampling import Sampler, plan_programs
 from s2jax.sampling.chat import encode_prompts
-from tests.hf_fixtures import FAMILIES, load_reference
+from s2jax.testing.checkpoints import FAMILIES
+from tests.hf_fixtures import load_reference
 
 LENGTHS = [3, 14, 9, 6]  # prompts of different lengths; longer than the sliding windows
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from s2jax.models.tokenizer import GENERIC_MODEL_TYPES, generic_backend, load_tokenizer
-from tests.hf_fixtures import TEXTS
+from s2jax.testing.tokenizers import TEXTS
 
 
 @pytest.mark.parametrize("family", ["llama2", "mistral", "qwen2", "qwen3", "gemma3"])

@@ -108,7 +108,7 @@ def _put(batch: Batch, sharding) -> dict[str, jax.Array]:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(cfg, config: TrainConfig, total: int, mesh: Mesh):
+def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh):
     """State init, restore target, the jitted train and eval steps of a run, and the shardings
     of the frozen weights (with LoRA the base and the adapters' scale; else none)."""
     # Cached: a process that calls `finetune` again with one config (the demo) compiles once.
@@ -220,7 +220,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
                             "model": cfg.architecture}, resuming=start > 0, writer=writer)
-    init, target, train_step, evaluate, frozen_shardings = _compiled(cfg, config, total, mesh)
+    init, target, train_step, evaluate, frozen_shardings = compiled_run(cfg, config, total, mesh)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)

@@ -1,4 +1,4 @@
-"""GGUF files written with the `gguf` package's writer from tiny `transformers` checkpoints.
+"""GGUF files written with the `gguf` package's writer from HF checkpoint directories.
 
 What llama.cpp's converter does, for the families s2jax reads: metadata from config.json, the
 tokenizer's vocabulary and merges, llama.cpp tensor names (gguf's own name table), Llama's q/k
@@ -16,7 +16,8 @@ import gguf
 import numpy as np
 from safetensors.numpy import load_file
 
-# hf_fixtures family -> general.architecture (llama.cpp files Mistral as "llama")
+# a FAMILIES name (s2jax.testing.checkpoints) -> general.architecture (llama.cpp files
+# Mistral as "llama")
 ARCH = {"llama2": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
 
 
