@@ -13,6 +13,7 @@ from s2jax.cli import main
 from s2jax.core.errors import S2JaxError
 from s2jax.core.overrides import override
 from s2jax.core.text_generator import SamplingParams
+from s2jax.models.config import ModelConfig
 from s2jax.models.lora import (
     adapter_specs,
     init_adapters,
@@ -21,9 +22,11 @@ from s2jax.models.lora import (
     save_peft,
     with_scale,
 )
+from s2jax.models.lora_config import LORA_TARGETS, PEFT_NAMES
 from s2jax.models.params import param_specs
 from s2jax.models.transformer import forward
 from s2jax.sampling import Sampler
+from s2jax.testing.checkpoints import BASE, FAMILIES
 from s2jax.train import TrainConfig, finetune
 from s2jax.train.config import LoraConfig
 from tests.hf_fixtures import load_reference
@@ -149,6 +152,9 @@ def test_lora_run_trains_adapters_only_and_exports_merged_and_peft(hf_checkpoint
         outs.append(out.read_text())
     assert outs[0] == outs[1]
     # the checkpoint and the optimizer hold adapters only
+    # PEFT's auto classes find the base from the adapter's config
+    peft_config = json.loads((tmp_path / "one" / "adapter" / "adapter_config.json").read_text())
+    assert peft_config["base_model_name_or_path"] == str(hf_checkpoint("llama3").resolve())
     meta = json.loads((tmp_path / "one/train_config.json").read_text())
     assert meta["lora"] == {"rank": 4, "alpha": 8.0, "targets": list(LORA.targets)}
 
@@ -191,3 +197,21 @@ def test_lora_fields_from_experiment_overrides_and_train_flags():
     from s2jax.commands.train import train_config
 
     assert train_config(args).lora == LoraConfig(rank=16, targets=("q", "k", "gate"))
+
+
+def test_targets_in_peft_and_trl_spelling():
+    assert LoraConfig(rank=2, targets=("q_proj", "v_proj")) == LoraConfig(rank=2,
+                                                                         targets=("q", "v"))
+    assert LoraConfig(rank=2, targets="all-linear").targets == LORA_TARGETS
+    assert override(TrainConfig(), {"lora.targets": "gate_proj,o"}).lora.targets == ("gate", "o")
+    with pytest.raises(S2JaxError, match="distinct names among"):
+        LoraConfig(rank=2, targets=("q_proj", "q"))
+    # PEFT's names are every supported family's HF module names (the weight table's keys)
+    archs = {"LlamaConfig": "LlamaForCausalLM", "MistralConfig": "MistralForCausalLM",
+             "Qwen2Config": "Qwen2ForCausalLM", "Qwen3Config": "Qwen3ForCausalLM",
+             "Gemma2Config": "Gemma2ForCausalLM", "Gemma3TextConfig": "Gemma3ForCausalLM"}
+    for cls, extra in FAMILIES.values():
+        cfg = ModelConfig.from_hf({"architectures": [archs[cls]], **BASE, **extra})
+        specs = param_specs(cfg)
+        assert {specs[f"layers.{t}"].hf_key.split(".")[-2]: t for t in LORA_TARGETS} \
+            == PEFT_NAMES

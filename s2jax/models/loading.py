@@ -45,8 +45,11 @@ def load_weights(path: str | Path, *, dtype=None, mesh=None):
     path = resolve(path)
     gguf_file = find_gguf(path)
     if gguf_file is not None:
-        return load_gguf(gguf_file, dtype=dtype, mesh=mesh)
+        weights, tokenizer = load_gguf(gguf_file, dtype=dtype, mesh=mesh)
+        weights.source = str(gguf_file.resolve())
+        return weights, tokenizer
     weights = read_checkpoint(path, dtype=dtype, mesh=mesh)
+    weights.source = str(path.resolve())
     tokenizer = load_tokenizer(path)
     add_end_of_turn_eos(weights, tokenizer)
     return weights, tokenizer

@@ -28,7 +28,7 @@ from s2jax.core.atomic import atomic_dir, write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig, read_json_object
 from s2jax.models.hf import hf_tensors, read_weights
-from s2jax.models.lora_config import LORA_TARGETS, LoraConfig
+from s2jax.models.lora_config import ALL_LINEAR, LORA_TARGETS, LoraConfig
 from s2jax.models.params import ParamSpec, init_value, param_shardings, param_specs
 from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
@@ -180,9 +180,11 @@ def read_peft_config(cfg: ModelConfig, path: str | Path) -> LoraConfig:
                              f"by s2jax (expected {default!r})")
     modules = {_peft_module(cfg, t): t for t in LORA_TARGETS}
     names = peft.get("target_modules")
+    if names == ALL_LINEAR:
+        names = list(modules)
     if not isinstance(names, list) or any(n not in modules for n in names):
         raise S2JaxError(f"{file}: target_modules {names!r}: expected a list of "
-                         f"{', '.join(modules)}")
+                         f"{', '.join(modules)} (or {ALL_LINEAR!r})")
     if not isinstance(peft.get("r"), int) or peft["r"] < 1:
         raise S2JaxError(f"{file}: r = {peft.get('r')!r}, expected an integer >= 1")
     targets = tuple(t for t in LORA_TARGETS if _peft_module(cfg, t) in names)

@@ -9,6 +9,11 @@ from s2jax.core.errors import S2JaxError
 
 # The projections an adapter can sit on (names of the `layers.*` weights in `param_specs`).
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
+# PEFT's and TRL's spelling of them: the HF module names (the same in every supported family,
+# as the weight table's HF keys say; tests/test_lora.py checks), and "all-linear" for all seven.
+PEFT_NAMES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",
+              "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
+ALL_LINEAR = "all-linear"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,17 +22,24 @@ class LoraConfig:
 
     rank: int = 0  # r; 0 trains every weight (full fine-tuning)
     alpha: float = 16.0  # the adapter's output is scaled by alpha / rank
-    targets: tuple[str, ...] = LORA_TARGETS  # adapted projections, a subset of LORA_TARGETS
+    # adapted projections: a subset of LORA_TARGETS, in PEFT's spelling too ("q_proj",
+    # "all-linear")
+    targets: tuple[str, ...] = LORA_TARGETS
 
     def __post_init__(self):
         if self.rank < 0:
             raise S2JaxError(f"train config lora.rank={self.rank}: expected >= 0 (0: no LoRA)")
-        if isinstance(self.targets, str):  # "q,v" from a flag
-            object.__setattr__(self, "targets", tuple(filter(None, self.targets.split(","))))
+        targets = self.targets
+        if isinstance(targets, str):  # "q,v" from a flag
+            targets = tuple(filter(None, targets.split(",")))
+        if ALL_LINEAR in targets and len(targets) == 1:
+            targets = LORA_TARGETS
+        object.__setattr__(self, "targets", tuple(PEFT_NAMES.get(t, t) for t in targets))
         bad = [t for t in self.targets if t not in LORA_TARGETS]
         if bad or (self.rank and not self.targets) or len(set(self.targets)) < len(self.targets):
-            raise S2JaxError(f"train config lora.targets={','.join(self.targets)}: expected "
-                             f"distinct names among {','.join(LORA_TARGETS)}")
+            raise S2JaxError(f"train config lora.targets={','.join(targets)}: expected "
+                             f"distinct names among {','.join(LORA_TARGETS)} (or PEFT's "
+                             f"{','.join(PEFT_NAMES)}, or {ALL_LINEAR})")
 
     @property
     def enabled(self) -> bool:

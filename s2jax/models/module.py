@@ -38,6 +38,7 @@ class Transformer(nnx.Module):
                  dtype=None):
         self.config = config
         self.dtype = dtype
+        self.source: str | None = None  # where `from_weights` read the weights (Weights.source)
         self.layers = _Layers()
         for name, spec in param_specs(config).items():
             value = init_value(spec, rngs.params(), param_dtype)
@@ -52,6 +53,7 @@ class Transformer(nnx.Module):
         for name, array in weights.params().items():
             model.param(name).set_value(array)
         model.generation_config = weights.generation_config
+        model.source = weights.source
         return model
 
     def _owner(self, name: str) -> tuple[nnx.Module, str]:

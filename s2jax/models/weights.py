@@ -25,6 +25,8 @@ class Weights:
     config: ModelConfig
     arrays: dict[str, jax.Array]  # every weight of `param_specs(config)`, by name
     generation_config: dict = dataclasses.field(default_factory=dict)  # generation_config.json
+    # the checkpoint directory or GGUF file read (absolute): the base an exported adapter names
+    source: str | None = None
 
     def params(self) -> dict[str, jax.Array]:
         """Flat {name: array} of every weight, the form `forward` takes."""

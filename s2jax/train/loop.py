@@ -283,5 +283,6 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if config.export:
         save_model(model, tokenizer, run_dir / "model")
         if lora.enabled:
-            save_peft(cfg, lora, state.params, run_dir / "adapter")
+            save_peft(cfg, lora, state.params, run_dir / "adapter",
+                      base_model=model.source)
     return model
