@@ -8,6 +8,7 @@ import errno
 import gc
 import sys
 
+from s2jax import __version__
 from s2jax.core import compile_cache, host_memory
 from s2jax.core.errors import S2JaxError
 from s2jax.parallel.distributed import detect_launcher, initialize
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = _Parser(prog="s2jax", description="System 2 distillation in JAX.")
+    p.add_argument("--version", action="version", version=f"s2jax {__version__}")
     p.add_argument("--compilation-cache", default=None, metavar="DIR|off",
                    help="JAX's persistent compilation cache (default: $S2JAX_COMPILATION_CACHE, "
                    "else the s2jax user cache dir; see s2jax/core/compile_cache.py)")

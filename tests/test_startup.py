@@ -37,3 +37,19 @@ def test_sampling_from_loaded_weights_imports_no_flax_optax_or_torch(hf_checkpoi
             f"weights, tok = s2jax.load_weights({str(hf_checkpoint('llama2'))!r})\n"
             "Sampler(weights, tok, max_batch=2)")
     assert set(_imported_after(code)) <= {"jax", "transformers"}
+
+
+def test_version_is_the_package_version_and_imports_nothing_heavy():
+    import tomllib
+    from pathlib import Path
+
+    import s2jax
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert s2jax.__version__ == project["project"]["version"]
+    out = subprocess.run([sys.executable, "-m", "s2jax.cli", "--version"], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == f"s2jax {s2jax.__version__}"
+    code = ("import s2jax.cli\ntry:\n    s2jax.cli.main(['--version'])\n"
+            "except SystemExit:\n    pass")
+    assert _imported_after(code) == []

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run every point of the config file's sweep() into <run-dir>/<point>")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything a run would reject (config, task, model, mesh, "
-                        "inputs, run dir), print the resolved config(s) as JSON and exit")
+                        "inputs, run dir), say how many runs passed and exit; "
+                        "--print-config prints the resolved config(s)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config(s) as JSON and exit, checking nothing else")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
