@@ -2,7 +2,7 @@
 <end_of_turn> on the chat path, one SFT step against torch, and parity at Gemma 3 270M shapes.
 
 Logits, left padding, export and greedy parity for Gemma run in tests/test_models.py and
-tests/test_sampling.py, parametrised over `tests.hf_fixtures.FAMILIES`.
+tests/test_sampling.py, parametrised over `s2jax.testing.checkpoints.FAMILIES`.
 """
 
 import json

@@ -1,7 +1,8 @@
 """GGUF import, `s2jax convert`, and the pinned real models (fetch, load by name, parity).
 
-Tiny GGUF files are written in the test from `transformers` checkpoints (tests/gguf_fixtures.py);
-the real models are tested when fetched (`s2jax fetch-models`), skipped with the reason if not.
+Tiny GGUF files are written in the test from `transformers` checkpoints
+(s2jax/testing/gguf_files.py); the real models are tested when fetched (`s2jax fetch-models`),
+skipped with the reason if not.
 """
 
 from __future__ import annotations
