@@ -3,10 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from s2jax.models.attention import self_attention
 
 
+@pytest.mark.slow
 def test_dot_product_attention_equals_the_einsum_reference():
     B, T, N, K, H = 2, 9, 6, 2, 8  # grouped queries: 3 per KV head
     ks = jax.random.split(jax.random.PRNGKey(0), 4)

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from s2jax.tasks.toy.world import TASKS
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_every_artifact(tmp_path, capsys):
     from s2jax.cli import main
 

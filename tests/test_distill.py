@@ -152,6 +152,7 @@ def test_vote_cli_writes_the_set_and_rejects_bad_input(tmp_path, generations, ca
     assert not bad_out.exists()
 
 
+@pytest.mark.slow
 def test_end_to_end_on_a_tiny_random_checkpoint(tmp_path, hf_checkpoint):
     pytest.importorskip("s2jax.sampling", reason="the sampler (s2jax.sampling) is not built yet")
     ckpt = hf_checkpoint("llama2")

@@ -102,6 +102,7 @@ def _echo_task():
                                extract=lambda t: t.strip().split()[0] if t.strip() else "?")
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
     from s2jax.run.pipeline import run_experiment
 

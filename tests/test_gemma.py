@@ -113,6 +113,7 @@ def test_bos_once_and_end_of_turn_is_eos(gemma_chat, tmp_path):
     assert sorted(gen["eos_token_id"]) == [7, eot]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["gemma2"])  # gemma3 passes too; one compile is enough
 def test_one_sft_step_loss_and_gradient_match_torch(gemma_chat, tmp_path, family):
     """The trainer's first step on 8 devices (data, fsdp, tensor = 2): its loss and gradient

@@ -250,6 +250,7 @@ def real(request):
     return name, model, tok, ref, ids
 
 
+@pytest.mark.slow
 def test_real_model_logits_match_transformers(real):
     """Logits on a chat prompt within 1e-3 of transformers' own import of the same GGUF,
     relative to the largest logit."""
@@ -260,6 +261,7 @@ def test_real_model_logits_match_transformers(real):
     assert (ours.argmax(-1) == theirs.argmax(-1)).all()
 
 
+@pytest.mark.slow
 def test_real_model_greedy_matches_transformers(real):
     """32 greedy tokens, token for token equal to transformers' greedy `generate`."""
     import torch

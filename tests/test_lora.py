@@ -67,6 +67,7 @@ def test_adapters_are_described_from_the_weights_they_adapt(hf_checkpoint):
 # qwen2: q/k/v biases, tied; gemma3: its own block, which projects through the same `project`.
 # Merged vs unmerged differ by fp32 rounding (x @ (W + s A B) vs x @ W + s (x A) B); Gemma's
 # four norms per layer carry it further (measured 1.8e-5 on this fixture's logits of O(1)).
+@pytest.mark.slow
 @pytest.mark.parametrize("family,tol", [("qwen2", 1e-5), ("gemma3", 3e-5)])
 def test_zero_b_is_the_base_exactly_and_merge_matches_unmerged(hf_checkpoint, family, tol):
     model, _ = s2jax.load(hf_checkpoint(family), dtype="float32")
@@ -121,6 +122,7 @@ def _lora_run(hf_checkpoint, tmp_path, name, **overrides):
     return finetune(model, tok, _examples(24), cfg, tmp_path / name), tok
 
 
+@pytest.mark.slow
 def test_lora_run_trains_adapters_only_and_exports_merged_and_peft(hf_checkpoint, tmp_path):
     model, _ = _lora_run(hf_checkpoint, tmp_path, "one")
     base, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")

@@ -74,7 +74,7 @@ def test_fused_loss_and_grads_equal_the_unchunked_reference(head_kind, chunk):
     assert float(hits) == float(jnp.sum(correct * weights))
 
 
-@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("tied", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_model_loss_gradients_equal_the_full_logits_ones(tied):
     cfg = ModelConfig(architecture="LlamaForCausalLM", vocab_size=64, hidden_size=16,
                       intermediate_size=24, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -102,6 +102,7 @@ def test_model_loss_gradients_equal_the_full_logits_ones(tied):
                                    err_msg=name)
 
 
+@pytest.mark.slow
 def test_auto_remat_is_dots_on_cpu_with_the_gradients_of_no_remat():
     # "auto" recomputes from the saved matmul outputs on CPU (faster there than saving every
     # residual); what it computes must not change, to the bit

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
 
 DRIVER = Path(__file__).with_name("multihost_driver.py")
@@ -66,6 +67,7 @@ def _run_all(jobs: dict[str, tuple[list[str], dict]], log_dir: Path) -> None:
             log.close()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(hf_checkpoint, tmp_path):
     ckpt = hf_checkpoint("llama2")
     port = _free_port()

@@ -27,6 +27,7 @@ def _close(got: int, want: int, what: str, tol: float = 0.10) -> None:
     assert abs(got - want) <= tol * want, f"{what}: compiled {got} vs hand {want} bytes"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh,param_dtype,whole", [
     (dict(data=2, tensor=2), "float32", True),
     # under fsdp XLA gathers the batch inside the layer scan (docs/plan.md), so only the
@@ -58,6 +59,7 @@ def test_small_plan_agrees_with_the_hand_formula(mesh, param_dtype, whole):
     assert not tight.fits_train
 
 
+@pytest.mark.slow
 def test_remat_and_dtype_change_the_plan_the_way_the_formula_says():
     cfg = _small()
     base = TrainConfig(batch_size=8, seq_len=128, remat="none")
@@ -89,6 +91,7 @@ def test_bad_mesh_or_devices_is_one_line_error(mesh, devices, match):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     shape = tmp_path / "config.json"
     write_json(shape, _small().to_hf())
@@ -112,6 +115,7 @@ def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_llama2_70b_plan_on_32_fake_devices(tmp_path):
     """The acceptance case; about 30 s of compiling on 2 CPU cores."""
     out = tmp_path / "plan.json"
@@ -128,6 +132,7 @@ def test_llama2_70b_plan_on_32_fake_devices(tmp_path):
     assert r["fits_train"] and r["fits_sample"]
 
 
+@pytest.mark.slow
 def test_lora_plan_freezes_the_base_and_trains_adapters_only():
     cfg = _small()
     train = TrainConfig(batch_size=8, seq_len=64, remat="full", compute_dtype="bfloat16",

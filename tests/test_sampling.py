@@ -41,7 +41,9 @@ def _tokens(results):
     return [[toks for _, toks in row] for row in results]
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+# one family in the fast tier (-m "not slow"), every family in the full suite
+@pytest.mark.parametrize("family", [f if f == "qwen2" else pytest.param(f, marks=pytest.mark.slow)
+                                    for f in sorted(FAMILIES)])
 def test_greedy_matches_transformers(hf_checkpoint, family):
     """Batched, rows refilled from the queue (2 rows, 4 prompts), the cache window growing
     (64 slots, decoded in windows of 32, 48, 64): still HF greedy."""
@@ -61,6 +63,7 @@ def test_greedy_matches_transformers(hf_checkpoint, family):
     assert sampler.stats.prefills == 2  # the second pair of prompts refilled the rows
 
 
+@pytest.mark.slow
 def test_temperature_zero_is_greedy_whatever_the_filters(hf_checkpoint):
     model, tok = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
     sampler = Sampler(model, tok)
@@ -71,6 +74,7 @@ def test_temperature_zero_is_greedy_whatever_the_filters(hf_checkpoint):
     assert all(z == g[0][1] for zs, g in zip(_tokens(zero), greedy, strict=True) for z in zs)
 
 
+@pytest.mark.slow
 def test_shared_prefill_equals_separate_prefills(hf_checkpoint):
     """n samples from one prefill (cache rows copied) == each sample prefilled on its own."""
     model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
@@ -90,6 +94,7 @@ def test_shared_prefill_equals_separate_prefills(hf_checkpoint):
     assert c != a
 
 
+@pytest.mark.slow
 def test_continuous_batching_with_mixed_lengths_equals_static(hf_checkpoint, tmp_path):
     """Rows end at different steps (many EOS ids): refills mid-flight and the tail moved to a
     smaller batch give the same samples as static batches and as one row at a time."""
@@ -113,6 +118,7 @@ def test_continuous_batching_with_mixed_lengths_equals_static(hf_checkpoint, tmp
     assert _tokens(Sampler(model, tok, max_batch=1).generate_ids(prompts, params)) == _tokens(a)
 
 
+@pytest.mark.slow
 def test_eos_ids_come_from_generation_config(hf_checkpoint, tmp_path):
     directory = tmp_path / "ckpt"
     shutil.copytree(hf_checkpoint("llama2"), directory)
@@ -132,6 +138,7 @@ def test_eos_ids_come_from_generation_config(hf_checkpoint, tmp_path):
     assert sample.text == tok.decode(toks[:cut], skip_special_tokens=True)  # the default
 
 
+@pytest.mark.slow
 def test_stop_strings_cut_exactly(hf_checkpoint):
     model, tok = s2jax.load(hf_checkpoint("mistral"), dtype="float32")
     prompts = _prompts(model.config.vocab_size, [4, 9])
@@ -160,6 +167,7 @@ def test_stop_strings_cut_exactly(hf_checkpoint):
     assert got[1][1][0].finish_reason == "stop" and got[1][1][0].num_tokens <= 11
 
 
+@pytest.mark.slow
 def test_sharded_outputs_equal_single_device(hf_checkpoint):
     directory = hf_checkpoint("qwen3")
     params = SamplingParams(n=3, temperature=0.8, top_k=40, max_new_tokens=10, seed=3)
@@ -179,6 +187,7 @@ def test_sharded_outputs_equal_single_device(hf_checkpoint):
         _tokens(sampler.generate_ids(prompts, greedy))
 
 
+@pytest.mark.slow
 def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     model, tok = s2jax.load(hf_checkpoint("llama2"), dtype="float32")
     rng = np.random.default_rng(1)
@@ -204,6 +213,7 @@ def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     assert len(programs) == 1 + 17 + 8 * 7 + 1 + 17
 
 
+@pytest.mark.slow
 def test_layer_scan_decode_equals_unrolled(hf_checkpoint):
     """The decode over stacked weights and cache (the CPU default for larger models) gives the
     tokens of the unrolled one over per-layer buffers, through refills and the tail batch."""

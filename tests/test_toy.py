@@ -70,6 +70,7 @@ def shipped():
     return model, tokenizer, Sampler(model, tokenizer, max_len=512)
 
 
+@pytest.mark.slow
 def test_shipped_model_is_small_and_loads_in_transformers_with_the_same_greedy_continuation(
         shipped):
     import torch
@@ -103,6 +104,7 @@ def test_shipped_model_is_small_and_loads_in_transformers_with_the_same_greedy_c
         assert sample.finish_reason == "stop" and tokens[-1] == eos
 
 
+@pytest.mark.slow
 def test_shipped_model_passes_the_capability_check(shipped):
     from s2jax.toy.capability import capability
 
@@ -111,6 +113,7 @@ def test_shipped_model_passes_the_capability_check(shipped):
 
 
 # --- the pretraining recipe ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_pretraining_recipe_is_deterministic_and_writes_a_loadable_model(tmp_path):
     """A short version of the recipe (tiny corpus, tiny model, 3 steps) twice: same bytes."""
     import s2jax

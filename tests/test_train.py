@@ -135,6 +135,7 @@ def _run(hf_checkpoint, tmp_path, name, family="llama3", examples=None, **overri
     return finetune(model, tok, examples or _examples(24), cfg, tmp_path / name), tok
 
 
+@pytest.mark.slow
 def test_eight_devices_agree_with_one(hf_checkpoint, tmp_path):
     one, _ = _run(hf_checkpoint, tmp_path, "one", family="qwen2", weight_decay=0.1)
     eight, _ = _run(hf_checkpoint, tmp_path, "eight", family="qwen2", weight_decay=0.1,
@@ -151,6 +152,7 @@ def test_eight_devices_agree_with_one(hf_checkpoint, tmp_path):
     np.testing.assert_allclose(*losses, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_is_a_bigger_batch(hf_checkpoint, tmp_path):
     big, _ = _run(hf_checkpoint, tmp_path, "big", steps=3, batch_size=8)
     acc, _ = _run(hf_checkpoint, tmp_path, "acc", steps=3, batch_size=4, grad_accum=2)

@@ -33,6 +33,7 @@ def _logged_steps(run) -> int:
 
 
 # LoRA: the checkpoint holds adapters + Adam + data state only; the base is reloaded
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [(), ("--lora-rank", "4", "--lora-targets", "q,v,down")],
                          ids=["full", "lora"])
 def test_sigkill_then_resume_is_bit_identical(hf_checkpoint, tmp_path, extra):
