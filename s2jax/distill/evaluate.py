@@ -53,19 +53,25 @@ def score_examples(
     params: SamplingParams,
     *,
     chat: bool = True,
+    split: str | None = None,
 ) -> list[dict]:
-    """Runs `program` on `examples`; one row per example: id, answer, score, tokens, replies.
+    """Runs `program` on `examples`; one row per example, the report's per-item row (schema:
+    `s2jax.report.rows`): id, item, template, split, answer, score, tokens, replies.
 
-    `tokens` counts every generated token of the example, all stages and samples; `replies` are
-    the final stage's texts, one per sample, so that a person can read why an answer was wrong
-    or missing (an abstention) without running the model again.
+    `item` is the input an example's templates share (tasks with templates name it
+    `base_question`), `template` the template's name or text (None without one), `split` the
+    split the examples came from. `tokens` counts every generated token of the example, all
+    stages and samples; `replies` are the final stage's texts, one per sample, so that a person
+    can read why an answer was wrong or missing (an abstention) without running the model again.
     """
     traces = run_program(program, [ex.fields for ex in examples], generate, params, chat=chat)
     rows = []
     for ex, paths in zip(examples, traces, strict=True):
         replies = [p[program.final_stage].text for p in paths]
         answer = pick_answer(task, replies)
-        rows.append({"id": ex.id, "answer": answer, "score": float(task.score(answer, ex)),
+        rows.append({"id": ex.id, "item": ex.fields.get("base_question", ex.id),
+                     "template": ex.fields.get("template"), "split": split, "answer": answer,
+                     "score": float(task.score(answer, ex)),
                      "tokens": sum(trace_tokens(p) for p in paths), "replies": replies})
     return rows
 

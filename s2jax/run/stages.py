@@ -69,6 +69,7 @@ def evaluate_stage(
     shard_size: int,
     chat: bool = True,
     progress: bool = False,
+    split: str | None = None,
 ) -> EvalResult:
     """Scores `program` on `examples`, shard by shard into `path` (one row per example).
 
@@ -84,6 +85,7 @@ def evaluate_stage(
       shard_size: examples per shard.
       chat: chat-template prompts.
       progress: a progress bar on stderr.
+      split: the examples' split, recorded in each row (the report groups by it).
 
     Returns:
       The table row; `seconds` sums the generation time of every shard.
@@ -95,7 +97,8 @@ def evaluate_stage(
                   progress and writer) as bar:
         rows, seconds = run_sharded(
             path, list(examples), [ex.id for ex in examples], key=full_key, shard_size=shard_size,
-            work=lambda chunk: score_examples(program, task, chunk, bar, params, chat=chat),
+            work=lambda chunk: score_examples(program, task, chunk, bar, params, chat=chat,
+                                              split=split),
             progress=bar.shards, sync=sync, writer=writer)
     return summarize(system, program, rows, seconds)
 
