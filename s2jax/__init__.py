@@ -6,9 +6,9 @@ N query heads, K KV heads, G = N / K query heads per KV head, H head dim, V voca
 
 Packages by concern, each importing only from those before it: core (plumbing), parallel
 (meshes, processes), models, sampling and train, methods / tasks / distill (the System 2
-distillation domain), run (stages, their sequence, configs, the planner), toy (the shipped toy
-world's demo and recipe), commands and cli; testing (shared fixtures for tests and
-benchmarks) sits on top.
+distillation domain) and report (statistics of runs' per-item rows, no JAX), run (stages, their
+sequence, configs, the planner), toy (the shipped toy world's demo and recipe), commands and cli;
+testing (shared fixtures for tests and benchmarks) sits on top.
 """
 
 from __future__ import annotations

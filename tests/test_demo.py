@@ -46,6 +46,15 @@ def test_quick_demo_writes_every_artifact(tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert all(f"{name} (" in table for name in TASKS)
     assert not list(out.glob("**/*.tmp"))
+    # every task's run ends with its report; `s2jax report` puts the tasks side by side
+    for name, row in results["tasks"].items():
+        report = json.loads((out / name / "report.json").read_text())
+        figures = report["splits"][0]["arms"][0]["systems"]
+        assert figures["system1"]["accuracy"] == round(row["system1"]["accuracy"], 6)
+    capsys.readouterr()
+    assert main(["report", str(out), "--resamples", "500"]) == 0
+    combined = json.loads((out / "report.json").read_text())
+    assert sorted(a["path"] for a in combined["arms"]) == sorted(TASKS)
 
 
 def test_demo_rejects_unknown_task(tmp_path, capsys):

@@ -131,6 +131,17 @@ def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
         assert len(rows) == 4
         assert all(len(r["replies"]) == 1 and r["answer"] == task.extract(r["replies"][0])
                    for r in rows), system
+        # the report's per-item row: the split, and the item (its own id without templates)
+        assert all(r["split"] == "test" and r["item"] == r["id"] and r["template"] is None
+                   for r in rows), system
+    # the run ends with its report, every figure recomputed from those rows
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    figures = report["splits"][0]["arms"][0]["systems"]
+    assert [figures[r["system"]]["accuracy"] for r in results["rows"]] == \
+        pytest.approx([r["accuracy"] for r in results["rows"]])
+    assert set(report["splits"][0]["arms"][0]["paired"]) == {"system1", "system2"}
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "report.png")\
+        .is_file()
     # a run killed after training resumes at the last stage and leaves earlier artifacts alone
     (tmp_path / "run" / "results.json").unlink()
     stamp = (tmp_path / "run" / "generations.jsonl").stat().st_mtime_ns

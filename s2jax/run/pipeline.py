@@ -75,6 +75,7 @@ class Distillation:
     chat: bool = True
     shard_size: int = 128
     dtype: str | None = None  # of the reloaded distilled weights
+    test_split: str = "test"  # the test examples' split name, recorded in the eval rows
     fail_on_empty: bool = True  # a filter that kept nothing is an error (else a marked row)
 
 
@@ -154,7 +155,7 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         distill=config.distill, train=dataclasses.replace(config.train, export=True),
         model=config.model, fingerprint=config.fingerprint(), config=config.to_json(),
         perturb=config.perturb, usc=config.usc, chat=config.chat, shard_size=config.shard_size,
-        dtype=config.dtype)
+        dtype=config.dtype, test_split=(config.test.split or "test").partition(":")[0])
 
 
 def _row_warnings(row: EvalResult) -> list[str]:
@@ -203,7 +204,8 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         def evaluate(system: str, program: Program) -> EvalResult:
             row = evaluate_stage(system, program, d.test_task, d.test, sampler, d.eval_sampling,
                                  path=run_dir / "eval" / f"{system}.jsonl", key=d.fingerprint,
-                                 shard_size=d.shard_size, chat=d.chat, progress=progress)
+                                 shard_size=d.shard_size, chat=d.chat, progress=progress,
+                                 split=d.test_split)
             log(f"[{d.name}] {system}: {row.accuracy:.1f}% at {row.tokens_per_answer:.1f} "
                 f"tokens/answer")
             return row
@@ -251,7 +253,21 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                    "seconds": {"generate": round(generate_seconds, 2),
                                "finetune_and_eval": round(time.perf_counter() - t0, 2)}}
         write(done, results)
+        if writer:
+            _write_report(run_dir, log, d.name)
         return results
+
+
+def _write_report(run_dir: Path, log: Log, name: str) -> None:
+    """report.{md,json,png} of the finished run; a failure is logged, results.json stands."""
+    from s2jax.report import report_root
+
+    try:
+        _, paths = report_root(run_dir)
+    except S2JaxError as e:
+        log(f"[{name}] WARNING: report not written: {e}")
+        return
+    log(f"[{name}] report: {paths[0]}")
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
