@@ -11,7 +11,7 @@ from s2jax.cli import main
 from s2jax.core.shards import index_path
 from s2jax.core.text_generator import Sample, SamplingParams
 from s2jax.distill.evaluate import score_examples
-from s2jax.methods.programs import SYSTEM1, method
+from s2jax.methods.catalog import SYSTEM1, method
 from s2jax.report import load_arm, stats
 from s2jax.report.build import ReportSettings, arm_split, build_report
 from s2jax.report.render import MD_MARK, markdown

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.report import ReportSettings, report_root
+    from s2jax.report import ReportSettings, report_root  # numpy and the report only when it runs
 
     given = {k: getattr(args, k) for k in ("margin", "level", "resamples", "seed")}
     settings = ReportSettings(**{k: v for k, v in given.items() if v is not None})

@@ -197,7 +197,7 @@ def _paired_panel(ax, split: Mapping, margin: float) -> None:
 def chart(report: Mapping, title: str) -> bytes:
     """report.png of the first split (test): accuracy per arm and system, and the paired
     differences of the distilled system; exploratory arms hatched and starred."""
-    import matplotlib
+    import matplotlib  # matplotlib: only when a chart is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -260,7 +260,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
 
 def _write_report(run_dir: Path, log: Log, name: str) -> None:
     """report.{md,json,png} of the finished run; a failure is logged, results.json stands."""
-    from s2jax.report import report_root
+    from s2jax.report import report_root  # numpy/matplotlib: only a finished run pays
 
     try:
         _, paths = report_root(run_dir)
