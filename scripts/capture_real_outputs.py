@@ -64,10 +64,11 @@ class _Merged:
             self.live -= 1
             self._flush_if_ready()
 
-    def __call__(self, prompts, params):
+    def __call__(self, prompts, params, first_sample=None):
         slot: list = []
+        firsts = [0] * len(prompts) if first_sample is None else list(first_sample)
         with self.cond:
-            self.pending.append((list(prompts), params, slot))
+            self.pending.append((list(prompts), params, firsts, slot))
             self._flush_if_ready()
             while not slot:
                 self.cond.wait()
@@ -77,11 +78,12 @@ class _Merged:
         if not self.pending or len(self.pending) < self.live:
             return
         batch, self.pending = self.pending, []
-        for params in dict.fromkeys(p for _, p, _ in batch):
-            group = [(pr, slot) for pr, p, slot in batch if p == params]
-            out = self.sampler([x for pr, _ in group for x in pr], params)
+        for params in dict.fromkeys(p for _, p, _, _ in batch):
+            group = [(pr, f, slot) for pr, p, f, slot in batch if p == params]
+            out = self.sampler([x for pr, _, _ in group for x in pr], params,
+                               first_sample=[x for _, f, _ in group for x in f])
             pos = 0
-            for pr, slot in group:
+            for pr, _, slot in group:
                 slot.append(out[pos:pos + len(pr)])
                 pos += len(pr)
         self.cond.notify_all()

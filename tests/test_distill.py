@@ -23,7 +23,7 @@ class ScriptedGenerator:
     def __init__(self, script):
         self.script = script
 
-    def __call__(self, prompts, params):
+    def __call__(self, prompts, params, first_sample=None):
         out = []
         for prompt in prompts:
             text = prompt[-1]["content"]

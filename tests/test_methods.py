@@ -43,7 +43,7 @@ class FakeGenerator:
         self.calls: list[tuple[list, SamplingParams]] = []
         self.replies = replies or {}
 
-    def __call__(self, prompts, params):
+    def __call__(self, prompts, params, first_sample=None):
         self.calls.append((list(prompts), params))
         out = []
         for p, prompt in enumerate(prompts):

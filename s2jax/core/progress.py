@@ -38,9 +38,10 @@ class StageBar:
         self.bar.set_postfix(tok_s=f"{rate:.0f}", refresh=False)
         self.bar.update(done - self.bar.n)
 
-    def __call__(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]:
+    def __call__(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 **kwargs) -> list[list[Sample]]:
         if not self.enabled:
-            return self.generate(prompts, params)
+            return self.generate(prompts, params, **kwargs)
         # tqdm only when a bar is shown
         from tqdm import tqdm
 
@@ -52,7 +53,7 @@ class StageBar:
                 bar.update(prompts_done)
                 rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
                 bar.set_postfix(tok_s=f"{rate:.0f}", refresh=False)
-            return self.generate(prompts, params, progress=progress)
+            return self.generate(prompts, params, progress=progress, **kwargs)
 
     def close(self) -> None:
         if self.bar is not None:

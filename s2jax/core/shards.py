@@ -10,8 +10,8 @@ A shard's rows are appended and fsynced before its index line is, so an index li
 describes bytes already on disk. On restart the index is read, each shard is checked (its input
 ids, the key of what produces the rows, the hash of its bytes), a torn tail of either file is cut
 off, and work goes on at the first unfinished shard: a kill loses at most the shard in flight.
-Rows depend on the shard's inputs only (the sampler keys samples by prompt index within a call),
-so the shard size is part of `key`.
+Rows depend on each input only (the sampler keys a sample by its prompt's tokens and its index);
+the shard size is still part of `key`, since it fixes which inputs share a batch.
 """
 
 from __future__ import annotations

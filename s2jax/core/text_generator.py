@@ -60,8 +60,13 @@ class Sample:
 
 
 class TextGenerator(Protocol):
-    """Generates `params.n` samples for each prompt, returned in prompt order."""
+    """Generates `params.n` samples for each prompt, returned in prompt order.
+
+    `first_sample[i]` (default 0) is the index of prompt i's first sample: a random generator
+    keys sample j of prompt i by (seed, the prompt, first_sample[i] + j) and nothing else.
+    """
 
     def __call__(
-        self, prompts: Sequence[Prompt], params: SamplingParams
+        self, prompts: Sequence[Prompt], params: SamplingParams, *,
+        first_sample: Sequence[int] | None = None,
     ) -> list[list[Sample]]: ...

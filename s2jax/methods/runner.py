@@ -4,7 +4,9 @@ Sampling across stages: the first stage draws `params.n` samples per input; ever
 ONE continuation per earlier sample path (and per item for a fan-out stage). So a program with N
 samples yields exactly N final answers per input, each with its own reasoning path, which is what
 majority voting over N samples assumes. Later stages use seed `params.seed + stage index` so that
-their random streams differ from the first stage's.
+their random streams differ from the first stage's, and continue path s as sample s of their
+prompt (`first_sample`): two paths that wrote the same text still draw independently, and path s
+depends only on the input and s, so the first 4 paths of an N=16 run are an N=4 run's.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ def _join(items: Sequence[str | None], samples: Sequence[Sample]) -> StageResult
 
 
 def generate_checked(
-    generate: TextGenerator, prompts: list, params: SamplingParams, stage: Stage
+    generate: TextGenerator, prompts: list, params: SamplingParams, stage: Stage,
+    first_sample: list[int] | None = None,
 ) -> list[list[Sample]]:
     """One generator call, checked against the `TextGenerator` contract."""
     if stage.max_new_tokens is not None:
         params = dataclasses.replace(params, max_new_tokens=stage.max_new_tokens)
-    out = generate(prompts, params)
+    out = (generate(prompts, params) if first_sample is None
+           else generate(prompts, params, first_sample=first_sample))
     if len(out) != len(prompts) or any(len(s) != params.n for s in out):
         raise RuntimeError(
             f"stage {stage.name!r}: generator returned {[len(s) for s in out]} samples for "
@@ -101,7 +105,7 @@ def run_program(
     one = dataclasses.replace(params, n=1)
     for k, stage in enumerate(rest, start=1):
         jobs = []  # (input index, sample index, items) in prompt order
-        prompts = []
+        prompts, paths = [], []
         for i, fields in enumerate(inputs):
             for s, trace in enumerate(traces[i]):
                 earlier = {
@@ -114,9 +118,10 @@ def run_program(
                 for item in items:
                     fields_k = ctx if item is None else {**ctx, ITEM: item}
                     prompts.append(stage.render(fields_k, chat=chat))
+                    paths.append(s)
                 jobs.append((i, s, items))
         stage_params = dataclasses.replace(one, seed=params.seed + k)
-        out = generate_checked(generate, prompts, stage_params, stage)
+        out = generate_checked(generate, prompts, stage_params, stage, paths)
         pos = 0
         for i, s, items in jobs:
             traces[i][s][stage.name] = _join(items, [o[0] for o in out[pos:pos + len(items)]])

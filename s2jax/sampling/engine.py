@@ -33,7 +33,7 @@ from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan, slot_cost
 from s2jax.sampling.chat import encode_prompts
 from s2jax.sampling.stops import finish
-from s2jax.sampling.token_rules import SamplingMethod
+from s2jax.sampling.token_rules import SamplingMethod, prompt_key
 
 WINDOW_HEADROOM = 16  # decode steps a window guarantees the furthest row before it is full
 Progress = Callable[[int, int], None]  # (prompts finished, tokens generated) since last call
@@ -220,32 +220,37 @@ class Sampler:
 
     def __call__(self, prompts: Sequence[Prompt], params: SamplingParams, *,
                  weights: dict[str, jax.Array] | None = None,
-                 progress: Progress | None = None) -> list[list[Sample]]:
+                 progress: Progress | None = None,
+                 first_sample: Sequence[int] | None = None) -> list[list[Sample]]:
         """`params.n` samples for each prompt, in prompt order.
 
         Args:
           prompts: strings or chat message lists.
-          params: how to sample; `params.seed` with the prompt's index and the sample's index
-            fixes each sample, independently of batching and the mesh.
+          params: how to sample; `params.seed`, the prompt's tokens and the sample's index fix
+            each sample, independently of batching, the mesh and the other prompts of the call.
           weights: the model's weights for this call (default: the model's own), e.g.
             `{**model.params(), **adapters}` to sample base + LoRA adapter unmerged.
           progress: called with (prompts finished, tokens generated) as rows finish.
+          first_sample: the sample index of each prompt's first sample (default 0): a later
+            stage of a prompt program continues sample path s of an input with index s.
 
         Returns:
           samples[i][j]: sample j of prompt i.
         """
         ids = encode_prompts(self.tokenizer, prompts, chat=self.chat)
         return [[s for s, _ in row]
-                for row in self.generate_ids(ids, params, weights=weights, progress=progress)]
+                for row in self.generate_ids(ids, params, weights=weights, progress=progress,
+                                             first_sample=first_sample)]
 
     def generate_ids(self, ids: Sequence[Sequence[int]], params: SamplingParams, *,
                      weights: dict[str, jax.Array] | None = None,
-                     progress: Progress | None = None, prompt_offset: int = 0
+                     progress: Progress | None = None,
+                     first_sample: Sequence[int] | None = None
                      ) -> list[list[tuple[Sample, list[int]]]]:
         """Like `__call__` on prompts given as token ids; also returns each sample's tokens.
 
-        `prompt_offset` is the index of `ids[0]` in a larger prompt list split over processes:
-        samples are keyed by their global prompt index, so a split run draws the same samples.
+        Samples are keyed by their prompt's tokens (`prompt_key`) and their index, so a run
+        split over processes, shards or folds draws the same samples as one call.
 
         Returns:
           out[i][j] = (sample, generated token ids, `sample.num_tokens` of them).
@@ -268,7 +273,11 @@ class Sampler:
             weights, weight_shardings(self.cfg, self.mesh, weights))
         decode_weights = self._decode_weights(weights)
         self.stats = Stats(prompts=len(ids))
-        self._prompt_offset = prompt_offset
+        if first_sample is not None and len(first_sample) != len(ids):
+            raise S2JaxError(f"first_sample has {len(first_sample)} entries for {len(ids)} "
+                             "prompts (expected one per prompt)")
+        self._streams = [(prompt_key(x), 0 if first_sample is None else int(first_sample[i]))
+                         for i, x in enumerate(ids)]
 
         # longest prompts first: refills then prefill prompts of similar lengths together
         order = sorted(range(len(ids)), key=lambda i: -lengths[i])
@@ -363,7 +372,8 @@ class Sampler:
         limits = np.ones(B, np.int32)
         where = {i: p for p, i in enumerate(prompts)}
         for k, ((i, j), r) in enumerate(zip(take, free, strict=False)):
-            dest[k], src[k], pid[k], sid[k] = r, where[i], i + self._prompt_offset, j
+            stream, first = self._streams[i]
+            dest[k], src[k], pid[k], sid[k] = r, where[i], stream, first + j
             limits[k] = min(params.max_new_tokens, plan.cache_len - len(ids[i]))
             rows[r] = (i, j)
         self.stats.prefills += 1

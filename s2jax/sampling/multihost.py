@@ -6,9 +6,9 @@ token step, and every host would have to agree on each refill of the continuous 
 each process gets its own replica of the weights, sharded over its local devices only, and
 samples a contiguous slice of the prompts (`split_for_process`) with its own `Sampler`; the
 slices are then all-gathered, so every process returns the same list in prompt order. Samples
-are keyed by their global prompt index, so the split draws exactly the samples that one process
-would. A replica must fit on one process's devices: 70B in bf16 (140 GB) does on a v5p host
-(4 x 95 GB) and on an 8 x H100 node.
+are keyed by their prompt's tokens and their index, so the split draws exactly the samples that
+one process would. A replica must fit on one process's devices: 70B in bf16 (140 GB) does on a
+v5p host (4 x 95 GB) and on an 8 x H100 node.
 """
 
 from __future__ import annotations
@@ -132,12 +132,14 @@ class MultihostSampler:
         ids = encode_prompts(self.sampler.tokenizer, prompts, chat=self.sampler.chat)
         return [[s for s, _ in row] for row in self.generate_ids(ids, params, **kwargs)]
 
-    def generate_ids(self, ids: Sequence[Sequence[int]], params: SamplingParams, **kwargs
+    def generate_ids(self, ids: Sequence[Sequence[int]], params: SamplingParams, *,
+                     first_sample: Sequence[int] | None = None, **kwargs
                      ) -> list[list[tuple[Sample, list[int]]]]:
         """`Sampler.generate_ids` over the split; out[i][j] = (sample, its token ids)."""
         part = split_for_process(ids, jax.process_index(), jax.process_count())
+        firsts = None if first_sample is None else [first_sample[i] for i in part]
         mine = self.sampler.generate_ids([ids[i] for i in part], params,
-                                         prompt_offset=part.start, **kwargs)
+                                         first_sample=firsts, **kwargs)
         rows = [[[s.text, s.num_tokens, s.finish_reason, t] for s, t in row] for row in mine]
         merged = [row for chunk in _allgather_json(rows) for row in chunk]
         return [[(Sample(text, n, reason), tokens) for text, n, reason, tokens in row]

@@ -8,9 +8,12 @@ compiles no random-number code at all.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from s2jax.core.text_generator import SamplingParams
@@ -125,12 +128,24 @@ class SamplingMethod:
         return jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
+def prompt_key(ids: Sequence[int]) -> int:
+    """A prompt's random-stream identity: a 31-bit hash of its token ids (host side).
+
+    Keying rows by what they are rather than where they sit makes sample j of prompt x the same
+    draw in any call: a stored N=16 sample set holds an N=4 run's samples as its first 4, and a
+    prompt's samples do not change when the inputs around it (a shard, a fold) do.
+    """
+    digest = hashlib.blake2b(np.asarray(ids, np.int32).tobytes(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
 def row_keys(seed: Int[Array, ""], prompt_ids: Int[Array, " B"], sample_ids: Int[Array, " B"],
              steps: Int[Array, " B"]) -> jax.Array:
     """The key of each row's next token: a function of (seed, prompt, sample, step) only.
 
-    Nothing about batch placement enters, so outputs do not depend on the batch size, the
-    order rows are refilled in, whether samples share a prefill, or the mesh.
+    `prompt_ids` are `prompt_key`s of the rows' prompts. Nothing about batch placement enters,
+    so outputs do not depend on the batch size, the order rows are refilled in, whether samples
+    share a prefill, the mesh, or which other prompts share the call.
     """
     base = jax.random.key(seed)
 

@@ -28,7 +28,8 @@ class _Oracle:
     def __init__(self, program: Program, outputs: Sequence[dict]):
         self.program, self.outputs, self.calls, self.chats = program, outputs, 0, []
 
-    def __call__(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Sample]]:
+    def __call__(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 first_sample: Sequence[int] | None = None) -> list[list[Sample]]:
         stage = self.program.stages[self.calls]
         self.calls += 1
         texts = []
