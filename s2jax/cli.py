@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         plan,
         report,
         run,
+        sweep,
         toy,
         train,
         vote,
@@ -47,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="JAX's persistent compilation cache (default: $S2JAX_COMPILATION_CACHE, "
                    "else the s2jax user cache dir; see s2jax/core/compile_cache.py)")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (inspect, generate_method, vote, train, generate, run, report, demo, toy, plan,
-                   convert, fetch_models):
+    for module in (inspect, generate_method, vote, train, generate, run, sweep, report, demo, toy,
+                   plan, convert, fetch_models):
         module.register(sub)
     return p
 

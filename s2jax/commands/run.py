@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config field, e.g. --set sampling.n=8 (repeatable)")
     p.add_argument("--run-dir", default=None, help="artifacts go here (default: runs/<name>)")
     p.add_argument("--sweep", action="store_true",
-                   help="run every point of the config file's sweep() into <run-dir>/<point>")
+                   help="run the config file's sweep() as `s2jax sweep` does, rooted at --run-dir "
+                   "(one run dir per arm under it)")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything a run would reject (config, task, model, mesh, "
                         "inputs, run dir), say how many runs passed and exit; "
@@ -47,13 +48,21 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"run_dir": str(run_dir / name), "config": cfg.to_json()},
                              default=str))
         return 0
+    if args.sweep:
+        from s2jax.commands import sweep
+
+        return sweep.run(argparse.Namespace(
+            config=args.config, overrides=args.overrides, root=str(run_dir), workers=1,
+            worker=None, lease=60.0, reselect_after_test=False, retry_failed=False,
+            dry_run=args.dry_run, progress=args.progress, compilation_cache=None))
+    if config.uses_protocol:
+        raise S2JaxError(f"{args.config}: validation, cross_fit, control and retention run "
+                         "with `s2jax sweep CONFIG` (a config without sweep() is one arm)")
     from s2jax.run.pipeline import resolve, run_experiment
 
-    for name, cfg in points.items():
-        resolve(cfg, run_dir / name)  # every point checked before the first one starts
+    resolve(config, run_dir)
     if args.dry_run:
-        print(f"s2jax run: {len(points)} run(s) checked; nothing was done (--dry-run)")
+        print("s2jax run: 1 run checked; nothing was done (--dry-run)")
         return 0
-    for name, cfg in points.items():
-        run_experiment(cfg, run_dir / name, progress=args.progress)
+    run_experiment(config, run_dir, progress=args.progress)
     return 0

@@ -2,8 +2,9 @@
 
 A config file defines `get_config(arg: str | None = None) -> ExperimentConfig` (big_vision
 style; `s2jax run configs/x.py:variant` passes "variant"), and may define `sweep()` returning
-{run name: {dotted key: value}} overrides beside it. `--set sampling.n=8` overrides one field,
-parsed by the type of the value it replaces (`s2jax.core.overrides`).
+{arm name: {dotted key: value}} overrides beside it, and `selection`, the rule that picks one arm
+on the validation split (`s2jax.run.selection.Selection`). `--set sampling.n=8` overrides one
+field, parsed by the type of the value it replaces (`s2jax.core.overrides`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import runpy
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
@@ -37,6 +38,37 @@ class DataConfig:
             raise S2JaxError(f"limit={self.limit}: expected >= 1 (or none for every input)")
         if self.synthetic < 0:
             raise S2JaxError(f"synthetic={self.synthetic}: expected >= 0 (0: read `source`)")
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossFit:
+    """Cross-fitting over one labelled pool: every pool item is tested exactly once."""
+
+    folds: int = 0  # K >= 2: the pool is `test`; fold k's model is distilled on the other folds'
+    # inputs (labels stripped, `unlabeled` unused) and tested on fold k; 0: off
+    seed: int = 0  # which pool items fall in which fold (the split seed)
+
+    def __post_init__(self):
+        if self.folds == 1 or self.folds < 0:
+            raise S2JaxError(f"cross_fit.folds={self.folds}: expected 0 (off) or >= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """An evaluation suite of the retention stage: one task's inputs under one prompt program."""
+
+    name: str  # its label in results.json and reports (unique within a config)
+    task: str  # a task name, as `ExperimentConfig.task`
+    data: DataConfig = DataConfig()  # its labelled inputs
+    method: str = "system1"  # the prompt program the model answers with ("system1": directly)
+
+
+# Controls (s2jax.run.protocol): what the fine-tuning targets are instead of System 2's voted
+# answers. "system1": self-consistency of System 1 itself (the paper's "Distill System 1");
+# "own_unbiased": each biased input -> the base model's own voted answer to the bare question
+# (label-free, no System 2); "gold": the gold labels of the inputs the filter kept (the filter's
+# ceiling); "shuffled": the kept answers permuted among the kept inputs.
+Control = Literal["", "system1", "own_unbiased", "gold", "shuffled"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +97,18 @@ class ExperimentConfig:
     max_batch: int = 64  # sampler rows in flight
     max_len: int | None = None  # sampler cache length; None: the model's max positions
     shard_size: int = 128  # inputs per shard of the sampling stages: a kill loses at most one
+    # -- the experimental protocol (`s2jax sweep`; see s2jax.run.protocol)
+    validation: DataConfig | None = None  # labelled inputs a selection rule reads (never test)
+    cross_fit: CrossFit = CrossFit()  # folds over the `test` pool instead of `unlabeled`
+    control: Control = ""  # "": System 2 distillation; else a control variant (above)
+    retention: tuple[Suite, ...] = ()  # suites the base and the distilled model are run on
 
     def __post_init__(self):
         check_types(self, "config")
+        names = [s.name for s in self.retention if isinstance(s, Suite)]
+        if len(names) != len(self.retention) or len(set(names)) != len(names):
+            raise S2JaxError(f"config retention: expected Suites with unique names, got "
+                             f"{[getattr(s, 'name', s) for s in self.retention]}")
         checks = [
             (self.distill.filter != "usc" or self.usc,
              f"distill.filter=usc needs usc=True (got usc={self.usc})"),
@@ -95,11 +136,22 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A hash of everything that determines the run's artifacts."""
-        return json_hash(self.to_json())
+        """A hash of everything that determines the run's artifacts.
+
+        Protocol fields count only when set, so run dirs made before they existed resume.
+        """
+        unset = {k for k, v in PROTOCOL_DEFAULTS.items() if getattr(self, k) == v}
+        return json_hash({k: v for k, v in self.to_json().items() if k not in unset})
+
+    @property
+    def uses_protocol(self) -> bool:
+        """Whether it needs `s2jax sweep` (validation, folds, a control or retention)."""
+        return any(getattr(self, k) != v for k, v in PROTOCOL_DEFAULTS.items())
 
 
 DTYPES = (None, "float32", "bfloat16")
+PROTOCOL_DEFAULTS = {"validation": None, "cross_fit": CrossFit(), "control": "",
+                     "retention": ()}
 
 
 def load_config(spec: str) -> tuple[ExperimentConfig, Any]:

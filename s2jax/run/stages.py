@@ -188,6 +188,7 @@ def distill_stage(
     generations: str,
     model: str | None = None,
     sampling: Mapping | None = None,
+    retarget: Callable[[DistillSet], DistillSet] | None = None,
 ) -> tuple[DistillSet, list[str]]:
     """Filters `records` into the distillation set and writes it to `out_dir` (atomically).
 
@@ -200,6 +201,7 @@ def distill_stage(
       generations: path of the generations file (recorded in the provenance).
       model: the checkpoint that generated them, when known.
       sampling: their sampling parameters, when known.
+      retarget: replaces the kept inputs' targets (a control, `s2jax.run.protocol`).
 
     Returns:
       The set and its warnings (see `distill_warnings`). A set that kept nothing is not
@@ -211,6 +213,8 @@ def distill_stage(
     if wrong:
         raise S2JaxError(f"{generations} holds task(s) {wrong}, not task {task.name}")
     dset = build_distill_set(records, task, config)
+    if retarget is not None:
+        dset = retarget(dset)
     prov = provenance(records, task, config, dset, generations=generations, model=model,
                       sampling=sampling)
     warnings = distill_warnings(dset, config)

@@ -1,0 +1,305 @@
+"""A sweep's stages, each keyed by what determines its artifact, and which arms share them.
+
+Every arm of a sweep is the stage sequence of one distillation (evaluate the base model,
+sample System 2, filter, fine-tune, evaluate the result). A stage is identified by a hash of
+only the settings and input artifacts that change its output:
+
+    eval       the model (the base checkpoint, or a finetune stage), the prompt program, the
+               task, the labelled inputs' content, evaluation sampling, chat and max_len
+    generate   the base model, the program, the task, the unlabeled inputs' content (labels
+               stripped), sampling without N, perturb/usc, chat and max_len; the id names N
+    distill    the samples it reads (generate's id less N), N, the filter, the control and,
+               for a fold, which inputs it keeps
+    finetune   the distill stage, every train setting that changes the weights, the model and
+               the mesh
+    select     the rule and every candidate's validation evaluation
+
+So arms that differ only in training settings share the evaluation of the base model, the
+System 2 samples and the filter's output. A sample's random key depends only on (seed, prompt,
+sample index), so one generate stage with the largest N of a sweep serves every smaller N: an
+arm with N=4 reads the first 4 of 16 samples. Settings that do not change outputs (the run's
+name, progress bars, shard size, max_batch, checkpoint cadence) are left out of every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from s2jax.core.errors import S2JaxError
+from s2jax.methods.program import Program
+from s2jax.methods.programs import METHODS, method
+from s2jax.run.config import ExperimentConfig
+from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
+from s2jax.run.protocol import fold_split, unbiased
+from s2jax.run.selection import SPLIT, Selection
+from s2jax.tasks import TASKS
+from s2jax.tasks.task import Example, Task
+
+TEST = "test"
+# train settings that do not change the fine-tuned weights
+UNKEYED_TRAIN = ("progress", "export", "log_every", "eval_every", "checkpoint_every",
+                 "keep_checkpoints")
+# the order stages are taken in: validation before selection before any test evaluation
+PHASES = ("eval_base_validation", "generate", "distill", "finetune", "eval_distilled_validation",
+          "select", "eval_base_test", "eval_distilled_test", "retention")
+
+
+def digest(obj: Any) -> str:
+    """A short hash of a JSON-able object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def examples_digest(examples: Sequence[Example], *, labels: bool = True) -> str:
+    """The content of a list of inputs (ids, fields, and gold unless `labels` is False)."""
+    return digest([[ex.id, ex.fields, list(ex.gold) if labels else []] for ex in examples])
+
+
+def program_spec(program: Program) -> dict:
+    return {"name": program.name, "stages": [
+        [s.name, s.template, s.system, s.max_new_tokens,
+         s.fan_out.over if s.fan_out else None, getattr(s.clean, "__name__", None)]
+        for s in program.stages]}
+
+
+@dataclasses.dataclass
+class Node:
+    """One stage of the sweep.
+
+    Attributes:
+      kind: "eval", "generate", "distill", "finetune" or "select".
+      id: `<kind>-<hash of spec>` (generate: `generate-<hash without N>-n<N>`).
+      spec: what determines the artifact (written to its stage.json).
+      deps: stages that must be committed first (inputs, and the selection before a test).
+      phase: one of PHASES (the order workers take stages in).
+      job: what the executor needs to run it (resolved objects; not hashed).
+      label: what it is, for the plan ("base system2 on test", ...).
+    """
+
+    kind: str
+    id: str
+    spec: dict
+    deps: tuple[str, ...]
+    phase: str
+    job: dict
+    label: str = ""
+
+
+@dataclasses.dataclass
+class FoldRoles:
+    """One fine-tuned model of an arm (an arm without folds has one)."""
+
+    generate: str
+    distill: str
+    finetune: str
+    test_ids: list[str]  # the test inputs this model answers
+    evals: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> eval id
+
+
+@dataclasses.dataclass
+class ArmRoles:
+    """Which stage plays which part in one arm."""
+
+    name: str
+    config: ExperimentConfig
+    d: Distillation
+    base: dict[tuple[str, str], str]  # (system, split) -> eval id
+    folds: list[FoldRoles]
+    retention: dict[str, dict[str, str]]  # suite -> {"base": id, "distilled": id}
+    splits: dict[str, list[Example]]  # split -> its inputs, in order
+
+
+class Graph:
+    """Every stage of a sweep, deduplicated, and each arm's roles."""
+
+    def __init__(self, selection: Selection | None = None):
+        self.nodes: dict[str, Node] = {}
+        self.arms: dict[str, ArmRoles] = {}
+        self.selection = selection
+        self.select_id: str | None = None
+        self.uses: dict[str, list[str]] = {}  # stage id -> arms that use it
+
+    def add(self, node: Node, arm: str) -> str:
+        self.nodes.setdefault(node.id, node)
+        users = self.uses.setdefault(node.id, [])
+        if arm not in users:
+            users.append(arm)
+        return node.id
+
+    def ordered(self) -> list[Node]:
+        """Stages by phase, then in the order the arms first asked for them."""
+        return sorted(self.nodes.values(), key=lambda n: PHASES.index(n.phase))
+
+
+
+def model_spec(config: ExperimentConfig, d: Distillation) -> dict:
+    from s2jax.models.fetch import resolve as fetched_model
+
+    return {"base": str(Path(fetched_model(d.model)).resolve()), "dtype": config.dtype}
+
+
+def engine_spec(config: ExperimentConfig) -> dict:
+    return {"chat": config.chat, "max_len": config.max_len}
+
+
+def eval_node(graph: Graph, arm: str, *, model: dict, deps: tuple[str, ...], program: Program,
+              task: Task, examples: Sequence[Example], config: ExperimentConfig,
+              phase: str, label: str) -> str:
+    spec = {"model": model, "program": program_spec(program), "task": task.name,
+            "inputs": examples_digest(examples), "sampling": dataclasses.asdict(
+                config.eval_sampling), "engine": engine_spec(config)}
+    job = {"program": program, "task": task, "examples": list(examples), "config": config,
+           "params": config.eval_sampling}
+    node = Node("eval", f"eval-{digest(spec)}", spec, deps, phase, job, label)
+    return graph.add(node, arm)
+
+
+def resolve_arm(name: str, config: ExperimentConfig, arm_dir: Path,
+                tasks: Mapping[str, Task]) -> tuple[Distillation, dict[str, list[Example]]]:
+    """The arm resolved (every check of `s2jax run`), and its labelled splits."""
+    if config.cross_fit.folds and (config.validation is not None or config.retention):
+        raise S2JaxError(f"arm {name}: cross_fit with validation or retention is not supported "
+                         "yet (expected one of them)")
+    # with folds, System 2 runs on the pool: `unlabeled` is the pool (labels are stripped)
+    probe = (dataclasses.replace(config, unlabeled=config.test) if config.cross_fit.folds
+             else config)
+    d = resolve(probe, arm_dir, tasks=tasks)
+    splits = {TEST: list(d.test)}
+    if config.validation is not None:
+        splits[SPLIT] = task_examples(d.test_task, config.validation, "validation")
+        if not splits[SPLIT]:
+            raise S2JaxError(f"arm {name}: config validation has no examples")
+        clash = {ex.id for ex in splits[SPLIT]} & {ex.id for ex in d.test}
+        if clash:
+            raise S2JaxError(f"arm {name}: validation and test share input "
+                             f"{sorted(clash)[0]!r} (expected disjoint splits)")
+    return d, splits
+
+
+def _generate(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation,
+              inputs: Sequence[Example], n_for: Callable[[str, int], int]) -> tuple[str, str]:
+    """(generate stage id, its family: the id less N) of an arm's System 2 samples."""
+    program, examples = d.program, list(inputs)
+    if config.control in ("system1", "own_unbiased"):
+        program = d.system1
+    if config.control == "own_unbiased":
+        examples = unbiased(examples, d.task)
+    sampling = dataclasses.asdict(config.sampling)
+    n = sampling.pop("n")
+    family_spec = {"model": model_spec(config, d), "program": program_spec(program),
+                   "task": d.task.name, "inputs": examples_digest(examples, labels=False),
+                   "sampling": sampling, "perturb": config.perturb, "usc": config.usc,
+                   "engine": engine_spec(config)}
+    if config.usc:  # the USC reply reads all N samples: no prefix of it is a smaller N's
+        family_spec["n"] = n
+    family = digest(family_spec)
+    n_store = n_for(family, n)
+    job = {"program": program, "task": d.task, "examples": examples, "config": config,
+           "params": dataclasses.replace(config.sampling, n=n_store), "d": d}
+    node = Node("generate", f"generate-{family}-n{n_store}", {**family_spec, "n": n_store},
+                (), "generate", job, f"{program.name} x{n_store} on {len(examples)} inputs")
+    return graph.add(node, arm), family
+
+
+def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
+          unlabeled: Sequence[Example], test: Sequence[Example], fold: int | None,
+          n_for: Callable[[str, int], int]) -> FoldRoles:
+    """The generate -> distill -> finetune -> eval chain of one fine-tuned model."""
+    pool = d.test if fold is not None else unlabeled
+    gen, family = _generate(graph, arm, config, d, pool, n_for)
+    keep = [ex.id for ex in unlabeled]
+    spec = {"samples": family, "n": config.sampling.n, "filter": dataclasses.asdict(
+        config.distill), "control": config.control,
+        "subset": digest(keep) if fold is not None else None}
+    if config.control == "gold":
+        spec["gold"] = examples_digest(unlabeled)
+    if config.control == "shuffled":
+        spec["seed"] = config.sampling.seed
+    job = {"d": d, "config": config, "keep": keep, "n": config.sampling.n,
+           "unlabeled": list(unlabeled)}
+    what = f"{config.distill.filter} {config.distill.vote.threshold:g}, N={config.sampling.n}"
+    if config.control:
+        what += f", control {config.control}"
+    if fold is not None:
+        what += f", fold {fold}"
+    dist = graph.add(Node("distill", f"distill-{digest(spec)}", spec, (gen,), "distill", job,
+                          what), arm)
+    train = {k: v for k, v in dataclasses.asdict(d.train).items() if k not in UNKEYED_TRAIN}
+    spec = {"distill": dist, "train": train, "model": model_spec(config, d), "mesh": config.mesh}
+    t = config.train
+    what = f"{t.steps} steps" if t.steps else f"{t.epochs:g} epochs"
+    what += f", lr {t.learning_rate:g}" + (f", LoRA r{t.lora.rank}" if t.lora.rank else "")
+    tune = graph.add(Node("finetune", f"finetune-{digest(spec)}", spec, (dist,), "finetune",
+                          {"d": d, "config": config}, what), arm)
+    return FoldRoles(gen, dist, tune, [ex.id for ex in test])
+
+
+def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
+            splits: Mapping[str, list[Example]], n_for: Callable[[str, int], int]) -> None:
+    """Adds one arm's stages to `graph` (shared ones once) and records its roles."""
+    base = model_spec(config, d)
+    roles = ArmRoles(name, config, d, {}, [], {}, dict(splits))
+    for split, examples in splits.items():
+        for system, program in (("system1", d.system1), ("system2", d.program)):
+            roles.base[(system, split)] = eval_node(
+                graph, name, model=base, deps=(), program=program, task=d.test_task,
+                examples=examples, config=config, phase=f"eval_base_{split}",
+                label=f"base {program.name} on {split}")
+    K = config.cross_fit.folds
+    for k in range(K) if K else [None]:
+        if k is None:
+            unlabeled, test = d.unlabeled, splits[TEST]
+        else:
+            test, unlabeled = fold_split(d.test, K, config.cross_fit.seed, k)
+        fold = _fold(graph, name, config, d, unlabeled=unlabeled, test=test, fold=k, n_for=n_for)
+        for split, examples in splits.items():
+            examples = test if split == TEST else examples
+            fold.evals[split] = eval_node(
+                graph, name, model={"finetune": fold.finetune}, deps=(fold.finetune,),
+                program=d.system1, task=d.test_task, examples=examples, config=config,
+                phase=f"eval_distilled_{split}", label=f"distilled on {split}" + (
+                    f" (fold {k})" if k is not None else ""))
+        roles.folds.append(fold)
+    for suite in config.retention:
+        task = resolve_task(suite.task, TASKS, f"retention {suite.name} task")
+        if suite.method not in METHODS:
+            raise S2JaxError(f"config retention {suite.name} method {suite.method!r}: expected "
+                             f"one of {', '.join(METHODS)}")
+        program = method(suite.method, task.system1)
+        examples = task_examples(task, suite.data, f"retention {suite.name} data")
+        tuned = roles.folds[0].finetune
+        roles.retention[suite.name] = {
+            who: eval_node(graph, name, model=model, deps=deps, program=program, task=task,
+                           examples=examples, config=config, phase="retention",
+                           label=f"{who} on retention suite {suite.name}")
+            for who, model, deps in (("base", base, ()),
+                                     ("distilled", {"finetune": tuned}, (tuned,)))}
+    graph.arms[name] = roles
+
+
+def add_selection(graph: Graph) -> None:
+    """The select stage: after every arm's distilled validation evaluation."""
+    rule = graph.selection
+    if rule is None:
+        return
+    missing = [a for a, r in graph.arms.items() if SPLIT not in r.splits]
+    if missing:
+        raise S2JaxError(f"sweep selection: arm {missing[0]} has no validation split (a "
+                         "selection rule reads only validation; set config validation)")
+    candidates = {a: [f.evals[SPLIT] for f in r.folds] for a, r in graph.arms.items()}
+    spec = {"rule": rule.to_json(), "candidates": candidates,
+            "configs": {a: r.config.fingerprint() for a, r in graph.arms.items()}}
+    deps = tuple(dict.fromkeys(i for ids in candidates.values() for i in ids))
+    node = Node("select", f"select-{digest(spec)}", spec, deps, "select", {},
+                f"{rule.metric} on validation")
+    graph.nodes[node.id] = node
+    graph.uses[node.id] = list(graph.arms)
+    graph.select_id = node.id
+    for other in graph.nodes.values():  # no test number exists before the selection record
+        if other.phase in ("eval_base_test", "eval_distilled_test", "retention"):
+            other.deps = (*other.deps, node.id)

@@ -1,0 +1,94 @@
+"""The experimental protocol around a distillation: cross-fitting folds and control variants.
+
+Folds (`CrossFit`): one labelled pool (the config's `test` inputs) is cut into K folds by a
+seeded permutation; fold k's model is distilled on the other folds' inputs, labels stripped, and
+tested on fold k. Every item is tested exactly once, by a model that never saw it, so the K
+folds' test rows together pair item by item with the base model's rows on the whole pool.
+
+Controls (`ExperimentConfig.control`) change what the fine-tuning targets are, one line each:
+  system1       the samples come from System 1 itself (the paper's "Distill System 1": does the
+                vote alone, without System 2, lift System 1?)
+  own_unbiased  each input's targets come from the base model answering its bare question (the
+                input without the user's opinion; "bias-augmented consistency training"): label
+                free, no System 2; the training prompt stays the biased input
+  gold          the inputs the filter kept, with their gold labels as targets: the ceiling of
+                a perfect filter on the same inputs (it reads labels: a control, not a method)
+  shuffled      the kept answers permuted among the kept inputs: what fine-tuning on the
+                answer format alone does
+Pure Python: no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+
+from s2jax.core.errors import S2JaxError
+from s2jax.distill.dataset import DistillSet
+from s2jax.tasks.task import Example, Task
+
+UNBIASED_FIELD = "base_question"  # the question without the user's opinion (sycophancy tasks)
+
+
+def fold_of(ids: Sequence[str], folds: int, seed: int) -> dict[str, int]:
+    """Each id's fold: a seeded permutation of the pool dealt round-robin (sizes differ by <= 1)."""
+    order = list(range(len(ids)))
+    random.Random(f"cross_fit/{seed}").shuffle(order)
+    return {ids[i]: position % folds for position, i in enumerate(order)}
+
+
+def fold_split(pool: Sequence[Example], folds: int, seed: int, k: int
+               ) -> tuple[list[Example], list[Example]]:
+    """(fold k's test items, the other folds' items) of the pool, each in pool order."""
+    fold = fold_of([ex.id for ex in pool], folds, seed)
+    return ([ex for ex in pool if fold[ex.id] == k], [ex for ex in pool if fold[ex.id] != k])
+
+
+def unbiased(examples: Sequence[Example], task: Task) -> list[Example]:
+    """The bare-question version of each input (same id), for the "own_unbiased" control."""
+    missing = next((ex.id for ex in examples if UNBIASED_FIELD not in ex.fields), None)
+    if missing is not None:
+        raise S2JaxError(f"control own_unbiased: input {missing!r} of task {task.name} has no "
+                         f"{UNBIASED_FIELD!r} field (expected a sycophancy-style task whose "
+                         "inputs carry the question without the user's opinion)")
+    return [dataclasses.replace(ex, fields={**ex.fields, "question": ex.fields[UNBIASED_FIELD]})
+            for ex in examples]
+
+
+def with_fields(records: Sequence[Mapping], fields: Mapping[str, Mapping[str, str]]
+                ) -> list[dict]:
+    """Records whose inputs are replaced by `fields[id]` (the training prompt of a control)."""
+    return [{**r, "fields": dict(fields[r["id"]])} for r in records]
+
+
+def _retarget(example: dict, task: Task, answer: str) -> dict:
+    messages = [*example["messages"][:-1],
+                {"role": "assistant", "content": task.target(answer)}]
+    return {**example, "answer": answer, "messages": messages}
+
+
+def apply_control(dset: DistillSet, control: str, task: Task,
+                  gold: Mapping[str, Sequence[str]], seed: int) -> DistillSet:
+    """The distillation set with a "gold" or "shuffled" control's targets (else as it is).
+
+    Args:
+      dset: the filter's set (its kept inputs are the control's inputs).
+      control: the config's control.
+      task: the task (its `target` makes the assistant turn).
+      gold: gold answers by input id (read only by "gold").
+      seed: the permutation's seed ("shuffled").
+    """
+    if control == "gold":
+        missing = next((ex["id"] for ex in dset.examples if not gold.get(ex["id"])), None)
+        if missing is not None:
+            raise S2JaxError(f"control gold: input {missing!r} has no gold answer (expected "
+                             "labelled unlabeled inputs for this control)")
+        examples = [_retarget(ex, task, gold[ex["id"]][0]) for ex in dset.examples]
+    elif control == "shuffled":
+        answers = [ex["answer"] for ex in dset.examples]
+        random.Random(f"shuffled/{seed}").shuffle(answers)
+        examples = [_retarget(ex, task, a) for ex, a in zip(dset.examples, answers, strict=True)]
+    else:
+        return dset
+    return dataclasses.replace(dset, examples=examples)
