@@ -72,6 +72,7 @@ def test_one_stored_sample_set_serves_every_smaller_n(tmp_path):
     family = gens[0].id.rsplit("-n", 1)[0]
     (plan.store.path(f"{family}-n8")).mkdir(parents=True)
     (plan.store.path(f"{family}-n8") / "stage.json").write_text("{}")
+    (tmp_path / "root" / "sweep.json").write_text('{"kind": "s2jax sweep"}')
     small = plan_sweep(_arms(_config(), {"n4": ["sampling.n=4"]}), tmp_path / "root")
     assert [n.id for n in small.graph.nodes.values() if n.kind == "generate"] == [gens[0].id]
     big = plan_sweep(_arms(_config(), {"n16": ["sampling.n=16"]}), tmp_path / "root")
@@ -91,6 +92,17 @@ def test_bad_arm_names_and_configs_fail_before_any_work(tmp_path):
     with pytest.raises(S2JaxError, match="validation and test share"):
         plan_sweep({"a": _config(validation=DataConfig(synthetic=4, seed=1))}, tmp_path / "r")
     assert not (tmp_path / "root").exists() and not (tmp_path / "r").exists()
+    mine = tmp_path / "mine"  # a user's directory is neither a root nor an arm's run dir
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(S2JaxError, match="not this run's output"):
+        plan_sweep({"a": _config()}, mine)
+    (tmp_path / "root" / "a").mkdir(parents=True)
+    (tmp_path / "root" / "a" / "notes.txt").write_text("mine")
+    (tmp_path / "root" / "sweep.json").write_text('{"kind": "s2jax sweep"}')
+    with pytest.raises(S2JaxError, match="run dir .* not this run's output"):
+        plan_sweep({"a": _config()}, tmp_path / "root")
+    assert (mine / "notes.txt").read_text() == "mine"
 
 
 def test_selection_waits_for_validation_and_gates_every_test_stage(tmp_path):

@@ -1,7 +1,8 @@
 """Sweep: samples N x vote threshold x method, on last-letter concatenation.
 
-  s2jax run configs/paper/sweep_samples_threshold.py:llama3.1-8b --sweep [--dry-run]
-runs every point into runs/<name>/<point>/ (each resumable); results.json per point.
+  s2jax sweep configs/paper/sweep_samples_threshold.py:llama3.1-8b [--dry-run] [--workers K]
+runs every arm under runs/<name>/ (a run dir per arm; shared stages once, see docs/sweeps.md):
+System 2 is sampled once per method at N=16, and the N=1, 4 and 8 arms read its first samples.
 """
 
 import itertools

@@ -73,7 +73,15 @@ def arms_of(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from s2jax.core.errors import S2JaxError
-    from s2jax.run.sweep import FAILED, Worker, describe, plan_sweep, run_worker, write_report
+    from s2jax.run.sweep import (
+        FAILED,
+        Worker,
+        check_selection,
+        describe,
+        plan_sweep,
+        run_worker,
+        write_report,
+    )
 
     index, count = _worker(args.worker)
     if args.workers < 1 or (args.workers > 1 and args.worker):
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_sweep(arms, root, selection=rule)
     if index == 0:
         print(describe(plan), flush=True)
+    check_selection(plan, args.reselect_after_test)
     if args.dry_run:
         return 0
     if args.retry_failed and index == 0:

@@ -44,71 +44,92 @@ def _rows(store: StageStore, sid: str) -> list[dict] | None:
     return None if (store.path(sid) / EMPTY).is_file() else store.rows(sid)
 
 
-def arm_contents(roles: ArmRoles, store: StageStore, selection: Mapping | None
-                 ) -> tuple[dict, dict[str, list[dict]], dict[str, list[dict]]]:
-    """(results.json, {system: rows}, {"suite/who": rows}) of one arm."""
-    d, config = roles.d, roles.config
+def _split_rows(roles: ArmRoles, store: StageStore
+                ) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """({system: rows of every split}, {split: its table rows}); with folds, the distilled rows
+    of every fold in the base rows' order, each marked with its fold."""
+    d = roles.d
     rows: dict[str, list[dict]] = {s: [] for s in SYSTEMS}
     tables: dict[str, list[dict]] = {}
-    warnings: list[str] = []
     for split in roles.splits:
-        table = []
+        table, order = [], {}
         for system, program in (("system1", d.system1), ("system2", d.program)):
             part = [{**r, "split": split} for r in store.rows(roles.base[(system, split)])]
+            order = {r["id"]: i for i, r in enumerate(part)}
             rows[system] += part
             table.append(summary(system, program.name, part, split))
         fold_rows = [_rows(store, f.evals[split]) for f in roles.folds]
         if all(r is not None for r in fold_rows):
-            part = [{**r, "split": split, **({"fold": k} if len(roles.folds) > 1 else {})}
-                    for k, rs in enumerate(fold_rows) for r in rs]
-            if split == TEST and len(roles.folds) > 1:  # pool order, as the base rows
-                order = {r["id"]: i for i, r in enumerate(rows["system1"]) if r["split"] == TEST}
-                part.sort(key=lambda r: order[r["id"]])
+            many = len(roles.folds) > 1
+            part = sorted(({**r, "split": split, **({"fold": k} if many else {})}
+                           for k, rs in enumerate(fold_rows) for r in rs),
+                          key=lambda r: order[r["id"]])
             rows["distilled"] += part
             table.append(summary("distilled", d.system1.name, part, split))
         tables[split] = table
-    stats = [json.loads((store.path(f.distill) / "distill.json").read_text()) for f in roles.folds]
+    return {s: r for s, r in rows.items() if r}, tables
+
+
+def _warnings(stats: Sequence[Mapping], test: Sequence[Mapping]) -> list[str]:
+    """The filter's warnings (per fold), an empty filter, and unreadable test answers."""
+    out = []
     for k, s in enumerate(stats):
         fold = f"fold {k}: " if len(stats) > 1 else ""
-        warnings += [fold + w for w in s["warnings"]]
+        out += [fold + w for w in s["warnings"]]
         if not s["stats"]["kept"]:
-            warnings.append(f"{fold}nothing to distil: the filter kept 0 of "
-                            f"{s['stats']['inputs']} inputs")
-    for row in tables[TEST]:
+            out.append(f"{fold}nothing to distil: the filter kept 0 of "
+                       f"{s['stats']['inputs']} inputs")
+    for row in test:
         if row["examples"] and row["abstentions"] > MAX_UNREADABLE_SHARE * row["examples"]:
-            warnings.append(f"{row['system']} ({row['method']}): no answer read in "
-                            f"{row['abstentions']} of {row['examples']} test examples")
-    retention_rows, retention = {}, {}
+            out.append(f"{row['system']} ({row['method']}): no answer read in "
+                       f"{row['abstentions']} of {row['examples']} test examples")
+    return out
+
+
+def _retention(roles: ArmRoles, store: StageStore) -> tuple[dict, dict[str, list[dict]]]:
+    """({suite: {"base", "distilled": table row}}, {"suite/who": rows})."""
+    table, rows = {}, {}
     for suite, who in roles.retention.items():
-        retention[suite] = {}
+        table[suite] = {}
         for part, sid in who.items():
             got = _rows(store, sid)
             if got is not None:
-                retention_rows[f"{suite}/{part}"] = got
-                retention[suite][part] = summary(part, "", got)
+                rows[f"{suite}/{part}"] = got
+                table[suite][part] = summary(part, "", got)
+    return table, rows
+
+
+def _selected(results: dict, name: str, selection: Mapping) -> None:
+    """Marks `results` chosen or exploratory by the selection record."""
+    results["exploratory"] = selection["chosen"] != name or selection["after_test"]
+    results["selection"] = {k: selection[k] for k in ("chosen", "config", "rule", "after_test")}
+    if selection["after_test"]:
+        results["warnings"].append("re-selected after test evaluations existed "
+                                   "(--reselect-after-test): the test figures of the chosen "
+                                   "arm are not a confirmatory result")
+
+
+def arm_contents(roles: ArmRoles, store: StageStore, selection: Mapping | None
+                 ) -> tuple[dict, dict[str, list[dict]], dict[str, list[dict]]]:
+    """(results.json, {system: rows}, {"suite/who": rows}) of one arm."""
+    d, config = roles.d, roles.config
+    rows, tables = _split_rows(roles, store)
+    stats = [json.loads((store.path(f.distill) / "distill.json").read_text()) for f in roles.folds]
+    retention, retention_rows = _retention(roles, store)
+    folds = len(roles.folds) > 1
     results = {
         "name": roles.name, "config": config.fingerprint(), "task": d.task.name,
         "method": d.program.name, "control": config.control or None, "rows": tables[TEST],
         **({"validation": tables[SPLIT]} if SPLIT in tables else {}),
-        "distill": stats[0]["stats"] if len(stats) == 1 else {"folds": [s["stats"]
-                                                                         for s in stats]},
-        **({"folds": len(roles.folds), "fold_seed": config.cross_fit.seed}
-           if len(roles.folds) > 1 else {}),
+        "distill": {"folds": [s["stats"] for s in stats]} if folds else stats[0]["stats"],
+        **({"folds": len(roles.folds), "fold_seed": config.cross_fit.seed} if folds else {}),
         **({"retention": retention} if retention else {}),
-        "warnings": warnings,
+        "warnings": _warnings(stats, tables[TEST]),
         "stages": stage_ids(roles),
     }
     if selection is not None:
-        chosen = selection["chosen"] == roles.name
-        results["exploratory"] = not chosen
-        results["selection"] = {"chosen": selection["chosen"], "config": selection["config"],
-                                "rule": selection["rule"], "after_test": selection["after_test"]}
-        if selection["after_test"]:
-            results["warnings"].append("re-selected after test evaluations existed "
-                                       "(--reselect-after-test): the test figures of the chosen "
-                                       "arm are not a confirmatory result")
-            results["exploratory"] = True
-    return results, {s: r for s, r in rows.items() if r}, retention_rows
+        _selected(results, roles.name, selection)
+    return results, rows, retention_rows
 
 
 def stage_ids(roles: ArmRoles) -> dict:

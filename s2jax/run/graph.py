@@ -32,7 +32,7 @@ from typing import Any
 
 from s2jax.core.errors import S2JaxError
 from s2jax.methods.program import Program
-from s2jax.methods.programs import METHODS, method
+from s2jax.methods.programs import METHOD_NAMES, method
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
 from s2jax.run.protocol import fold_split, unbiased
@@ -267,9 +267,9 @@ def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
         roles.folds.append(fold)
     for suite in config.retention:
         task = resolve_task(suite.task, TASKS, f"retention {suite.name} task")
-        if suite.method not in METHODS:
+        if suite.method not in METHOD_NAMES:
             raise S2JaxError(f"config retention {suite.name} method {suite.method!r}: expected "
-                             f"one of {', '.join(METHODS)}")
+                             f"one of {', '.join(METHOD_NAMES)}")
         program = method(suite.method, task.system1)
         examples = task_examples(task, suite.data, f"retention {suite.name} data")
         tuned = roles.folds[0].finetune

@@ -22,7 +22,7 @@ from pathlib import Path
 from s2jax.core.atomic import write_json
 from s2jax.core.claims import ClaimBoard
 from s2jax.core.errors import S2JaxError
-from s2jax.core.rundir import check_creatable
+from s2jax.core.rundir import check_creatable, refuse_foreign_dir
 from s2jax.run import execute
 from s2jax.run.assemble import arm_contents, is_current, write_arm
 from s2jax.run.config import ExperimentConfig
@@ -34,6 +34,8 @@ from s2jax.tasks.task import Task
 
 Log = Callable[[str], None]
 FAILED = ".failed"  # claims/<id>.failed: a stage that raised; others skip it and its dependents
+MARKER = "sweep.json"  # marks a directory as a sweep root (a user's directory is never used)
+OWNER = {"kind": "s2jax sweep"}
 
 
 @dataclasses.dataclass
@@ -57,6 +59,7 @@ def plan_sweep(arms: Mapping[str, ExperimentConfig], root: str | os.PathLike, *,
     """
     root = Path(root)
     check_creatable(root, "sweep root")
+    refuse_foreign_dir(root, "sweep root", MARKER, OWNER)
     if not arms:
         raise S2JaxError("sweep: no arms (expected sweep() to return at least one)")
     store = StageStore(root)
@@ -66,6 +69,7 @@ def plan_sweep(arms: Mapping[str, ExperimentConfig], root: str | os.PathLike, *,
             raise S2JaxError(f"sweep arm {name!r}: expected a name that is not one of "
                              f"{RESERVED}, has no '/' and does not start with '.'")
         config = dataclasses.replace(config, name=name)
+        refuse_foreign_dir(root / name, f"sweep arm {name}: run dir", "config.json")
         resolved[name] = (config, *resolve_arm(name, config, root / name, tasks))
     wanted: dict[str, int] = {}
 
@@ -124,7 +128,7 @@ def describe(plan: SweepPlan) -> str:
     stages_alone = sum(len(u) for u in graph.uses.values())
     lines.append(f"estimated cost: {len(graph.nodes)} stages instead of {stages_alone} as "
                  "separate runs; " + "; ".join(f"{shared[u]:,} {u} instead of {separate[u]:,}"
-                                                 for u in shared))
+                                                 for u in shared if shared[u]))
     if graph.selection:
         lines.append(f"selection: {graph.selection.metric} of the distilled model on the "
                      "validation split, recorded before any test evaluation")
@@ -165,6 +169,8 @@ def run_worker(plan: SweepPlan, worker: Worker | None = None, *, log: Log = prin
     _check_single_process()
     worker = worker or Worker()
     graph, store, root = plan.graph, plan.store, plan.root
+    if not (root / MARKER).is_file():
+        write_json(root / MARKER, OWNER)
     board = ClaimBoard(root, worker.label, lease=worker.lease)
     event = EventLog(root, worker.label)
     engine = execute.Engine(progress=worker.progress)
@@ -237,17 +243,32 @@ def _attempt(node: Node, plan: SweepPlan, board: ClaimBoard, engine: execute.Eng
         claim.release()
 
 
-def _select(node: Node, work: Path, plan: SweepPlan, worker: Worker) -> dict:
-    """The selection record; refuses a re-selection after test numbers exist unless asked."""
-    store, graph = plan.store, plan.graph
-    seen = [n.id for n in graph.nodes.values()
+def tested_before_selection(plan: SweepPlan) -> list[str]:
+    """The arms' test evaluations already committed while the selection is not (if it is new,
+    it would be made after their numbers could be seen)."""
+    graph, store = plan.graph, plan.store
+    if graph.select_id is None or store.done(graph.select_id):
+        return []
+    return [n.id for n in graph.nodes.values()
             if n.phase in ("eval_distilled_test", "retention") and store.done(n.id)]
-    if seen and not worker.reselect_after_test:
+
+
+def check_selection(plan: SweepPlan, allow_after_test: bool) -> None:
+    """Refuses, before any work, a selection that would come after test numbers exist."""
+    seen = tested_before_selection(plan)
+    if seen and not allow_after_test:
         raise S2JaxError(f"sweep {plan.root}: test evaluations of this sweep's arms exist "
-                         f"already ({seen[0]}, ...): a selection now would be made after test "
-                         "numbers were seen; pass --reselect-after-test to make it anyway "
-                         "(the record and every arm's report say so)")
-    return execute.run_select(node, work, store, graph, after_test=seen)
+                         f"already ({seen[0]}, ...) and the selection (rule or arms changed) is "
+                         "new: it would be made after test numbers were seen; pass "
+                         "--reselect-after-test to make it anyway (the record and every arm's "
+                         "results say so)")
+
+
+def _select(node: Node, work: Path, plan: SweepPlan, worker: Worker) -> dict:
+    """The selection record (marked when made after test evaluations existed)."""
+    check_selection(plan, worker.reselect_after_test)
+    return execute.run_select(node, work, plan.store, plan.graph,
+                              after_test=tested_before_selection(plan))
 
 
 def _assemble_arms(plan: SweepPlan, board: ClaimBoard, event: EventLog, log: Log
