@@ -202,7 +202,7 @@ def test_folds_test_every_pool_item_once_and_controls_retarget_the_kept_inputs(t
     import pyarrow.parquet as pq
 
     from s2jax.core.text_generator import SamplingParams
-    from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig
+    from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig, Suite
     from s2jax.run.sweep import plan_sweep, run_worker
     from s2jax.tasks.toy.world import TASKS as TOY
     from s2jax.toy.demo import base_model_dir
@@ -215,7 +215,9 @@ def test_folds_test_every_pool_item_once_and_controls_retarget_the_kept_inputs(t
         eval_sampling=SamplingParams(max_new_tokens=64),
         train=TrainConfig(steps=1, seq_len=128, batch_size=4, progress=False),
         max_batch=16, max_len=256)
-    arms = {"main": base, "gold": dataclasses.replace(base, control="gold"),
+    suite = Suite("last letters", "toy/last_letter", DataConfig(synthetic=2, seed=7))
+    arms = {"main": dataclasses.replace(base, retention=(suite,)),
+            "gold": dataclasses.replace(base, control="gold"),
             "shuffled": dataclasses.replace(base, control="shuffled"),
             "xfit": dataclasses.replace(base, cross_fit=CrossFit(folds=2, seed=3))}
     root = tmp_path / "root"
@@ -245,3 +247,9 @@ def test_folds_test_every_pool_item_once_and_controls_retarget_the_kept_inputs(t
     assert set(gold) == set(main) == set(shuffled) and main
     assert gold == {i: truth[i] for i in main}
     assert sorted(shuffled.values()) == sorted(main.values())
+    # retention: the base and the distilled model on another task
+    results = json.loads((root / "main/results.json").read_text())
+    assert set(results["retention"]["last letters"]) == {"base", "distilled"}
+    for who in ("base", "distilled"):
+        assert len((root / "main/retention/last letters" / f"{who}.jsonl").read_text()
+                   .splitlines()) == 2

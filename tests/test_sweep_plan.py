@@ -229,3 +229,26 @@ def test_a_dead_workers_claim_on_this_host_is_taken_over_at_once(tmp_path):
     claim = ClaimBoard(tmp_path, "next", lease=3600).try_claim("s")
     assert claim is not None and (tmp_path / "claims" / f"s.broken-{info['token']}").is_file()
     claim.release()
+
+
+def test_run_sends_protocol_configs_to_sweep_and_sweep_dry_run_prints_the_plan(tmp_path):
+    config = tmp_path / "c.py"
+    config.write_text(
+        "from s2jax.run.config import DataConfig, ExperimentConfig\n"
+        "from s2jax.toy.demo import base_model_dir\n"
+        "def get_config(arg=None):\n"
+        "    return ExperimentConfig(name='c', model=str(base_model_dir()), task='toy/coin_flip',"
+        " method='rar_1step', unlabeled=DataConfig(synthetic=4, seed=2),"
+        " test=DataConfig(synthetic=3, seed=1), control='gold')\n"
+        "def sweep():\n"
+        "    return {'a': {'train.steps': 1}, 'b': {'train.steps': 2}}\n")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    run = subprocess.run([sys.executable, "-m", "s2jax.cli", "run", str(config), "--run-dir",
+                          str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "s2jax sweep" in run.stderr and not (tmp_path / "r").exists()
+    dry = subprocess.run([sys.executable, "-m", "s2jax.cli", "run", str(config), "--sweep",
+                          "--dry-run", "--run-dir", str(tmp_path / "s")], capture_output=True,
+                         text=True, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 arm(s)" in dry.stdout and "all arms" in dry.stdout
+    assert not (tmp_path / "s").exists()  # a plan writes nothing

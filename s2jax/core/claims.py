@@ -68,10 +68,14 @@ def _read(path: Path) -> dict | None:
 
 
 class Claim:
-    """A held claim; `held()` says whether it is still this worker's (checked on disk)."""
+    """A held claim; `held()` says whether it is still this worker's (checked on disk).
 
-    def __init__(self, board: ClaimBoard, name: str, token: str):
-        self.board, self.name, self.token = board, name, token
+    `previous` is the token of the claim this one took over (None for a fresh claim): the
+    holder may take over what its predecessor left (see `s2jax.run.store.StageStore.begin`).
+    """
+
+    def __init__(self, board: ClaimBoard, name: str, token: str, previous: str | None = None):
+        self.board, self.name, self.token, self.previous = board, name, token, previous
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True,
@@ -132,6 +136,7 @@ class ClaimBoard:
     def try_claim(self, name: str) -> Claim | None:
         """Claims `name` if nobody holds it or its holder is gone; None if someone else does."""
         info = self.holder(name)
+        previous = None
         if info is not None:
             if not self._stale(name, info):
                 return None
@@ -140,6 +145,7 @@ class ClaimBoard:
                           self.dir / f"{name}.broken-{info.get('token', 'unknown')}")
             except FileNotFoundError:
                 return None
+            previous = info.get("token")
         token = secrets.token_hex(8)
         record = {"token": token, "worker": self.worker, "host": self.host, "pid": self.pid,
                   "born": self.born}
@@ -153,7 +159,7 @@ class ClaimBoard:
             os.fsync(f.fileno())
         write_json(self.beat_path(name), {"token": token, "n": 0})
         self._seen.pop(name, None)
-        return Claim(self, name, token)
+        return Claim(self, name, token, previous)
 
     def _stale(self, name: str, info: dict) -> bool:
         """Whether the claim `info` on `name` is abandoned (see the module docstring)."""

@@ -3,9 +3,12 @@
     ROOT/stages/<id>/            a committed stage: stage.json (its kind and spec), its outputs,
                                  and log/ (timings, shard indices, training logs: everything that
                                  may differ between two runs of the same stage)
-    ROOT/stages/.<id>.partial/   a stage being computed (or left by a killed worker: whoever
-                                 claims the stage next resumes from its finished shards and
-                                 checkpoints)
+    ROOT/stages/.<id>.<token>.partial/
+                                 a stage being computed by the holder of claim <token>; whoever
+                                 takes a dead or stalled holder's claim over renames its
+                                 directory to its own token and resumes from its finished shards
+                                 and checkpoints (the rename fences the old holder off: its next
+                                 write finds no directory)
     ROOT/claims/                 who computes what (`s2jax.core.claims`)
     ROOT/log/<worker>.jsonl      each worker's events: claim, commit, skip, fail
 
@@ -34,6 +37,10 @@ LOG = "log"
 RESERVED = (STAGES, "claims", LOG)  # names an arm may not have
 
 
+class ClaimLost(S2JaxError):
+    """This worker stalled past its lease and another took its stage over (not a failure)."""
+
+
 class StageStore:
     """The stages under `root/stages`."""
 
@@ -44,8 +51,8 @@ class StageStore:
     def path(self, sid: str) -> Path:
         return self.dir / sid
 
-    def partial(self, sid: str) -> Path:
-        return self.dir / f".{sid}.partial"
+    def partial(self, sid: str, token: str) -> Path:
+        return self.dir / f".{sid}.{token}.partial"
 
     def done(self, sid: str) -> bool:
         return (self.path(sid) / STAGE_JSON).is_file()
@@ -61,11 +68,15 @@ class StageStore:
                 out.append(int(p.name.rsplit("-n", 1)[1]))
         return sorted(out)
 
-    def begin(self, sid: str) -> Path:
-        """The partial directory of `sid` (kept from a killed worker, else new)."""
-        work = self.partial(sid)
+    def begin(self, sid: str, claim: Claim) -> tuple[Path, bool]:
+        """(the claim's partial directory of `sid`, whether it resumes its predecessor's)."""
+        work = self.partial(sid, claim.token)
+        resumed = False
+        if claim.previous is not None and self.partial(sid, claim.previous).is_dir():
+            os.rename(self.partial(sid, claim.previous), work)
+            resumed = True
         (work / LOG).mkdir(parents=True, exist_ok=True)
-        return work
+        return work, resumed
 
     def commit(self, sid: str, kind: str, spec: dict, claim: Claim) -> Path:
         """Writes stage.json and renames the partial directory into place.
@@ -73,11 +84,11 @@ class StageStore:
         Raises S2JaxError when the claim was lost (another worker took the stage over after
         this one stalled): its successor commits, this worker's copy is dropped.
         """
-        work = self.partial(sid)
+        work = self.partial(sid, claim.token)
         write_json(work / STAGE_JSON, {"id": sid, "kind": kind, "spec": spec})
         if not claim.held():
-            raise S2JaxError(f"stage {sid}: this worker's claim was taken over (it stalled for "
-                             "longer than the lease); its successor commits the stage")
+            raise ClaimLost(f"stage {sid}: this worker's claim was taken over (it stalled for "
+                            "longer than the lease); its successor commits the stage")
         os.rename(work, self.path(sid))
         return self.path(sid)
 
@@ -124,4 +135,4 @@ def events(root: str | os.PathLike) -> list[dict]:
     return sorted(out, key=lambda e: e["t"])
 
 
-__all__ = ["ClaimBoard", "EventLog", "StageStore", "events", "move_into_log"]
+__all__ = ["ClaimBoard", "ClaimLost", "EventLog", "StageStore", "events", "move_into_log"]

@@ -28,7 +28,7 @@ from s2jax.run.assemble import arm_contents, is_current, write_arm
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.graph import Graph, Node, add_arm, add_selection, digest, resolve_arm
 from s2jax.run.selection import Selection
-from s2jax.run.store import RESERVED, EventLog, StageStore
+from s2jax.run.store import RESERVED, ClaimLost, EventLog, StageStore
 from s2jax.tasks import TASKS
 from s2jax.tasks.task import Task
 
@@ -219,8 +219,7 @@ def _attempt(node: Node, plan: SweepPlan, board: ClaimBoard, engine: execute.Eng
     try:
         if store.done(node.id):  # committed between our look and our claim
             return True
-        resumed = store.partial(node.id).exists()
-        work = store.begin(node.id)
+        work, resumed = store.begin(node.id, claim)
         event("start", node.id, resumed=resumed)
         log(f"[{node.id}] {'resuming' if resumed else 'running'} (arms: "
             f"{', '.join(plan.graph.uses[node.id])})")
@@ -230,6 +229,10 @@ def _attempt(node: Node, plan: SweepPlan, board: ClaimBoard, engine: execute.Eng
             else:
                 execute.RUNNERS[node.kind](node, work, store, engine, log)
             store.commit(node.id, node.kind, node.spec, claim)
+        except ClaimLost as e:
+            event("lost", node.id)
+            log(f"[{node.id}] {e}")
+            return True
         except S2JaxError as e:
             write_json(board.dir / f"{node.id}{FAILED}", {"error": str(e)})
             event("fail", node.id, error=str(e))
