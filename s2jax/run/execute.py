@@ -61,6 +61,8 @@ class Engine:
 
     def use(self, config: ExperimentConfig, weights: Path | None = None) -> Engine:
         """The engine holding the base weights, or those of the exported model `weights`."""
+        if self.base and any(v.is_deleted() for v in self.base.values()):
+            self.key = None  # a fine-tune released the base buffers: load the model again
         self.get(config)
         want = "base" if weights is None else str(weights)
         if self.holds != want:
