@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     index, count = _worker(args.worker)
     if args.workers < 1 or (args.workers > 1 and args.worker):
         raise S2JaxError(f"--workers {args.workers}: expected >= 1, and not with --worker")
+    if not args.lease > 0:
+        raise S2JaxError(f"--lease {args.lease}: expected seconds > 0")
     arms, rule, default_root = arms_of(args)
     root = Path(args.root) if args.root else default_root
     plan = plan_sweep(arms, root, selection=rule)
