@@ -218,6 +218,8 @@ def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
         "subset": digest(keep) if fold is not None else None}
     if config.control == "gold":
         spec["gold"] = examples_digest(unlabeled)
+    if config.control == "own_unbiased":  # sampled on the bare inputs, trained on these
+        spec["prompts"] = examples_digest(unlabeled, labels=False)
     if config.control == "shuffled":
         spec["seed"] = config.sampling.seed
     job = {"d": d, "config": config, "keep": keep, "n": config.sampling.n,
