@@ -8,7 +8,7 @@ import pytest
 
 import s2jax
 from s2jax.core.text_generator import Sample, SamplingParams
-from s2jax.methods.programs import METHODS
+from s2jax.methods.catalog import METHODS
 from s2jax.methods.runner import run_program
 from s2jax.run.stages import generate_stage
 from s2jax.sampling import Sampler

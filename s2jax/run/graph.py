@@ -24,15 +24,13 @@ name, progress bars, shard size, max_batch, checkpoint cadence) are left out of 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
+from s2jax.methods.catalog import METHOD_NAMES, method
 from s2jax.methods.program import Program
-from s2jax.methods.programs import METHOD_NAMES, method
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
 from s2jax.run.protocol import fold_split, unbiased
@@ -49,15 +47,9 @@ PHASES = ("eval_base_validation", "generate", "distill", "finetune", "eval_disti
           "select", "eval_base_test", "eval_distilled_test", "retention")
 
 
-def digest(obj: Any) -> str:
-    """A short hash of a JSON-able object (key order does not matter)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def examples_digest(examples: Sequence[Example], *, labels: bool = True) -> str:
     """The content of a list of inputs (ids, fields, and gold unless `labels` is False)."""
-    return digest([[ex.id, ex.fields, list(ex.gold) if labels else []] for ex in examples])
+    return json_hash([[ex.id, ex.fields, list(ex.gold) if labels else []] for ex in examples])
 
 
 def program_spec(program: Program) -> dict:
@@ -155,7 +147,7 @@ def eval_node(graph: Graph, arm: str, *, model: dict, deps: tuple[str, ...], pro
                 config.eval_sampling), "engine": engine_spec(config)}
     job = {"program": program, "task": task, "examples": list(examples), "config": config,
            "params": config.eval_sampling}
-    node = Node("eval", f"eval-{digest(spec)}", spec, deps, phase, job, label)
+    node = Node("eval", f"eval-{json_hash(spec)}", spec, deps, phase, job, label)
     return graph.add(node, arm)
 
 
@@ -197,7 +189,7 @@ def _generate(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation,
                    "engine": engine_spec(config)}
     if config.usc:  # the USC reply reads all N samples: no prefix of it is a smaller N's
         family_spec["n"] = n
-    family = digest(family_spec)
+    family = json_hash(family_spec)
     n_store = n_for(family, n)
     job = {"program": program, "task": d.task, "examples": examples, "config": config,
            "params": dataclasses.replace(config.sampling, n=n_store), "d": d}
@@ -215,7 +207,7 @@ def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
     keep = [ex.id for ex in unlabeled]
     spec = {"samples": family, "n": config.sampling.n, "filter": dataclasses.asdict(
         config.distill), "control": config.control,
-        "subset": digest(keep) if fold is not None else None}
+        "subset": json_hash(keep) if fold is not None else None}
     if config.control == "gold":
         spec["gold"] = examples_digest(unlabeled)
     if config.control == "own_unbiased":  # sampled on the bare inputs, trained on these
@@ -229,14 +221,14 @@ def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
         what += f", control {config.control}"
     if fold is not None:
         what += f", fold {fold}"
-    dist = graph.add(Node("distill", f"distill-{digest(spec)}", spec, (gen,), "distill", job,
+    dist = graph.add(Node("distill", f"distill-{json_hash(spec)}", spec, (gen,), "distill", job,
                           what), arm)
     train = {k: v for k, v in dataclasses.asdict(d.train).items() if k not in UNKEYED_TRAIN}
     spec = {"distill": dist, "train": train, "model": model_spec(config, d), "mesh": config.mesh}
     t = config.train
     what = f"{t.steps} steps" if t.steps else f"{t.epochs:g} epochs"
     what += f", lr {t.learning_rate:g}" + (f", LoRA r{t.lora.rank}" if t.lora.rank else "")
-    tune = graph.add(Node("finetune", f"finetune-{digest(spec)}", spec, (dist,), "finetune",
+    tune = graph.add(Node("finetune", f"finetune-{json_hash(spec)}", spec, (dist,), "finetune",
                           {"d": d, "config": config}, what), arm)
     return FoldRoles(gen, dist, tune, [ex.id for ex in test])
 
@@ -297,7 +289,7 @@ def add_selection(graph: Graph) -> None:
     spec = {"rule": rule.to_json(), "candidates": candidates,
             "configs": {a: r.config.fingerprint() for a, r in graph.arms.items()}}
     deps = tuple(dict.fromkeys(i for ids in candidates.values() for i in ids))
-    node = Node("select", f"select-{digest(spec)}", spec, deps, "select", {},
+    node = Node("select", f"select-{json_hash(spec)}", spec, deps, "select", {},
                 f"{rule.metric} on validation")
     graph.nodes[node.id] = node
     graph.uses[node.id] = list(graph.arms)

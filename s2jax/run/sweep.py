@@ -12,7 +12,6 @@ claim abandoned and resumed from its finished shards; the artifacts are the same
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import socket
 import time
@@ -22,11 +21,12 @@ from pathlib import Path
 from s2jax.core.atomic import write_json
 from s2jax.core.claims import ClaimBoard
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
 from s2jax.core.rundir import check_creatable, refuse_foreign_dir
 from s2jax.run import execute
 from s2jax.run.assemble import arm_contents, is_current, write_arm
 from s2jax.run.config import ExperimentConfig
-from s2jax.run.graph import Graph, Node, add_arm, add_selection, digest, resolve_arm
+from s2jax.run.graph import Graph, Node, add_arm, add_selection, resolve_arm
 from s2jax.run.selection import Selection
 from s2jax.run.store import RESERVED, ClaimLost, EventLog, StageStore
 from s2jax.tasks import TASKS
@@ -287,7 +287,7 @@ def _assemble_arms(plan: SweepPlan, board: ClaimBoard, event: EventLog, log: Log
         out[name] = results
         if is_current(root / name, results):
             continue
-        claim = board.try_claim(f"arm-{name}-{digest(results)}")
+        claim = board.try_claim(f"arm-{name}-{json_hash(results)}")
         if claim is None:
             waiting = True
             continue
@@ -304,13 +304,14 @@ def _assemble_arms(plan: SweepPlan, board: ClaimBoard, event: EventLog, log: Log
 def write_report(root: str | os.PathLike, log: Log = print) -> None:
     """report.{md,json,png} of the sweep's arms, as `s2jax report ROOT` writes them.
 
-    The arms' run dirs are what the report reads, so this is the one call between them; until
-    `s2jax.report` is installed, it says so and writes nothing.
+    The arms' run dirs are what the report reads; a report that cannot be made is logged, and
+    the arms stand (as at the end of `s2jax run`).
     """
-    if importlib.util.find_spec("s2jax.report") is None:
-        log(f"(no s2jax.report here: run `s2jax report {root}` where it is)")
-        return
-    from s2jax.report import report_root
+    from s2jax.report import report_root  # numpy/matplotlib: only a finished sweep pays
 
-    _, paths = report_root(root)
+    try:
+        _, paths = report_root(root)
+    except S2JaxError as e:
+        log(f"WARNING: report not written: {e}")
+        return
     log(f"report: {', '.join(str(p) for p in paths)}")
