@@ -187,6 +187,28 @@ def test_a_single_run_dir_is_a_root_and_splits_are_kept_apart(tmp_path, capsys):
     assert report["splits"][0]["arms"][0]["paired"] == {}  # no distilled system: nothing paired
 
 
+def test_results_summaries_are_checked_against_their_own_split(tmp_path, capsys):
+    """A sweep arm's results.json: "rows" summarise the test split and "validation" the
+    validation split of files holding both; each is checked against its split only."""
+    run = tmp_path / "arm"
+    test, val = _rows([1, 0, 1, 1]), [{**r, "id": "v" + r["id"], "split": "validation"}
+                                      for r in _rows([0, 0, 1, 1])]
+    make_run(run, {"system1": test + val, "system2": test + val})
+    results = json.loads((run / "results.json").read_text())
+    for r in results["rows"]:
+        r.update(split="test", accuracy=75.0, examples=4)
+    results["validation"] = [{**r, "split": "validation", "accuracy": 50.0}
+                             for r in results["rows"]]
+    (run / "results.json").write_text(json.dumps(results))
+    assert _run(capsys, run, "--resamples", "500")[0] == 0
+    assert json.loads((run / "report.json").read_text())["arms"][0]["notes"] == []
+    results["validation"][1]["accuracy"] = 25.0  # a wrong validation summary is called out
+    (run / "results.json").write_text(json.dumps(results))
+    assert _run(capsys, run, "--resamples", "500")[0] == 0
+    assert json.loads((run / "report.json").read_text())["arms"][0]["notes"] == [
+        "results.json gives system2 (validation) 25.0% on 4 examples; its rows give 50.0% on 4"]
+
+
 def test_report_imports_no_jax(tmp_path):
     root = make_root(tmp_path / "r")
     code = ("import sys\nfrom s2jax.report import report_root, ReportSettings\n"

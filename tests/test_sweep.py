@@ -62,11 +62,12 @@ def _sweep(config: Path, root: Path, *args: str, env: dict, check: bool = True):
 
 
 def _artifacts(root: Path) -> dict[str, bytes]:
-    """Every file a sweep keeps, less what may differ between runs (claims, logs, timings)."""
+    """Every file a sweep keeps, less what may differ between runs (claims, logs, timings, and
+    the report's markdown and chart, titled with the root's name; report.json is kept)."""
     out = {}
     for path in sorted(root.rglob("*")):
         parts = path.relative_to(root).parts
-        if path.is_dir() or parts[0] in ("claims", "log") or (
+        if path.is_dir() or parts[0] in ("claims", "log", "report.md", "report.png") or (
                 parts[0] == "stages" and len(parts) > 2 and parts[2] == "log"):
             continue
         out["/".join(parts)] = path.read_bytes()
@@ -114,6 +115,9 @@ def test_eight_arms_sample_system2_once_and_evaluate_the_base_once(grid):
         for system in ("system1", "system2", "distilled"):
             rows = (root / arm / "eval" / f"{system}.jsonl").read_text().splitlines()
             assert len(rows) == 3 and all(json.loads(r)["split"] == "test" for r in rows)
+    report = json.loads((root / "report.json").read_text())  # the end-of-sweep report
+    assert sorted(a["name"] for a in report["arms"]) == arms
+    assert all(a["notes"] == [] for a in report["arms"])
     first = json.loads((root / arms[0] / "results.json").read_text())
     assert all(json.loads((root / a / "results.json").read_text())["rows"][:2] == first["rows"][:2]
                for a in arms)  # the shared base rows
@@ -174,6 +178,10 @@ def test_selection_is_recorded_before_any_test_evaluation(tmp_path):
     for arm, r in results.items():
         assert r["exploratory"] is (arm != chosen)
         assert [x["split"] for x in r["validation"]] == ["validation"] * 3
+    report = json.loads((root / "report.json").read_text())  # both splits, no spurious notes
+    assert {a["name"]: (a["exploratory"], a["notes"]) for a in report["arms"]} == {
+        a: (a != chosen, []) for a in ("s1", "s2")}
+    assert [s["split"] for s in report["splits"]] == ["test", "validation"]
     # the record was committed before any test evaluation started
     log = events(root)
     select = next(e["t"] for e in log if e["event"] == "commit"

@@ -153,15 +153,24 @@ def _load(run_dir: Path, root: str | Path | None) -> tuple[Arm, dict[str, Any]]:
 
 
 def _results_mismatch(results: Mapping, rows: Mapping[str, Sequence[ItemRow]]) -> list[str]:
-    """Where results.json's summary disagrees with the rows (the rows are what is reported)."""
+    """Where results.json's summary disagrees with the rows (the rows are what is reported).
+
+    A summary row naming its split (a sweep arm's "rows" are its test split, "validation" its
+    validation split) is checked against that split's rows; one without, against them all (a
+    run's file holds one split).
+    """
     out = []
-    for r in results.get("rows", []):
-        mine = rows.get(r["system"])
-        if not mine or not isinstance(r.get("accuracy"), int | float):
+    for r in [*results.get("rows", []), *results.get("validation", [])]:
+        if not isinstance(r, dict) or not isinstance(r.get("accuracy"), int | float):
+            continue
+        split = r.get("split")
+        mine = [x for x in rows.get(r.get("system"), ()) if split is None or x.split == split]
+        if not mine:
             continue
         acc = 100 * sum(x.score for x in mine) / len(mine)
         if abs(acc - r["accuracy"]) > 1e-6 or r.get("examples", len(mine)) != len(mine):
-            out.append(f"results.json gives {r['system']} {r['accuracy']:.1f}% on "
+            where = f" ({split})" if split is not None else ""
+            out.append(f"results.json gives {r['system']}{where} {r['accuracy']:.1f}% on "
                        f"{r.get('examples')} examples; its rows give {acc:.1f}% on {len(mine)}")
     return out
 
