@@ -1,9 +1,10 @@
 """The one JSON hash: stored runs resume only while its encoding stays what it was."""
 
+import dataclasses
 from pathlib import Path
 
 from s2jax.core.hashing import json_hash
-from s2jax.run.config import ExperimentConfig
+from s2jax.run.config import PROTOCOL_DEFAULTS, CrossFit, ExperimentConfig
 from s2jax.run.stages import stage_key
 
 
@@ -17,5 +18,9 @@ def test_json_hash_is_pinned():
 
 
 def test_fingerprint_is_the_hash_of_the_config_json():
+    # the sweep's protocol fields count only when set: run dirs made before they existed resume
     config = ExperimentConfig(name="x", model="m", task="coin_flip", method="cot_zero_shot")
-    assert config.fingerprint() == json_hash(config.to_json())
+    before = {k: v for k, v in config.to_json().items() if k not in PROTOCOL_DEFAULTS}
+    assert config.fingerprint() == json_hash(before)
+    folds = dataclasses.replace(config, cross_fit=CrossFit(folds=2))
+    assert folds.fingerprint() == json_hash({**before, "cross_fit": {"folds": 2, "seed": 0}})

@@ -11,10 +11,11 @@ import pytest
 
 from s2jax.core.claims import ClaimBoard
 from s2jax.core.errors import S2JaxError
+from s2jax.core.overrides import override, parse_assignments
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillSet
 from s2jax.distill.vote import vote_stats
-from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig, apply_overrides
+from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig
 from s2jax.run.protocol import apply_control, fold_of, fold_split, unbiased
 from s2jax.run.selection import Selection, choose
 from s2jax.run.sweep import describe, plan_sweep
@@ -35,7 +36,7 @@ def _config(**kw) -> ExperimentConfig:
 
 
 def _arms(config, sets: dict[str, list[str]]):
-    return {name: apply_overrides(config, kv) for name, kv in sets.items()}
+    return {name: override(config, parse_assignments(kv)) for name, kv in sets.items()}
 
 
 def test_arms_share_the_stages_their_settings_do_not_change(tmp_path):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from s2jax.core.errors import S2JaxError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a config's sweep() as one job: shared stages once, "
@@ -42,8 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _worker(spec: str | None) -> tuple[int, int]:
-    from s2jax.core.errors import S2JaxError
-
     if spec is None:
         return 0, 1
     i, _, n = spec.partition("/")
@@ -58,13 +58,15 @@ def _worker(spec: str | None) -> tuple[int, int]:
 
 def arms_of(args: argparse.Namespace):
     """({arm name: config}, the selection rule or None, the default root)."""
-    from s2jax.run.config import apply_overrides, load_config
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
+    from s2jax.core.overrides import override, parse_assignments
+    from s2jax.run.config import load_config
     from s2jax.run.selection import rule_of
 
     config, namespace = load_config(args.config)
-    config = apply_overrides(config, args.overrides)
+    config = override(config, parse_assignments(args.overrides))
     if "sweep" in namespace:
-        arms = {name: apply_overrides(config, [f"{k}={v}" for k, v in sets.items()])
+        arms = {name: override(config, sets, name=lambda k, a=name: f"sweep arm {a}: {k}")
                 for name, sets in namespace["sweep"]().items()}
     else:
         arms = {config.name: config}
@@ -72,7 +74,7 @@ def arms_of(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.core.errors import S2JaxError
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.run.sweep import (
         FAILED,
         Worker,

@@ -66,6 +66,20 @@ def generate_checked(
     return out
 
 
+def _check_inputs(program: Program, inputs: Sequence[Mapping[str, str]]) -> None:
+    """Every input has the program's fields, and none named like one of its stages."""
+    names = {s.name for s in program.stages}
+    for i, fields in enumerate(inputs):
+        missing = sorted(program.input_fields() - fields.keys())
+        clash = sorted(names & fields.keys())
+        if missing or clash:
+            raise S2JaxError(
+                f"input {i} for method {program.name!r}: missing field(s) {missing}"
+                + (f", fields {clash} clash with stage names" if clash else "")
+                + f"; it has {sorted(fields)}"
+            )
+
+
 def run_program(
     program: Program,
     inputs: Sequence[Mapping[str, str]],
@@ -86,16 +100,7 @@ def run_program(
     Returns:
       traces[i][s]: the outputs of every stage on sample path s of input i (`params.n` paths).
     """
-    names = {s.name for s in program.stages}
-    for i, fields in enumerate(inputs):
-        missing = sorted(program.input_fields() - fields.keys())
-        clash = sorted(names & fields.keys())
-        if missing or clash:
-            raise S2JaxError(
-                f"input {i} for method {program.name!r}: missing field(s) {missing}"
-                + (f", fields {clash} clash with stage names" if clash else "")
-                + f"; it has {sorted(fields)}"
-            )
+    _check_inputs(program, inputs)
     first, *rest = program.stages
     prompts = [first.render(fields, chat=chat) for fields in inputs]
     samples = generate_checked(generate, prompts, params, first)

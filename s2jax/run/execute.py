@@ -25,6 +25,7 @@ from s2jax.run.protocol import apply_control, with_fields
 from s2jax.run.selection import SPLIT, choose
 from s2jax.run.stages import distill_stage, evaluate_stage, finetune_stage, generate_stage
 from s2jax.run.store import LOG, StageStore, move_into_log
+from s2jax.train.data import read_examples
 
 Log = Callable[[str], None]
 SET = "set"  # a distill stage's distillation set directory
@@ -46,12 +47,13 @@ class Engine:
         key = (config.model, config.dtype, config.mesh, config.max_batch, config.max_len,
                config.chat)
         if key != self.key:
+            # JAX only when a stage needs the model (planning a sweep imports this module)
             from s2jax.models.loading import load
-            from s2jax.parallel.sharding import make_mesh, parse_mesh
+            from s2jax.parallel.sharding import mesh_from_spec
             from s2jax.sampling import Sampler
 
             self.model = self.sampler = None  # the previous model's memory goes first
-            self.mesh = make_mesh(**parse_mesh(config.mesh)) if config.mesh else None
+            self.mesh = mesh_from_spec(config.mesh)
             self.model, self.tokenizer = load(config.model, dtype=config.dtype, mesh=self.mesh)
             self.sampler = Sampler(self.model, self.tokenizer, mesh=self.mesh,
                                    max_batch=config.max_batch, max_len=config.max_len,
@@ -68,7 +70,7 @@ class Engine:
         if self.holds != want:
             params = self.base
             if weights is not None:
-                from s2jax.models.loading import load
+                from s2jax.models.loading import load  # JAX: as in `get`
 
                 params = load(weights, dtype=config.dtype, mesh=self.mesh)[0].params()
             for name, value in params.items():
@@ -142,8 +144,6 @@ def run_distill(node: Node, work: Path, store: StageStore, engine: Engine, log: 
 
 
 def run_finetune(node: Node, work: Path, store: StageStore, engine: Engine, log: Log) -> None:
-    from s2jax.train.data import read_examples
-
     config, d = node.job["config"], node.job["d"]
     dist, = node.deps
     parquet = store.path(dist) / SET / PARQUET

@@ -31,6 +31,7 @@ from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
 from s2jax.methods.catalog import METHOD_NAMES, method
 from s2jax.methods.program import Program
+from s2jax.models.fetch import resolve as fetched_model
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
 from s2jax.run.protocol import fold_split, unbiased
@@ -130,8 +131,6 @@ class Graph:
 
 
 def model_spec(config: ExperimentConfig, d: Distillation) -> dict:
-    from s2jax.models.fetch import resolve as fetched_model
-
     return {"base": str(Path(fetched_model(d.model)).resolve()), "dtype": config.dtype}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -152,8 +153,6 @@ class Worker:
 
 
 def _check_single_process() -> None:
-    import sys
-
     jax = sys.modules.get("jax")
     if jax is not None and jax.process_count() > 1:
         raise S2JaxError("s2jax sweep: a worker is one process (got a multi-process JAX run); "
