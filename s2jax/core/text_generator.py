@@ -20,14 +20,14 @@ FinishReason = Literal["stop", "length"]
 class SamplingParams:
     """How to sample. `temperature == 0` is greedy; `n` samples are drawn per prompt."""
 
-    n: int = 1
-    temperature: float = 0.0
+    n: int = 1  # samples per prompt (they share one prefill)
+    temperature: float = 0.0  # 0: greedy
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1.0: off
     min_p: float = 0.0  # 0.0: off
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # generated tokens per sample at most (EOS included)
     stop: tuple[str, ...] = ()  # stop strings, cut from the returned text
-    seed: int = 0
+    seed: int = 0  # a sample's key depends on (seed, prompt, sample, step) only
 
     def __post_init__(self):
         for name in ("temperature", "top_p", "min_p"):

@@ -49,10 +49,13 @@ PARQUET = "train.parquet"
 class DistillConfig:
     """Which filter decides, and how majorities are taken."""
 
+    # the label-free filter: majority vote over the samples, Universal Self-Consistency, or
+    # consistency under the task's input perturbation
     filter: Filter = "majority"
-    vote: VoteConfig = VoteConfig()
-    target: Target = "answer"  # the assistant turn: the task's target of the answer, or the
-    # winning sample's own final reply (see the module docstring)
+    vote: VoteConfig = VoteConfig()  # how a majority is taken (threshold, ties)
+    # the assistant turn: the task's target of the answer, or the winning sample's own final
+    # reply (see the module docstring)
+    target: Target = "answer"
 
     def __post_init__(self):
         if self.filter not in FILTERS:

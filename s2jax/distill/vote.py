@@ -52,8 +52,8 @@ class VoteConfig:
         answer with the lowest key, which is arbitrary but independent of sample order.
     """
 
-    threshold: float = 0.0
-    tie_policy: TiePolicy = "drop"
+    threshold: float = 0.0  # share of all samples that must agree with the winner, in [0, 1]
+    tie_policy: TiePolicy = "drop"  # "drop" inputs whose top answers tie, or keep the "lowest"
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:

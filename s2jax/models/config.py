@@ -43,29 +43,29 @@ def family_of(architecture: str) -> Family:
 class ModelConfig:
     """Shapes and switches of the decoder. Hashable, so it can be a static jit argument."""
 
-    architecture: str
-    vocab_size: int
+    architecture: str  # HF's class name (config.json `architectures`); picks the family
+    vocab_size: int  # V
     hidden_size: int  # D
     intermediate_size: int  # F
     num_layers: int  # L
     num_heads: int  # N
     num_kv_heads: int  # K
     head_dim: int  # H
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6  # RMSNorm's epsilon
+    rope_theta: float = 10000.0  # RoPE base
     rope_type: str = "default"  # default | llama3 | linear
     # (key, value) pairs of the rope scaling parameters, kept as a tuple to stay hashable
     rope_scaling: tuple[tuple[str, float], ...] = ()
-    max_position_embeddings: int = 4096
-    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 4096  # longest sequence; the sampler's default cache length
+    tie_word_embeddings: bool = False  # the output head is the embedding matrix
     qkv_bias: bool = False  # Qwen2
     qk_norm: bool = False  # Qwen3: RMSNorm over head_dim on q and k before RoPE
     # per layer: attention window in tokens (0 = full causal attention)
     sliding_windows: tuple[int, ...] = ()
-    bos_token_id: int | None = None
-    eos_token_ids: tuple[int, ...] = ()
-    pad_token_id: int | None = None
-    # Gemma 2/3 (s2jax/models/gemma.py)
+    bos_token_id: int | None = None  # beginning of sequence, written back on export
+    eos_token_ids: tuple[int, ...] = ()  # sampling stops at any of these
+    pad_token_id: int | None = None  # pads prompts in a batch (None: token 0)
+    # -- Gemma 2/3 (s2jax/models/gemma.py)
     query_pre_attn_scalar: int | None = None  # attention scores scale by its -1/2 power
     attn_logit_softcap: float | None = None  # Gemma 2: scores -> cap * tanh(scores / cap)
     final_logit_softcap: float | None = None  # Gemma 2: the same on the output logits

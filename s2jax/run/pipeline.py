@@ -180,8 +180,8 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
       progress: progress bars on stderr.
 
     Returns:
-      {"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
-       "warnings": [...], "seconds": {...}}
+      `{"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
+      "warnings": [...], "seconds": {...}}`
     """
     # JAX only when a run starts (commands import this module early)
     from s2jax.models.loading import load

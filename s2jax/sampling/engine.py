@@ -253,7 +253,7 @@ class Sampler:
         split over processes, shards or folds draws the same samples as one call.
 
         Returns:
-          out[i][j] = (sample, generated token ids, `sample.num_tokens` of them).
+          `out[i][j]` = (sample, generated token ids, `sample.num_tokens` of them).
         """
         start = time.perf_counter()
         ids = [list(map(int, x)) for x in ids]

@@ -135,7 +135,7 @@ class MultihostSampler:
     def generate_ids(self, ids: Sequence[Sequence[int]], params: SamplingParams, *,
                      first_sample: Sequence[int] | None = None, **kwargs
                      ) -> list[list[tuple[Sample, list[int]]]]:
-        """`Sampler.generate_ids` over the split; out[i][j] = (sample, its token ids)."""
+        """`Sampler.generate_ids` over the split; `out[i][j]` = (sample, its token ids)."""
         part = split_for_process(ids, jax.process_index(), jax.process_count())
         firsts = None if first_sample is None else [first_sample[i] for i in part]
         mine = self.sampler.generate_ids([ids[i] for i in part], params,

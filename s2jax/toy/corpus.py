@@ -58,7 +58,7 @@ class CorpusConfig:
 
     system2: int = 2500  # examples per task transcribed through the System 2 method
     system1: int = 1500  # examples per task answered directly (biased, see s2jax.tasks.toy.world)
-    seed: int = 0
+    seed: int = 0  # the examples drawn and their order
 
     def __post_init__(self):
         if self.system2 < 0 or self.system1 < 0:

@@ -54,14 +54,14 @@ class DemoConfig:
     unlabeled: int = 128  # unlabeled inputs per task that System 2 labels for distillation
     samples: int = 4  # N System 2 samples per unlabeled input (and per swapped input for BSM)
     temperature: float = 0.7  # System 2 sampling for the vote (self-consistency)
-    top_k: int = 40
+    top_k: int = 40  # System 2 sampling keeps the 40 likeliest tokens
     max_new_tokens: int = 128  # per stage
     finetune_steps: int = 80  # fine-tuning steps per task
     batch_size: int = 8  # fine-tuning rows per step (packed, 128 tokens each)
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # peak fine-tuning learning rate
     lora_rank: int = 0  # > 0: LoRA adapters of this rank on all seven projections, base frozen
     max_batch: int = 64  # sampler decode rows
-    seed: int = 0
+    seed: int = 0  # System 2 sampling and fine-tuning
     shard_size: int = 128  # inputs per resumable shard (>= test and unlabeled: one shard each)
 
     def __post_init__(self):

@@ -31,7 +31,7 @@ from s2jax.train.loop import finetune
 class PretrainConfig:
     """The recipe. Defaults produce the shipped model."""
 
-    corpus: CorpusConfig = CorpusConfig()
+    corpus: CorpusConfig = CorpusConfig()  # what the pretraining corpus holds
     vocab_size: int = 512  # BPE vocabulary incl. bytes and specials; small keeps letters apart
     hidden_size: int = 128  # D
     intermediate_size: int = 384  # F
@@ -41,11 +41,11 @@ class PretrainConfig:
     head_dim: int = 32  # H
     seq_len: int = 320  # T of a packed row; longer transcripts are dropped (none by default)
     batch_size: int = 8  # packed rows per step
-    steps: int = 1500
+    steps: int = 1500  # optimizer steps
     learning_rate: float = 2e-3  # peak, after linear warmup; cosine decay to 10%
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    seed: int = 0
+    warmup_steps: int = 100  # linear warmup steps
+    weight_decay: float = 0.01  # AdamW's decoupled decay
+    seed: int = 0  # initialisation and data order (the corpus has its own)
 
     def __post_init__(self):
         if self.steps < 1:
