@@ -7,12 +7,9 @@ network, docs/hooks/site_check.py) is a step of .ci/run.
 """
 
 import argparse
-import ast
 import dataclasses
 import importlib.util
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,31 +137,6 @@ def test_documented_config_fields_have_comments():
                for name, comment in field_comments(cls).items() if not comment]
     assert not missing, "config fields without a comment (the docs and --help show it):\n" + \
         "\n".join(missing)
-
-
-def _field_lines(cls: type) -> tuple[list[tuple[int, bool]], list[str]]:
-    """(line index, has an inline comment) of each field of `cls`, and the lines of its
-    dedented source."""
-    lines = textwrap.dedent(inspect.getsource(cls)).splitlines()
-    return [(node.end_lineno - 1, "  # " in lines[node.end_lineno - 1])
-            for node in ast.parse("\n".join(lines)).body[0].body
-            if isinstance(node, ast.AnnAssign)], lines
-
-
-def test_config_comments_are_unambiguous():
-    """A comment is read as the field's when it is on the field's line or on the lines just
-    above it; comment lines between two fields that both carry a comment on their line would
-    be read as the second field's, whichever field they were written for."""
-    ambiguous = []
-    for cls in reference.documented_configs():
-        fields, lines = _field_lines(cls)
-        for (a, a_inline), (b, b_inline) in zip(fields, fields[1:], strict=False):
-            between = [line.strip() for line in lines[a + 1:b]]
-            comments = [c for c in between if c.startswith("#") and not c.startswith("# --")]
-            if a_inline and b_inline and comments:
-                ambiguous.append(f"{cls.__name__}: {comments[0]!r} (between fields on lines "
-                                 f"{a + 1} and {b + 1} of the class)")
-    assert not ambiguous, "put a long comment wholly above its field:\n" + "\n".join(ambiguous)
 
 
 def test_modules_reference_names_every_module():

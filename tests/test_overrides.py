@@ -66,3 +66,34 @@ def test_train_flags_carry_the_field_comments_and_give_only_what_was_set():
     args = parser.parse_args(["--seq-len", "64", "--no-pack", "--lora-targets", "q,v"])
     assert field_changes(args, TrainConfig) == {"seq_len": 64, "pack": False,
                                                 "lora.targets": "q,v"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Commented:
+    """Each way a field's comment is written in s2jax's configs."""
+
+    # -- a section header, not a field's comment
+    plain: int = 0  # on its line
+    long: int = 0  # on its line, and continued
+    # below it, since the next field has its own
+    next_: int = 0  # its own
+    # above it, since the field has none on its line
+    above: int = 0
+    # -- a header describes the field below it when the field has no comment of its own,
+    # with the lines that continue the header
+    section: int = 0
+    last: int = 0  # the last one, continued
+    # below it
+
+
+def test_field_comments_read_each_way_a_comment_is_written():
+    assert field_comments(_Commented) == {
+        "plain": "on its line",
+        "long": "on its line, and continued below it, since the next field has its own",
+        "next_": "its own",
+        "above": "above it, since the field has none on its line",
+        "section": "a header describes the field below it when the field has no comment of "
+                   "its own, with the lines that continue the header",
+        "last": "the last one, continued below it",
+    }
+

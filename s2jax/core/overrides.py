@@ -150,22 +150,58 @@ def _describe(hint: Any) -> str:
 
 
 def field_comments(config: type) -> dict[str, str]:
-    """Each field's comment in the class source: the comment on its line, else the comment
-    lines just above it (section headers `# -- ...` excluded)."""
+    """Each field's comment in the class source, as its writer meant it:
+
+    - the comment on the field's line, with the comment lines right below it when the next
+      field has a comment of its own on its line (a long comment continued under its field);
+    - else the comment lines just above the field, a section header (`# -- ...`) and the
+      lines continuing it included when the field has no comment on its line.
+    """
     lines = textwrap.dedent(inspect.getsource(config)).splitlines()
+    fields = [node for node in ast.parse("\n".join(lines)).body[0].body
+              if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)]
+    inline = [_inline_comment(lines[node.end_lineno - 1]) for node in fields]
     out = {}
-    for node in ast.parse("\n".join(lines)).body[0].body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        line = lines[node.end_lineno - 1]
-        comment = line.split("  # ", 1)[1] if "  # " in line else ""
-        above, i = [], node.lineno - 2
-        while i >= 0 and lines[i].strip().startswith("#") and \
-                not lines[i].strip().startswith("# --"):
-            above.insert(0, lines[i].strip().lstrip("#").strip())
-            i -= 1
-        out[node.target.id] = " ".join(filter(None, [*above, comment]))
+    for i, node in enumerate(fields):
+        below = _comment_block(lines, node.end_lineno, fields[i + 1].lineno - 1
+                               if i + 1 < len(fields) else len(lines))
+        continued = i + 1 == len(fields) or bool(inline[i + 1])
+        if inline[i]:
+            above = [] if i and inline[i - 1] else _above(lines, node.lineno - 2, header=False)
+            text = [*above, inline[i], *(below if continued else [])]
+        else:
+            text = _above(lines, node.lineno - 2, header=True)
+        out[node.target.id] = " ".join(filter(None, text))
     return out
+
+
+def _inline_comment(line: str) -> str:
+    return line.split("  # ", 1)[1].strip() if "  # " in line else ""
+
+
+def _comment_block(lines: list[str], start: int, end: int) -> list[str]:
+    """The comment lines from line index `start` on (before `end`), up to the first other."""
+    block = []
+    for line in lines[start:end]:
+        if not line.strip().startswith("#") or line.strip().startswith("# --"):
+            break
+        block.append(line.strip().lstrip("#").strip())
+    return block
+
+
+def _above(lines: list[str], i: int, *, header: bool) -> list[str]:
+    """The comment lines ending at line index `i`; a `# --` section header ends them, and is
+    their first line when `header` (the header then describes the field below it)."""
+    above = []
+    while i >= 0 and lines[i].strip().startswith("#"):
+        text = lines[i].strip().lstrip("#").strip()
+        if text.startswith("--"):
+            if header:
+                above.insert(0, text.lstrip("-").strip())
+            break
+        above.insert(0, text)
+        i -= 1
+    return above
 
 
 def add_field_flags(parser: argparse.ArgumentParser, config: type, prefix: str = "") -> None:

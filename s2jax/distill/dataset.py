@@ -53,9 +53,8 @@ class DistillConfig:
     # consistency under the task's input perturbation
     filter: Filter = "majority"
     vote: VoteConfig = VoteConfig()  # how a majority is taken (threshold, ties)
-    # the assistant turn: the task's target of the answer, or the winning sample's own final
-    # reply (see the module docstring)
-    target: Target = "answer"
+    target: Target = "answer"  # the assistant turn: the task's target of the answer, or the
+    # winning sample's own final reply (see the module docstring)
 
     def __post_init__(self):
         if self.filter not in FILTERS:

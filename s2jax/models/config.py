@@ -66,7 +66,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...] = ()  # sampling stops at any of these
     pad_token_id: int | None = None  # pads prompts in a batch (None: token 0)
     # -- Gemma 2/3 (s2jax/models/gemma.py)
-    query_pre_attn_scalar: int | None = None  # attention scores scale by its -1/2 power
+    query_pre_attn_scalar: int | None = None  # Gemma 2/3: scores scale by its -1/2 power
     attn_logit_softcap: float | None = None  # Gemma 2: scores -> cap * tanh(scores / cap)
     final_logit_softcap: float | None = None  # Gemma 2: the same on the output logits
     local_rope_theta: float | None = None  # Gemma 3: default-rope base of sliding-window layers

@@ -80,9 +80,8 @@ class ExperimentConfig:
     task: str  # a key of `s2jax.tasks.TASKS` (or of the toy world's tasks)
     method: str  # a System 2 method, a key of `s2jax.methods.METHODS`
     model_shape: str = ""  # config.json giving the model's shapes without weights (for `plan`)
-    # evaluate on another task of the same answer format (BSM: train on OASST2 inputs, test on
-    # MT-bench judgments); None: `task`
-    test_task: str | None = None
+    test_task: str | None = None  # evaluate on another task of the same answer format (BSM:
+    # train on OASST2 inputs, test on MT-bench judgments); None: `task`
     unlabeled: DataConfig = DataConfig()  # inputs System 2 runs on; their labels are never read
     test: DataConfig = DataConfig()  # labelled held-out inputs for evaluation
     sampling: SamplingParams = SamplingParams(n=8, temperature=0.7, top_k=40,

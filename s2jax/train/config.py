@@ -55,9 +55,8 @@ class TrainConfig:
     log_every: int = 1  # steps between metrics rows in metrics.jsonl / TensorBoard
     progress: bool = True  # tqdm progress bar on stderr
     export: bool = True  # write the final model to <run_dir>/model with `s2jax.save`
-    # -- LoRA
-    # rank > 0 trains adapters only (base frozen in its own dtype, no optimizer state for it);
-    # checkpoints hold the adapters, export writes the merged model/ and a PEFT adapter/
+    # -- LoRA: rank > 0 trains adapters only (base frozen in its own dtype, no optimizer state
+    # for it); checkpoints hold the adapters, export writes the merged model/ and a PEFT adapter/
     lora: LoraConfig = LoraConfig()
 
     def __post_init__(self):
