@@ -12,6 +12,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
@@ -75,11 +77,18 @@ def test_relative_links_resolve():
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 
-def test_every_docs_page_is_in_the_nav():
-    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    pages = [p.relative_to(DOCS).as_posix() for p in _markdown_files()[1:]]
-    missing = [p for p in pages + sorted(GENERATED) if f" {p}" not in nav]
-    assert not missing, f"pages not in mkdocs.yml's nav: {missing}"
+def test_a_page_missing_from_the_nav_goes_under_more(tmp_path):
+    """mkdocs.yml's nav places the pages; one it does not list yet (a page that landed with
+    other work) is still shown, under "More", instead of failing the strict build."""
+    for page in ("index.md", "guide/a.md", "guide/b.md", "hooks/x.md"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text("# x\n", encoding="utf-8")
+    nav = [{"Home": "index.md"}, {"Guides": [{"A": "guide/a.md"}]}]
+    config = reference.on_config({"docs_dir": str(tmp_path), "nav": nav})
+    assert config["nav"][-1] == {"More": ["guide/b.md"]}
+    real = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    assert {"index.md", "real_results.md", "plan.md", "reference/cli.md"} <= \
+        reference._nav_pages(real)
 
 
 def _parser() -> argparse.ArgumentParser:

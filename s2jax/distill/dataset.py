@@ -52,7 +52,8 @@ class DistillConfig:
     # the label-free filter: majority vote over the samples, Universal Self-Consistency, or
     # consistency under the task's input perturbation
     filter: Filter = "majority"
-    vote: VoteConfig = VoteConfig()  # how a majority is taken (threshold, ties)
+    # how a majority is taken (threshold, ties)
+    vote: VoteConfig = VoteConfig()
     target: Target = "answer"  # the assistant turn: the task's target of the answer, or the
     # winning sample's own final reply (see the module docstring)
 
