@@ -51,7 +51,7 @@ def measure(mode: str, args) -> dict:
                        compute_dtype=args.compute_dtype, remat=args.remat, lora=lora)
     mesh = make_mesh(devices=jax.devices()[:1])
     base = random_model(cfg, param_dtype=args.base_dtype).params()
-    init, target, step, _, frozen_shardings = compiled_run(cfg, tcfg, 100, mesh)
+    init, target, step, _, frozen_shardings, _ = compiled_run(cfg, tcfg, 100, mesh)
     if lora.enabled:
         frozen = jax.device_put(with_scale(lora, base), frozen_shardings)
         state = init(init_adapters(cfg, lora, jax.random.key(0)))

@@ -1,5 +1,6 @@
 """`TrainConfig`: every knob of a fine-tuning run, one commented field each (`LoraConfig`: the
-low-rank adapters of a LoRA run, also read from and written to PEFT's adapter_config.json)."""
+low-rank adapters of a LoRA run, also read from and written to PEFT's adapter_config.json;
+`CurriculumConfig`: the trace-removal curriculum of stepwise internalization)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,43 @@ from s2jax.models.lora_config import LORA_TARGETS, LoraConfig  # noqa: F401 (re-
 
 
 @dataclasses.dataclass(frozen=True)
+class CurriculumConfig:
+    """Stepwise internalization (Deng, Choi, Shieber 2024, arXiv 2405.14838): train on examples
+    with a reasoning trace, and at each stage remove `tokens_per_stage` more tokens from the
+    start of every trace, until none is left (`s2jax.train.curriculum`)."""
+
+    tokens_per_stage: int = 0  # trace tokens removed per stage; 0: no curriculum
+    steps_per_stage: int = 0  # optimizer steps per stage (the last stage runs to the end)
+    stages: int = 0  # stages in all; 0: enough to remove the longest trace, plus one stage
+    # with no trace left
+    # removal smoothing lambda: each example drops o more tokens, P(o) ~ exp(-lambda o), drawn
+    # per example and epoch (the paper: 4, i.e. o > 0 for 2% of examples); 0: off
+    smoothing: float = 0.0
+    reset_optimizer: bool = True  # a fresh optimizer (moments, schedule) at each stage
+
+    def __post_init__(self):
+        for name in ("tokens_per_stage", "steps_per_stage", "stages"):
+            if getattr(self, name) < 0:
+                raise S2JaxError(f"train config curriculum.{name}={getattr(self, name)}: "
+                                 "expected >= 0")
+        if not (math.isfinite(self.smoothing) and self.smoothing >= 0):
+            raise S2JaxError(f"train config curriculum.smoothing={self.smoothing!r}: expected a "
+                             "finite number >= 0 (0: no smoothing)")
+        if self.enabled and self.steps_per_stage < 1:
+            raise S2JaxError(f"train config curriculum.steps_per_stage={self.steps_per_stage}: "
+                             "expected >= 1 when curriculum.tokens_per_stage > 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tokens_per_stage > 0
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """A supervised fine-tuning run. Hashable, so the jitted step can close over it."""
 
     # -- length of the run
-    steps: int = 0  # optimizer steps; 0 derives them from `epochs`
+    steps: int = 0  # optimizer steps; 0 derives them from `epochs` (or the curriculum's stages)
     epochs: float = 1.0  # passes over the training rows when `steps` is 0
     # -- batch
     seq_len: int = 512  # tokens per row; longer examples are cut (counted in the log)
@@ -58,6 +91,8 @@ class TrainConfig:
     # -- LoRA: rank > 0 trains adapters only (base frozen in its own dtype, no optimizer state
     # for it); checkpoints hold the adapters, export writes the merged model/ and a PEFT adapter/
     lora: LoraConfig = LoraConfig()
+    # -- stepwise internalization: remove the examples' traces a few tokens per stage
+    curriculum: CurriculumConfig = CurriculumConfig()
 
     def __post_init__(self):
         for name, hint in get_type_hints(type(self)).items():
@@ -78,6 +113,9 @@ class TrainConfig:
                 raise S2JaxError(f"train config {name}={value!r}: expected a finite number >= 0")
         if self.seq_len < 2:
             raise S2JaxError(f"train config seq_len={self.seq_len}: expected >= 2")
+        if self.curriculum.enabled and self.loss_on != "assistant":
+            raise S2JaxError("train config curriculum: traces are removed from assistant turns; "
+                             f"expected loss_on='assistant', got {self.loss_on!r}")
 
     @property
     def rows_per_step(self) -> int:

@@ -9,6 +9,11 @@ Rows of `seq_len` tokens hold one example each, or several when packed; `segment
 examples of a row from 1 (0 is padding), which is how `forward` keeps them apart and restarts
 positions. Row order is a pure function of (seed, epoch), so the iterator's whole state is
 {"epoch", "row"} and a resumed run sees exactly the batches the killed one would have seen.
+
+A row may carry a `trace`: the start of its last assistant turn that a removal curriculum
+(`s2jax.train.curriculum`) takes away a few tokens per stage. The trace and the rest of the turn
+are tokenized separately, whether or not a curriculum runs, so the token boundary is the same in
+plain trace SFT and in every stage of the curriculum.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class TokenizedExample:
 
     ids: np.ndarray  # int32 [n]
     loss_mask: np.ndarray  # bool [n]; loss_mask[0] is ignored (nothing predicts token 0)
+    trace: tuple[int, int] = (0, 0)  # [start, end) of the removable trace tokens; empty: none
 
 
 def read_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -81,7 +87,8 @@ def _render(tokenizer, messages: list[Message], generation_prompt: bool) -> str:
 
 
 def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assistant",
-                  where: str = "example", stop_ids: Iterable[int] = ()) -> TokenizedExample:
+                  where: str = "example", stop_ids: Iterable[int] = (),
+                  trace: str | None = None) -> TokenizedExample:
     """Token ids of one example with its loss mask (see the module docstring).
 
     Args:
@@ -90,11 +97,15 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
       loss_on: "assistant" (answers and their end-of-turn token) or "all" tokens.
       where: names the example in error messages.
       stop_ids: end-of-turn token ids besides the tokenizer's EOS (e.g. the model's).
+      trace: the removable start of the last assistant turn (see the module docstring).
 
     Returns:
-      The example's ids and loss mask.
+      The example's ids, loss mask and trace span.
     """
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    if trace and (isinstance(messages, str) or loss_on != "assistant"):
+        raise S2JaxError(f"{where}: a 'trace' needs a chat trained on its assistant turns "
+                         f"(loss_on='assistant'), got loss_on={loss_on!r}")
     if isinstance(messages, str):
         ids = tokenizer(messages)["input_ids"]
         return TokenizedExample(np.asarray(ids, np.int32), np.ones(len(ids), bool))
@@ -106,6 +117,10 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
                            else set())
     ids: list[int] = []
     mask: list[bool] = []
+    span = (0, 0)
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    if trace and last < 0:
+        raise S2JaxError(f"{where}: a 'trace' but no assistant message to take it from")
     done = 0  # characters of `full` tokenized so far
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
@@ -116,7 +131,17 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
             raise S2JaxError(f"{where}: the chat template does not render turn {i} as a prefix "
                              "of the whole chat; cannot locate the answer tokens")
         before = encode(full[done:len(prompt)])
-        answer = encode(upto[len(prompt):])
+        turn = upto[len(prompt):]
+        if i == last and trace:
+            if not turn.startswith(trace):
+                raise S2JaxError(f"{where}: 'trace' is not the start of the last assistant "
+                                 "message as the chat template renders it")
+            removable = encode(trace)
+            start = len(ids) + len(before)
+            span = (start, start + len(removable))
+            answer = removable + encode(turn[len(trace):])
+        else:
+            answer = encode(turn)
         # Train up to the first end-of-turn token: text after it (a newline) is never generated.
         cut = next((j + 1 for j, t in enumerate(answer) if t in eos), len(answer))
         ids += before + answer
@@ -125,7 +150,16 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
     rest = encode(full[done:])
     ids += rest
     mask += [False] * len(rest)
-    return TokenizedExample(np.asarray(ids, np.int32), np.asarray(mask, bool))
+    return TokenizedExample(np.asarray(ids, np.int32), np.asarray(mask, bool), span)
+
+
+def _row_trace(row: Any, where: str) -> str | None:
+    """A row's `trace` field: a string, or None when it has none (or an empty one)."""
+    trace = row.get("trace") if isinstance(row, dict) else None
+    if trace is not None and not isinstance(trace, str):
+        raise S2JaxError(f"{where}: 'trace' must be a string (the removable start of the last "
+                         f"assistant message), got {type(trace).__name__}")
+    return trace or None
 
 
 def tokenize_examples(tokenizer, examples: Iterable[Any], loss_on: str = "assistant",
@@ -139,7 +173,8 @@ def tokenize_examples(tokenizer, examples: Iterable[Any], loss_on: str = "assist
             out.append(ex)
             continue
         chat = row_messages(ex, where) if isinstance(ex, dict) else ex
-        out.append(tokenize_chat(tokenizer, chat, loss_on, where, stop_ids))
+        out.append(tokenize_chat(tokenizer, chat, loss_on, where, stop_ids,
+                                 _row_trace(ex, where)))
     if not out:
         raise S2JaxError(f"{source}: no examples")
     return out
@@ -194,11 +229,17 @@ class Batches:
         self.epoch, self.row = 0, 0
         self._rows: Batch | None = None
 
+    def _order(self) -> np.ndarray:
+        """The current epoch's permutation of the examples."""
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+
+    def _epoch_examples(self) -> Sequence[TokenizedExample]:
+        """The examples as the current epoch trains on them."""
+        return self.examples
+
     def _epoch_rows(self) -> Batch:
         if self._rows is None:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            order = rng.permutation(len(self.examples))
-            self._rows = pack(self.examples, order, self.seq_len, self.packed)
+            self._rows = pack(self._epoch_examples(), self._order(), self.seq_len, self.packed)
         return self._rows
 
     def rows_per_epoch(self) -> int:

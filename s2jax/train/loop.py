@@ -3,6 +3,11 @@
 The host never waits on the device inside the loop: it dispatches step s+1 before it reads the
 metrics of step s. It does wait before a checkpoint, to check that every step up to it had a
 finite loss, so a checkpoint never holds a state that came out of a NaN or Inf step.
+
+With a removal curriculum (`TrainConfig.curriculum`, `s2jax.train.curriculum`) the batches come
+from `StagedBatches`, the optimizer is reset where a stage begins, a checkpoint closes every
+stage, and `on_stage(stage, step)` runs after it with the model holding that stage's weights
+(again on resume from a stage's last step, so an evaluation the kill interrupted is completed).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig
+from s2jax.train.curriculum import StagedBatches, num_stages, stage_ends, stage_of
 from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tokenize_examples
 from s2jax.train.metrics import MetricsLog
 from s2jax.train.optim import learning_rate_schedule, make_optimizer
@@ -49,6 +55,8 @@ def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
     for ex in examples:
         h.update(np.asarray(ex.ids, np.int32).tobytes())
         h.update(np.packbits(ex.loss_mask).tobytes())
+        if ex.trace != (0, 0):  # sets without traces keep the fingerprints they had
+            h.update(np.asarray(ex.trace, np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -77,8 +85,15 @@ def _split(examples: list[TokenizedExample], n: int, seed: int):
             [e for i, e in enumerate(examples) if i in held])
 
 
+def schedule_steps(config: TrainConfig, total: int) -> int:
+    """Steps one learning-rate schedule spans: the run, or a stage when each stage resets it."""
+    c = config.curriculum
+    return min(c.steps_per_stage, total) if c.enabled and c.reset_optimizer else total
+
+
 def check_schedule(config: TrainConfig, total: int) -> None:
     """Refuses a run whose learning rate is 0 at every step: it would export the base model."""
+    total = schedule_steps(config, total)
     schedule = learning_rate_schedule(config, total)
     # warmup rises from 0 and decay starts at the peak: the first warmup+1 steps decide it
     if max(float(schedule(s)) for s in range(min(total, config.warmup_steps + 1))) == 0.0:
@@ -107,20 +122,34 @@ def _put(batch: Batch, sharding) -> dict[str, jax.Array]:
             for k, v in batch.items()}
 
 
+def _step_schedule(config: TrainConfig, total: int, stages: int):
+    """The learning rate of the step after `state.step` steps, as the optimizer applies it
+    (with per-stage resets: the schedule's position within the stage)."""
+    schedule = learning_rate_schedule(config, schedule_steps(config, total))
+    c = config.curriculum
+    if not (c.enabled and c.reset_optimizer):
+        return schedule
+    return lambda step: schedule(step - jnp.minimum(step // c.steps_per_stage, stages - 1)
+                                 * c.steps_per_stage)
+
+
 @functools.lru_cache(maxsize=8)
-def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh):
-    """State init, restore target, the jitted train and eval steps of a run, and the shardings
-    of the frozen weights (with LoRA the base and the adapters' scale; else none)."""
+def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int = 0):
+    """State init, restore target, the jitted train and eval steps of a run, the shardings
+    of the frozen weights (with LoRA the base and the adapters' scale; else none), and the
+    jitted optimizer reset of a curriculum's stages."""
     # Cached: a process that calls `finetune` again with one config (the demo) compiles once.
-    schedule = learning_rate_schedule(config, total)
-    tx = make_optimizer(config, total)
+    tx = make_optimizer(config, schedule_steps(config, total))
     init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype), config.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
     frozen = ({**param_shardings(cfg, mesh), LORA_SCALE: NamedSharding(mesh, PartitionSpec())}
               if config.lora.enabled else {})
-    train_step = make_train_step(cfg, config, tx, schedule, shardings, mesh, frozen)
+    train_step = make_train_step(cfg, config, tx, _step_schedule(config, total, stages),
+                                 shardings, mesh, frozen)
     evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh)
-    return init, target, train_step, evaluate, frozen
+    reset = jax.jit(tx.init, in_shardings=(shardings.params,),
+                    out_shardings=shardings.opt_state)
+    return init, target, train_step, evaluate, frozen, reset
 
 
 class _Progress:
@@ -172,9 +201,30 @@ class _Progress:
         self.bar.close()
 
 
+def _batches(data: list[TokenizedExample], config: TrainConfig) -> tuple[Batches, int, int]:
+    """The run's batch stream, its total steps, and its curriculum stages (0: none)."""
+    kwargs = dict(seq_len=config.seq_len, batch_size=config.batch_size,
+                  grad_accum=config.grad_accum, packed=config.pack, seed=config.seed)
+    c = config.curriculum
+    if c.enabled:
+        stages = num_stages(data, c)
+        return (StagedBatches(data, c, stages, **kwargs),
+                config.steps or stages * c.steps_per_stage, stages)
+    batches = Batches(data, **kwargs)
+    return batches, config.steps or max(1, math.ceil(
+        config.epochs * batches.rows_per_epoch() / config.rows_per_step)), 0
+
+
+def _write_back(model, params: dict) -> None:
+    """Puts trained weights into `model`, each in the dtype the model holds it in."""
+    for name, value in params.items():
+        old = model.param(name).get_value()
+        model.param(name).set_value(value.astype(old.dtype))
+
+
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
-             mesh: Mesh | None = None):
+             mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -189,6 +239,9 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
       eval_examples: held-out examples for the eval loss; default: `config.eval_examples`
         examples split off `examples`.
       mesh: the (data, fsdp, tensor) mesh; default: `config.mesh`, else the model's own.
+      on_stage: with a curriculum, `on_stage(stage, step)` after each stage's last step (its
+        checkpoint written, the model holding its weights); it must be idempotent (see the
+        module docstring).
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype).
@@ -209,10 +262,9 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         held = tokenize_examples(tokenizer, eval_examples, config.loss_on, "eval examples",
                                  cfg.eos_token_ids)
     cut = sum(len(e.ids) > config.seq_len for e in data)
-    batches = Batches(data, seq_len=config.seq_len, batch_size=config.batch_size,
-                      grad_accum=config.grad_accum, packed=config.pack, seed=config.seed)
-    total = config.steps or max(1, math.ceil(
-        config.epochs * batches.rows_per_epoch() / config.rows_per_step))
+    batches, total, stages = _batches(data, config)
+    staged = lambda s: stage_of(s, config.curriculum, stages)
+    ends_stage = lambda s: bool(stages) and stage_ends(s, total, config.curriculum, stages)
 
     check_schedule(config, total)
     checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
@@ -220,7 +272,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
                             "model": cfg.architecture}, resuming=start > 0, writer=writer)
-    init, target, train_step, evaluate, frozen_shardings = compiled_run(cfg, config, total, mesh)
+    init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
+        cfg, config, total, mesh, stages)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
@@ -247,15 +300,31 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         log.write(step, result)
         return result
 
+    def trained() -> dict:
+        return merge({**frozen, **state.params}) if lora.enabled else state.params
+
+    def close_stage(s: int) -> None:
+        if on_stage is not None:
+            _write_back(model, trained())
+            on_stage(staged(s), s)
+
     log = MetricsLog(run_dir, resume_step=start, writer=writer)
     progress = _Progress(log, config, total, start, checkpoints)
     evals: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
+        if start and ends_stage(start):  # its stage's evaluation may have been cut short
+            close_stage(start)
         for s in range(start + 1, total + 1):
+            if stages and (s == 1 or staged(s) != staged(s - 1)):
+                progress.flush()  # the log stays in step order
+                log.write(s, {"stage": staged(s)})
+                if s > 1 and config.curriculum.reset_optimizer:
+                    state = dataclasses.replace(state, opt_state=reset(state.params))
             state, metrics = train_step(state, frozen, _put(next(batches), b_sharding))
             progress.push(s, metrics)
-            save = s == total or (config.checkpoint_every and s % config.checkpoint_every == 0)
+            save = (s == total or ends_stage(s)
+                    or (config.checkpoint_every and s % config.checkpoint_every == 0))
             if save:
                 progress.flush()  # a checkpoint follows only steps known to be finite
                 _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
@@ -263,6 +332,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
             if held_batches and (s == total or (config.eval_every and s % config.eval_every == 0)):
                 progress.flush()
                 evals = run_eval(s)
+            if ends_stage(s):
+                close_stage(s)
         progress.flush()
         checkpoints.wait()
     finally:
@@ -270,14 +341,12 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         log.close()
         checkpoints.close()
 
-    trained = merge({**frozen, **state.params}) if lora.enabled else state.params
-    for name, value in trained.items():
-        old = model.param(name).get_value()
-        model.param(name).set_value(value.astype(old.dtype))
+    _write_back(model, trained())
     seconds = time.perf_counter() - t0
     summary = {"steps": total, "resumed_from": start, "seconds": seconds,
                "examples": len(data), "examples_cut_to_seq_len": cut,
-               "held_out_examples": len(held), **progress.last, **evals}
+               "held_out_examples": len(held), **({"stages": stages} if stages else {}),
+               **progress.last, **evals}
     if writer:
         write_json(run_dir / "summary.json", summary)
     if config.export:
