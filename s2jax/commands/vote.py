@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from s2jax.distill.dataset import FILTERS
+from s2jax.distill.dataset import FILTERS, TARGETS
 from s2jax.distill.vote import TIE_POLICIES
 from s2jax.tasks import TASKS
 
@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.0,
                    help="minimum share of the N samples that must agree with the majority")
     p.add_argument("--tie-policy", default="drop", choices=TIE_POLICIES)
+    p.add_argument("--target", default="answer", choices=TARGETS,
+                   help="the assistant turn: the final answer, the kept sample's final reply, or "
+                        "its whole trace then '#### <answer>' (for a removal curriculum)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     task = TASKS[args.task]
     try:
-        config = DistillConfig(args.filter, VoteConfig(args.threshold, args.tie_policy))
+        config = DistillConfig(args.filter, VoteConfig(args.threshold, args.tie_policy),
+                               args.target)
     except ValueError as e:
         raise S2JaxError(f"--threshold/--tie-policy: {e}") from None
     writable_dir(Path(args.out).parent, "--out")

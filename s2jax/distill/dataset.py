@@ -4,10 +4,13 @@ Each kept input becomes one chat example: the task's System 1 prompt (no reasoni
 followed by an assistant turn with no reasoning in it: the final answer (`task.target(answer)`,
 target "answer"), or the final-stage reply of the first sample that voted for the winner
 (target "reply": a text the model itself writes, for free-form answers whose normalised key,
-e.g. a city, is not what the model would say). The output
+e.g. a city, is not what the model would say). Target "trace" keeps that sample's reasoning
+instead, for stepwise internalization (`s2jax.distill.trace`): every stage's output, the mark
+"####" and the answer, with the reasoning also in the row's `trace` field. The output
 directory, written atomically as a whole, holds:
 
     train.parquet     columns id: str, messages: [{role, content}], answer: str
+                      (target "trace": and trace: str)
     provenance.json   method, task, N, filter, threshold, tie policy, model, sampling,
                       config hash, counts
     vote_stats.json   `s2jax.distill.vote.VoteStats`: kept, drop reasons, samples, abstentions
@@ -25,6 +28,7 @@ from typing import Literal
 from s2jax.core.atomic import atomic_dir, write_json, write_jsonl
 from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
+from s2jax.distill.trace import sample_trace, trace_reply
 from s2jax.distill.vote import (
     Answer,
     Decision,
@@ -40,8 +44,8 @@ from s2jax.tasks.task import Task
 
 Filter = Literal["majority", "usc", "perturbation"]
 FILTERS: tuple[str, ...] = ("majority", "usc", "perturbation")
-Target = Literal["answer", "reply"]
-TARGETS: tuple[str, ...] = ("answer", "reply")
+Target = Literal["answer", "reply", "trace"]
+TARGETS: tuple[str, ...] = ("answer", "reply", "trace")
 PARQUET = "train.parquet"
 
 
@@ -54,8 +58,8 @@ class DistillConfig:
     filter: Filter = "majority"
     # how a majority is taken (threshold, ties)
     vote: VoteConfig = VoteConfig()
-    target: Target = "answer"  # the assistant turn: the task's target of the answer, or the
-    # winning sample's own final reply (see the module docstring)
+    target: Target = "answer"  # the assistant turn: the task's target of the answer, the
+    # winning sample's own final reply, or its whole trace and the answer (module docstring)
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -105,17 +109,23 @@ def decide(record: Mapping, task: Task, config: DistillConfig) -> tuple[Decision
     return decision, answers + other
 
 
-def winning_reply(record: Mapping, task: Task, answers: Sequence[Answer], answer: str) -> str:
-    """The final-stage text of the first sample whose answer has the winner's key."""
+def winning_sample(record: Mapping, task: Task, answers: Sequence[Answer], answer: str
+                   ) -> Mapping:
+    """The first sample (of the original input) whose answer has the winner's key."""
     want = task.key(answer)
-    texts = final_texts(record["samples"], record["final_stage"])
-    return next(t.strip() for t, a in zip(texts, answers, strict=False)
+    return next(s for s, a in zip(record["samples"], answers, strict=False)
                 if a is not None and task.key(a) == want)
 
 
+def winning_reply(record: Mapping, task: Task, answers: Sequence[Answer], answer: str) -> str:
+    """The final-stage text of the first sample whose answer has the winner's key."""
+    sample = winning_sample(record, task, answers, answer)
+    return final_texts([sample], record["final_stage"])[0].strip()
+
+
 def system1_example(task: Task, id: str, fields: Mapping[str, str], answer: str,
-                    reply: str | None = None) -> dict:
-    """One chat example: the task's System 1 prompt -> the final answer only.
+                    reply: str | None = None, trace: str | None = None) -> dict:
+    """One chat example: the task's System 1 prompt -> the final answer (or a trace and it).
 
     Args:
       task: the task.
@@ -123,15 +133,29 @@ def system1_example(task: Task, id: str, fields: Mapping[str, str], answer: str,
       fields: the input's template fields.
       answer: the kept answer.
       reply: the assistant turn to train on; None uses `task.target(answer)`.
+      trace: the start of `reply` that a removal curriculum may remove (target "trace").
 
     Returns:
-      A row with `id`, `messages` (system?, user, assistant) and `answer`.
+      A row with `id`, `messages` (system?, user, assistant), `answer` (and `trace`).
     """
     messages = task.system1.render(fields, chat=True)
     assert isinstance(messages, list)
     content = task.target(answer) if reply is None else reply
-    return {"id": id, "answer": answer,
-            "messages": [*messages, {"role": "assistant", "content": content}]}
+    row = {"id": id, "answer": answer,
+           "messages": [*messages, {"role": "assistant", "content": content}]}
+    return row if trace is None else {**row, "trace": trace}
+
+
+def _example(record: Mapping, task: Task, config: DistillConfig, answers: Sequence[Answer],
+             answer: str) -> dict:
+    """The System 1 example of a kept input, with the assistant turn `config.target` asks for."""
+    reply = trace = None
+    if config.target == "reply":
+        reply = winning_reply(record, task, answers, answer)
+    elif config.target == "trace":
+        trace = sample_trace(winning_sample(record, task, answers, answer))
+        reply = trace_reply(trace, task.target(answer))
+    return system1_example(task, record["id"], record["fields"], answer, reply, trace)
 
 
 def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillConfig) -> DistillSet:
@@ -152,10 +176,7 @@ def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillCon
         decisions.append(decision)
         if decision.kept:
             assert decision.answer is not None
-            reply = (winning_reply(record, task, answers, decision.answer)
-                     if config.target == "reply" else None)
-            examples.append(system1_example(task, record["id"], record["fields"],
-                                            decision.answer, reply))
+            examples.append(_example(record, task, config, answers, decision.answer))
     rows = [{"id": r["id"], **d.to_json()} for r, d in zip(records, decisions, strict=True)]
     return DistillSet(examples, rows, vote_stats(decisions, seen))
 
@@ -225,6 +246,8 @@ def write_distill_set(out_dir: str | os.PathLike, dset: DistillSet, prov: Mappin
             {"role": datasets.Value("string"), "content": datasets.Value("string")}
         ),
         "answer": datasets.Value("string"),
+        **({"trace": datasets.Value("string")}
+           if any("trace" in row for row in dset.examples) else {}),
     })
     columns = {k: [row[k] for row in dset.examples] for k in features}
     with atomic_dir(out_dir) as tmp:
