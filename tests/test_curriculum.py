@@ -129,6 +129,21 @@ def test_stage_zero_batches_are_plain_batches(tok):
     assert not np.array_equal(next(staged)["tokens"], next(plain)["tokens"])
 
 
+def test_stage_of_a_longer_first_stage_and_its_schedule():
+    from s2jax.train.curriculum import stage_start, total_steps
+    from s2jax.train.loop import _step_schedule
+
+    c = CurriculumConfig(tokens_per_stage=2, steps_per_stage=3, first_stage_steps=5)
+    assert [stage_of(s, c, 4) for s in range(1, 16)] == [0] * 5 + [1] * 3 + [2] * 3 + [3] * 4
+    assert [stage_start(k, c) for k in range(4)] == [0, 5, 8, 11] and total_steps(c, 4) == 14
+    config = TrainConfig(learning_rate=1.0, warmup_steps=2, schedule="linear", curriculum=c)
+    lr = _step_schedule(config, 14, 4)
+    # warmup restarts where each stage begins; stage 0 runs past its 3-step schedule
+    got = [float(lr(s)) for s in range(14)]
+    assert got[:5] == pytest.approx([0.0, 0.5, 1.0, 0.0, 0.0])
+    assert got[5:8] == got[8:11] == got[11:14] == pytest.approx([0.0, 0.5, 1.0])
+
+
 def _config(**kw) -> TrainConfig:
     return TrainConfig(seq_len=48, batch_size=4, learning_rate=3e-3, warmup_steps=1,
                        schedule="cosine", progress=False, export=False, log_every=1, **kw)
@@ -248,5 +263,6 @@ def test_curriculum_fields_are_train_flags():
                               "--curriculum-steps-per-stage", "50",
                               "--curriculum-smoothing", "4", "--no-curriculum-reset-optimizer"])
     got = parse(args, TrainConfig).curriculum
-    assert got == CurriculumConfig(8, 50, 0, 4.0, False)
+    assert got == CurriculumConfig(tokens_per_stage=8, steps_per_stage=50, smoothing=4.0,
+                                   reset_optimizer=False)
     assert dataclasses.replace(got, tokens_per_stage=0).enabled is False

@@ -21,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-rank", type=int, default=None,
                    help="fine-tune LoRA adapters of this rank (alpha = 2 x rank) on all seven "
                         "projections instead of every weight")
+    p.add_argument("--tokens-per-stage", type=int, default=None,
+                   help="stepwise internalization: train on the kept samples' traces and remove "
+                        "this many trace tokens per stage (default 0: distil answers only)")
+    p.add_argument("--steps-per-stage", type=int, default=None,
+                   help="fine-tuning steps per curriculum stage (default 40)")
+    p.add_argument("--smoothing", type=float, default=None,
+                   help="removal smoothing lambda (default 0: off; the paper used 4)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -34,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     # option -> DemoConfig field
     fields = {"test": "test", "unlabeled": "unlabeled", "samples": "samples",
               "steps": "finetune_steps", "seed": "seed", "learning_rate": "learning_rate",
-              "lora_rank": "lora_rank", "tasks": "tasks"}
+              "lora_rank": "lora_rank", "tasks": "tasks",
+              "tokens_per_stage": "tokens_per_stage", "steps_per_stage": "steps_per_stage",
+              "smoothing": "smoothing"}
     flag_of = {field: "--" + opt.replace("_", "-") for opt, field in fields.items()}
     config = override(QUICK if args.quick else DemoConfig(),
                       {field: getattr(args, opt) for opt, field in fields.items()

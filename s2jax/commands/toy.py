@@ -21,6 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="held-out inputs per task for the capability check (0: skip)")
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=run_pretrain)
+    from s2jax.commands.train import _add_flags
+    from s2jax.toy.multiply import MultiplyConfig
+
+    mul = toy.add_parser("multiply", help="k x k multiplication from scratch: stepwise "
+                         "internalization of the partial-product trace, or answers only")
+    mul.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
+    _add_flags(mul, MultiplyConfig)
+    mul.set_defaults(func=run_multiply)
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
@@ -47,3 +55,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
     report = capability(Sampler(model, tokenizer, max_len=512), args.check)
     print(json.dumps(report))
     return 0 if report["passed"] else 1
+
+
+def run_multiply(args: argparse.Namespace) -> int:
+    import json
+
+    from s2jax.commands.train import _config
+    from s2jax.toy.multiply import MultiplyConfig, run_multiply
+
+    results = run_multiply(_config(args, MultiplyConfig), args.out)
+    print(json.dumps({k: results[k] for k in ("arm", "params", "steps", "seconds",
+                                               "cpu_seconds", "final")}))
+    return 0

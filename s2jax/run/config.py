@@ -119,6 +119,9 @@ class ExperimentConfig:
             (self.max_len is None or self.max_len >= 2,
              f"max_len={self.max_len}: expected >= 2 (or none for the model's)"),
             (self.shard_size >= 1, f"shard_size={self.shard_size}: expected >= 1"),
+            (not self.train.curriculum.enabled or self.distill.target == "trace",
+             "train.curriculum removes traces: it needs distill.target=trace (got "
+             f"{self.distill.target!r})"),
             (bool(self.name) and "/" not in self.name,
              f"name={self.name!r}: expected a non-empty name without '/'"),
         ]

@@ -7,7 +7,9 @@
   distill/                   the label-free filter's System 1 set: train.parquet, provenance, stats
   train/                     checkpoints, metrics, and the exported model/ (HF format)
   eval/distilled.jsonl       the distilled System 1 on the test split
+  eval/stage<k>.jsonl        with a removal curriculum: the student after each stage
   results.json               the table: base System 1, base System 2, distilled System 1
+                             (+ "curriculum": one row per stage, `s2jax.run.stepwise`)
 
 `run_distillation` is the sequence (`s2jax run` and `s2jax demo` both call it):
 evaluate_stage x2 -> generate_stage -> distill_stage -> finetune_stage -> evaluate_stage.
@@ -30,6 +32,7 @@ from s2jax.core.rundir import check_claim, check_creatable, claim, locked
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import PARQUET, DistillConfig
 from s2jax.distill.evaluate import EvalResult
+from s2jax.distill.trace import trace_task
 from s2jax.methods.catalog import METHODS, SYSTEM1, method
 from s2jax.methods.program import Program
 from s2jax.run.config import DataConfig, ExperimentConfig
@@ -42,6 +45,7 @@ from s2jax.run.stages import (
     processes,
     require_examples,
 )
+from s2jax.run.stepwise import StageEvaluations
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
 from s2jax.tasks.toy.world import TASKS as TOY
@@ -201,8 +205,8 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             log(f"[{d.name}] done already: {done}")
             return json.loads(done.read_text())
 
-        def evaluate(system: str, program: Program) -> EvalResult:
-            row = evaluate_stage(system, program, d.test_task, d.test, sampler, d.eval_sampling,
+        def evaluate(system: str, program: Program, task: Task = d.test_task) -> EvalResult:
+            row = evaluate_stage(system, program, task, d.test, sampler, d.eval_sampling,
                                  path=run_dir / "eval" / f"{system}.jsonl", key=d.fingerprint,
                                  shard_size=d.shard_size, chat=d.chat, progress=progress,
                                  split=d.test_split)
@@ -233,15 +237,23 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         warnings = [*warnings, *(w for r in rows for w in _row_warnings(r))]
 
         t0 = time.perf_counter()
+        # a trace-trained student writes "... #### <answer>": read the answer after the mark
+        student = trace_task(d.test_task) if d.distill.target == "trace" else d.test_task
+        staged = (StageEvaluations(lambda system: evaluate(system, d.system1, student), sampler,
+                                   model, d.train.curriculum)
+                  if d.train.curriculum.enabled else None)
         if stats["kept"] or d.fail_on_empty:
             require_examples(stats, str(distill_dir / PARQUET))
             model_dir = run_dir / "train" / "model"
             if not (model_dir / "config.json").is_file():
                 examples = read_examples(distill_dir / PARQUET)
-                finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh)
+                finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
+                               on_stage=staged)
+            elif staged:
+                staged.reread(run_dir / "train", run_dir / "eval")
             distilled, _ = load(model_dir, dtype=d.dtype, mesh=mesh)
             sampler.set_params(distilled.params())  # same shapes: compiled programs are reused
-            final = evaluate("distilled", d.system1)
+            final = evaluate("distilled", d.system1, student)
             rows.append(final)
             warnings += _row_warnings(final)
         else:
@@ -250,6 +262,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             log(f"[{d.name}] WARNING (non-result?): {w}")
         results = {"name": d.name, "task": d.task.name, "method": d.program.name,
                    "rows": [r.to_json() for r in rows], "distill": stats, "warnings": warnings,
+                   **({"curriculum": staged.table()} if staged else {}),
                    "seconds": {"generate": round(generate_seconds, 2),
                                "finetune_and_eval": round(time.perf_counter() - t0, 2)}}
         write(done, results)

@@ -237,10 +237,12 @@ def require_examples(stats: Mapping, where: str) -> None:
 
 
 def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
-                   mesh=None, eval_examples: Sequence | None = None):
+                   mesh=None, eval_examples: Sequence | None = None,
+                   on_stage: Callable[[int, int], None] | None = None):
     """Fine-tunes System 1 (resuming from `run_dir`), exports it, and returns the model.
 
-    `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights.
+    `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights;
+    with a removal curriculum it calls `on_stage(stage, step)` after every stage.
     """
     # the train loop (JAX, optax, orbax) only for fine-tuning: `vote` uses the other stages
     from s2jax.train.loop import finetune
@@ -248,4 +250,4 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
     if not examples:
         raise S2JaxError("fine-tuning: no examples (expected a non-empty distillation set)")
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
-                    eval_examples=eval_examples)
+                    eval_examples=eval_examples, on_stage=on_stage)

@@ -1,6 +1,14 @@
 """The paper's tasks: data, System 1 prompts, answer extraction and scoring (pure Python)."""
 
-from s2jax.tasks import capitals, coin_flip, gsm8k, last_letter, pairwise, triviaqa
+from s2jax.tasks import (
+    capitals,
+    coin_flip,
+    gsm8k,
+    last_letter,
+    multiplication,
+    pairwise,
+    triviaqa,
+)
 from s2jax.tasks.load import read_rows
 from s2jax.tasks.task import Example, HubSource, Perturbation, Task
 
@@ -15,6 +23,7 @@ TASKS: dict[str, Task] = {
         pairwise.MT_BENCH_TASK,
         pairwise.OASST2_TASK,
         capitals.TASK,
+        multiplication.TASK,
     )
 }
 

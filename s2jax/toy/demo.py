@@ -35,7 +35,7 @@ from s2jax.run.stages import stage_key
 from s2jax.sampling import Sampler
 from s2jax.tasks.toy.world import MAX_TEST, MAX_UNLABELED, TASKS, held_out
 from s2jax.toy.report import verdict, write_report
-from s2jax.train.config import LoraConfig, TrainConfig
+from s2jax.train.config import CurriculumConfig, LoraConfig, TrainConfig
 
 BASE_MODEL = "base_model"  # directory of the shipped model inside the s2jax.toy package
 
@@ -63,6 +63,12 @@ class DemoConfig:
     max_batch: int = 64  # sampler decode rows
     seed: int = 0  # System 2 sampling and fine-tuning
     shard_size: int = 128  # inputs per resumable shard (>= test and unlabeled: one shard each)
+    # stepwise internalization: train on the kept samples' traces (distillation target "trace")
+    # and remove them `tokens_per_stage` tokens per stage of `steps_per_stage` steps, evaluating
+    # after every stage; 0 distils the final answers only (`finetune_steps` steps)
+    tokens_per_stage: int = 0
+    steps_per_stage: int = 40
+    smoothing: float = 0.0  # removal smoothing lambda (the paper: 4); 0: off
 
     def __post_init__(self):
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -79,7 +85,14 @@ class DemoConfig:
         if self.lora_rank < 0:
             raise S2JaxError(f"demo lora_rank={self.lora_rank}: expected >= 0 "
                              "(0: full fine-tuning)")
+        if self.tokens_per_stage < 0 or self.steps_per_stage < 1:
+            raise S2JaxError(f"demo tokens_per_stage={self.tokens_per_stage}, steps_per_stage="
+                             f"{self.steps_per_stage}: expected >= 0 and >= 1")
+        if not (math.isfinite(self.smoothing) and self.smoothing >= 0):
+            raise S2JaxError(f"demo smoothing={self.smoothing}: expected a finite number >= 0")
 
+
+STEPWISE_FIELDS = ("tokens_per_stage", "steps_per_stage", "smoothing")
 
 # A smoke-test run: every stage and artifact, a few inputs and steps.
 QUICK = DemoConfig(test=6, unlabeled=6, samples=2, finetune_steps=3, batch_size=8)
@@ -96,12 +109,18 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
     """One toy task's distillation, resolved for `s2jax.run.pipeline.run_distillation`."""
     t = TASKS[name]
     test, unlabeled = held_out(t, config.test, config.unlabeled)
-    sizes = {k: v for k, v in dataclasses.asdict(config).items() if k != "tasks"}
-    train = TrainConfig(steps=config.finetune_steps, batch_size=config.batch_size, seq_len=128,
-                        learning_rate=config.learning_rate,
-                        warmup_steps=min(10, config.finetune_steps // 4), schedule="constant",
+    stepwise = config.tokens_per_stage > 0
+    sizes = {k: v for k, v in dataclasses.asdict(config).items() if k != "tasks"
+             and (stepwise or k not in STEPWISE_FIELDS)}  # answer-only runs keep their keys
+    steps = config.steps_per_stage if stepwise else config.finetune_steps
+    curriculum = CurriculumConfig(config.tokens_per_stage, config.steps_per_stage,
+                                  smoothing=config.smoothing) if stepwise else CurriculumConfig()
+    train = TrainConfig(steps=0 if stepwise else steps, batch_size=config.batch_size,
+                        seq_len=256 if stepwise else 128, learning_rate=config.learning_rate,
+                        warmup_steps=min(10, steps // 4), schedule="constant",
                         seed=config.seed, progress=True, export=True, log_every=1,
-                        lora=LoraConfig(rank=config.lora_rank, alpha=2.0 * config.lora_rank))
+                        lora=LoraConfig(rank=config.lora_rank, alpha=2.0 * config.lora_rank),
+                        curriculum=curriculum)
     return Distillation(
         name=name, program=t.method, system1=method("system1", t.task.system1), task=t.task,
         test_task=t.task, test=test, unlabeled=unlabeled,
@@ -109,7 +128,8 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
                                 top_k=config.top_k, max_new_tokens=config.max_new_tokens,
                                 seed=config.seed),
         eval_sampling=SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens),
-        distill=DistillConfig(filter=t.vote), train=train, model=str(model_dir),
+        distill=DistillConfig(filter=t.vote, target="trace" if stepwise else "answer"),
+        train=train, model=str(model_dir),
         fingerprint=stage_key(demo=sizes, task=name, model=str(model_dir)),
         config={"demo": sizes, "task": name, "model": str(model_dir)},
         perturb=t.vote == "perturbation", shard_size=config.shard_size, fail_on_empty=False)
@@ -131,6 +151,7 @@ def _task_row(name: str, d: Distillation, r: dict) -> dict:
                         "label_seconds": r["seconds"]["generate"]},
         "finetune_seconds": r["seconds"]["finetune_and_eval"],
         "warnings": r["warnings"],
+        **({"curriculum": r["curriculum"]} if "curriculum" in r else {}),
     }
     return {**row, "verdict": verdict(row)}
 

@@ -42,6 +42,10 @@ def table(results: dict) -> str:
             what = f"{label} ({row['method']})" if key == "system2" else label
             lines.append(f"| {name} ({row['method']}) | {what} | {s['accuracy']:.1f} | "
                          f"{s['tokens_per_answer']:.1f} | {s['seconds']:.1f} |")
+        for st in row.get("curriculum", []):
+            lines.append(f"| {name} ({row['method']}) | stage {st['stage']} ({st['removed']} "
+                         f"trace tokens removed) | {st['accuracy']:.1f} | "
+                         f"{st['tokens_per_answer']:.1f} | {st['seconds']:.1f} |")
         lines.append(f"| {name} ({row['method']}) | *{row['verdict']}*: kept "
                      f"{row['distill_set']['kept']}/{row['distill_set']['unlabeled']} inputs, "
                      f"fine-tune + eval {row['finetune_seconds']:.0f} s"
@@ -86,10 +90,62 @@ def chart(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def curve(curves: dict[str, dict], path: Path, title: str) -> None:
+    """Accuracy against generated tokens per answer, one line per run through its stages.
+
+    Args:
+      curves: label -> {"stages": [curriculum rows], "points": {label: (tokens, accuracy)}}
+        (the points: reference systems, e.g. System 1, System 2, answer-only distillation).
+      path: the PNG to write.
+      title: the chart's title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = iter("osD^vP*X" * 4)
+    for label, c in curves.items():
+        xs = [st["tokens_per_answer"] for st in c["stages"]]
+        line, = ax.plot(xs, [st["accuracy"] for st in c["stages"]], "-o", ms=3, label=label)
+        for st in c["stages"][:: max(1, len(c["stages"]) // 6)]:
+            ax.annotate(str(st["removed"]), (st["tokens_per_answer"], st["accuracy"]),
+                        fontsize=6, color=line.get_color(), xytext=(2, 2),
+                        textcoords="offset points")
+        for name, (tokens, accuracy) in c.get("points", {}).items():
+            ax.plot([tokens], [accuracy], next(markers), color=line.get_color(), ms=7,
+                    mfc="none", label=f"{label}: {name}")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("generated tokens per answer (numbers: trace tokens removed)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+
+
+def demo_curves(results: dict) -> dict[str, dict]:
+    """The demo's tasks that ran a curriculum, as `curve`'s input."""
+    out = {}
+    for name, row in results["tasks"].items():
+        if row.get("curriculum"):
+            points = {label: (row[key]["tokens_per_answer"], row[key]["accuracy"])
+                      for key, label in SYSTEMS[:2]}
+            out[name] = {"stages": row["curriculum"], "points": points}
+    return out
+
+
 def write_report(out: Path, results: dict) -> str:
-    """Writes table.md and results.png under `out`; returns the table."""
+    """Writes table.md and results.png (and curve.png after a curriculum) under `out`;
+    returns the table."""
     text = table(results)
     with atomic_open(out / "table.md") as f:
         f.write(text + "\n")
     chart(results, out / "results.png")
+    if curves := demo_curves(results):
+        curve(curves, out / "curve.png", "stepwise internalization on the toy world")
     return text

@@ -20,6 +20,9 @@ class CurriculumConfig:
 
     tokens_per_stage: int = 0  # trace tokens removed per stage; 0: no curriculum
     steps_per_stage: int = 0  # optimizer steps per stage (the last stage runs to the end)
+    # steps of stage 0 (the full traces), e.g. longer for a model trained from scratch; 0: as
+    # every stage. The learning-rate schedule spans `steps_per_stage` in every stage.
+    first_stage_steps: int = 0
     stages: int = 0  # stages in all; 0: enough to remove the longest trace, plus one stage
     # with no trace left
     # removal smoothing lambda: each example drops o more tokens, P(o) ~ exp(-lambda o), drawn
@@ -28,7 +31,7 @@ class CurriculumConfig:
     reset_optimizer: bool = True  # a fresh optimizer (moments, schedule) at each stage
 
     def __post_init__(self):
-        for name in ("tokens_per_stage", "steps_per_stage", "stages"):
+        for name in ("tokens_per_stage", "steps_per_stage", "first_stage_steps", "stages"):
             if getattr(self, name) < 0:
                 raise S2JaxError(f"train config curriculum.{name}={getattr(self, name)}: "
                                  "expected >= 0")
@@ -42,6 +45,11 @@ class CurriculumConfig:
     @property
     def enabled(self) -> bool:
         return self.tokens_per_stage > 0
+
+    @property
+    def first_steps(self) -> int:
+        """Steps of stage 0."""
+        return self.first_stage_steps or self.steps_per_stage
 
 
 @dataclasses.dataclass(frozen=True)

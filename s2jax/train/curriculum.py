@@ -1,6 +1,7 @@
 """The removal curriculum of stepwise internalization (Deng, Choi, Shieber 2024).
 
-Training runs in stages of `steps_per_stage` optimizer steps. In stage s every example loses the
+Training runs in stages of `steps_per_stage` optimizer steps (stage 0: `first_stage_steps`, if
+set). In stage s every example loses the
 first `s * tokens_per_stage` tokens of its trace (`TokenizedExample.trace`, the removable start
 of its last assistant turn), or all of them when the trace is shorter; what follows the trace
 (the answer) is never removed, and the prompt stays as it was. With removal smoothing each
@@ -58,7 +59,20 @@ def num_stages(examples: Sequence[TokenizedExample], curriculum: CurriculumConfi
 
 def stage_of(step: int, curriculum: CurriculumConfig, stages: int) -> int:
     """The stage of optimizer step `step` (counted from 1)."""
-    return min((step - 1) // curriculum.steps_per_stage, stages - 1)
+    first = curriculum.first_steps
+    if step <= first:
+        return 0
+    return min(1 + (step - first - 1) // curriculum.steps_per_stage, stages - 1)
+
+
+def stage_start(stage: int, curriculum: CurriculumConfig) -> int:
+    """Steps taken before stage `stage` begins."""
+    return 0 if not stage else curriculum.first_steps + (stage - 1) * curriculum.steps_per_stage
+
+
+def total_steps(curriculum: CurriculumConfig, stages: int) -> int:
+    """Steps of a run that ends with its last stage's `steps_per_stage`."""
+    return stage_start(stages - 1, curriculum) + curriculum.steps_per_stage
 
 
 def stage_ends(step: int, total: int, curriculum: CurriculumConfig, stages: int) -> bool:

@@ -39,7 +39,13 @@ from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import TrainConfig
-from s2jax.train.curriculum import StagedBatches, num_stages, stage_ends, stage_of
+from s2jax.train.curriculum import (
+    StagedBatches,
+    num_stages,
+    stage_ends,
+    stage_of,
+    total_steps,
+)
 from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tokenize_examples
 from s2jax.train.metrics import MetricsLog
 from s2jax.train.optim import learning_rate_schedule, make_optimizer
@@ -127,10 +133,15 @@ def _step_schedule(config: TrainConfig, total: int, stages: int):
     (with per-stage resets: the schedule's position within the stage)."""
     schedule = learning_rate_schedule(config, schedule_steps(config, total))
     c = config.curriculum
-    if not (c.enabled and c.reset_optimizer):
+    if not (c.enabled and c.reset_optimizer and stages > 1):
         return schedule
-    return lambda step: schedule(step - jnp.minimum(step // c.steps_per_stage, stages - 1)
-                                 * c.steps_per_stage)
+    first, per = c.first_steps, c.steps_per_stage
+
+    def within_stage(step):  # `step` steps done: the next step's position in its stage
+        later = first + jnp.minimum((step - first) // per, stages - 2) * per
+        return schedule(step - jnp.where(step < first, 0, later))
+
+    return within_stage
 
 
 @functools.lru_cache(maxsize=8)
@@ -209,7 +220,7 @@ def _batches(data: list[TokenizedExample], config: TrainConfig) -> tuple[Batches
     if c.enabled:
         stages = num_stages(data, c)
         return (StagedBatches(data, c, stages, **kwargs),
-                config.steps or stages * c.steps_per_stage, stages)
+                config.steps or total_steps(c, stages), stages)
     batches = Batches(data, **kwargs)
     return batches, config.steps or max(1, math.ceil(
         config.epochs * batches.rows_per_epoch() / config.rows_per_step)), 0
