@@ -12,24 +12,27 @@ from s2jax.tasks import TASKS
 from s2jax.tasks import multiplication as mult
 
 
-def _check_trace(text: str, a: int, b: int, k: int) -> None:
+def _check_trace(text: str, answer: str, a: int, b: int, k: int) -> None:
     """Recomputes the trace from its own terms: p_j = a * (digit j of b) * 10^j, each running
-    sum the sum of the partial products so far, widths k + 1 + j, the last sum a * b."""
-    terms = re.fullmatch(r"([\d ]+?)((?: \+ [\d ]+? \( [\d ]+? \))*)", text)
+    sum the sum of the partial products so far, widths k + 1 + j, and the answer the sum of
+    all partial products, a * b."""
+    terms = re.fullmatch(r"([\d ]+?)((?: \+ [\d ]+? \( [\d ]+? \))*)((?: \+ [\d ]+)?)", text)
     assert terms, text
     parts = [terms.group(1)] + re.findall(r" \+ ([\d ]+?) \( ", terms.group(2))
+    parts += re.findall(r" \+ ([\d ]+)", terms.group(3))
     sums = re.findall(r"\( ([\d ]+?) \)", terms.group(2))
-    assert len(parts) == k and len(sums) == k - 1
+    assert len(parts) == k and len(sums) == max(k - 2, 0)
     b_digits = [int(c) for c in str(b)[::-1]]
     running = 0
     for j, part in enumerate(parts):
         assert len(part.split()) == k + 1 + j
         assert mult.read_digits(part) == a * b_digits[j] * 10 ** j
         running += mult.read_digits(part)
-        if j:
+        if 0 < j < k - 1:
             assert len(sums[j - 1].split()) == k + 1 + j
             assert mult.read_digits(sums[j - 1]) == running
-    assert running == a * b == mult.read_digits(sums[-1] if sums else parts[0])
+    assert len(answer.split()) == 2 * k
+    assert running == a * b == mult.read_digits(answer)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 9, 12])
@@ -39,15 +42,20 @@ def test_traces_recompute_to_the_product(k):
     cases += [(rng.randrange(10 ** (k - 1), 10 ** k), rng.randrange(10 ** (k - 1), 10 ** k))
               for _ in range(200)]
     for a, b in cases:
-        _check_trace(mult.trace(a, b, k), a, b, k)
-        assert mult.read_digits(mult.answer(a, b, k)) == a * b
-        assert len(mult.answer(a, b, k).split()) == 2 * k
+        _check_trace(mult.trace(a, b, k), mult.answer(a, b, k), a, b, k)
 
 
-def test_the_docstring_example():
+def test_the_docstring_examples_and_deng_et_al_s_first_4x4_test_line():
     assert mult.question(64, 35, 2) == "4 6 * 5 3"
-    assert mult.trace(64, 35, 2) == "0 2 3 + 0 2 9 1 ( 0 4 2 2 )"
+    assert mult.trace(64, 35, 2) == "0 2 3 + 0 2 9 1"
     assert mult.answer(64, 35, 2) == "0 4 2 2"
+    # data/4_by_4_mult/test_bigbench.txt of da03/Internalize_CoT_Step_by_Step, line 1
+    line = ("9 1 7 3 * 9 4 3 3||1 7 4 3 3 + 0 6 7 8 4 1 ( 1 3 2 2 8 1 ) + 0 0 7 5 1 1 1 "
+            "( 1 3 9 7 9 2 1 ) + 0 0 0 7 5 1 1 1 #### 1 3 9 4 5 4 2 1")
+    question, rest = line.split("||")
+    trace, answer = rest.split(" #### ")
+    assert question == mult.question(3719, 3349, 4)
+    assert trace == mult.trace(3719, 3349, 4) and answer == mult.answer(3719, 3349, 4)
 
 
 def test_generation_is_seeded_unlimited_and_splits_are_disjoint():
@@ -74,9 +82,8 @@ def test_answers_are_read_after_the_mark_and_compared_as_numbers():
     ex = mult.example(64, 35, 2, "x")
     assert task.score(task.extract("0 4 2 2"), ex) == 1.0
     assert task.score("0 4 2 2 0", ex) == 1.0  # a longer zero-padded writing of 2240
-    assert task.score(task.extract("0 2 3 + 0 2 9 1 ( 0 4 2 2 )"), ex) == 1.0  # the last sum
     read = trace_task(task).extract
-    assert read("0 2 3 + 0 2 9 1 ( 0 4 2 1 )\n#### 0 4 2 2") == "0 4 2 2"
+    assert read("0 2 3 + 0 2 9 1\n#### 0 4 2 2") == "0 4 2 2"
     assert task.score(read("#### 0 4 2 3"), ex) == 0.0 and read("no digits") is None
     assert mult.from_rows([{"a": 64, "b": 35, "k": 2}])[0].gold == ("0 4 2 2",)
     with pytest.raises(S2JaxError, match="row 0"):

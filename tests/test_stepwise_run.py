@@ -78,13 +78,14 @@ def test_multiply_arms_share_a_budget(tmp_path):
     staged = run_multiply(tiny, tmp_path / "stepwise", log=lambda _: None)
     plain = run_multiply(dataclasses.replace(tiny, stepwise=False), tmp_path / "answer",
                          log=lambda _: None)
-    # 2 x 2 traces are 15 tokens with their newline: 3 stages remove them, a 4th has none
-    assert staged["stages"] == 4 and staged["steps"] == plain["steps"] == 4 + 3 * 2
-    assert [s["removed"] for s in staged["curriculum"]] == [0, 5, 10, 15]
-    assert [s["step"] for s in staged["curriculum"]] == [4, 6, 8, 10]
+    # a 2 x 2 trace is 9 tokens with its newline ("1 9 0 + 0 5 5 4\n"): 2 stages remove it,
+    # a third has none
+    assert staged["stages"] == 3 and staged["steps"] == plain["steps"] == 4 + 2 * 2
+    assert [s["removed"] for s in staged["curriculum"]] == [0, 5, 10]
+    assert [s["step"] for s in staged["curriculum"]] == [4, 6, 8]
     for r in (staged, plain):
         summary = json.loads((tmp_path / ("stepwise" if r is staged else "answer") / "train"
                               / "summary.json").read_text())
-        assert summary["steps"] == 10 and r["final"]["examples"] == 12
+        assert summary["steps"] == 8 and r["final"]["examples"] == 12
     assert plain["curriculum"] == [] and plain["arm"] == "answer-only"
     assert (tmp_path / "stepwise" / "curve.png").is_file()

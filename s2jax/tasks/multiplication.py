@@ -6,11 +6,13 @@ digit is a token of its own for most tokenizers and carries propagate left to ri
 in which a decoder writes them. For a = a_(k-1)..a_0 and b = b_(k-1)..b_0:
 
     question  "a_0 .. a_(k-1) * b_0 .. b_(k-1)"
-    trace     p_0 + p_1 ( s_1 ) + p_2 ( s_2 ) ... + p_(k-1) ( s_(k-1) )
-    answer    the product a * b in 2k digits
+    trace     p_0 + p_1 ( s_1 ) + p_2 ( s_2 ) ... + p_(k-2) ( s_(k-2) ) + p_(k-1)
+    answer    the product a * b = s_(k-1) in 2k digits
 
-where p_j = a * b_j * 10^j and s_j = p_0 + ... + p_j, each written in k + 1 + j digits (s_(k-1)
-is the product). E.g. 64 * 35 ("4 6 * 5 3"): "0 2 3 + 0 2 9 1 ( 0 4 2 2 )", answer "0 4 2 2".
+where p_j = a * b_j * 10^j and s_j = p_0 + ... + p_j, each written in k + 1 + j digits. E.g.
+64 * 35 ("4 6 * 5 3"): trace "0 2 3 + 0 2 9 1", answer "0 4 2 2"; 3719 * 3349, their data's
+first 4 x 4 test line: "9 1 7 3 * 9 4 3 3", trace "1 7 4 3 3 + 0 6 7 8 4 1 ( 1 3 2 2 8 1 ) +
+0 0 7 5 1 1 1 ( 1 3 9 7 9 2 1 ) + 0 0 0 7 5 1 1 1", answer "1 3 9 4 5 4 2 1".
 
 Operands are uniform over k-digit numbers (no leading zero), drawn from a seed without limit.
 Train and test are disjoint by construction: a pair (a, b) belongs to the split its hash names
@@ -62,8 +64,9 @@ def trace(a: int, b: int, k: int) -> str:
         p = a * bj * 10 ** j
         total += p
         width = k + 1 + j
-        parts.append(digits(p, width) if not j else
-                     f"+ {digits(p, width)} ( {digits(total, width)} )")
+        part = digits(p, width) if not j else f"+ {digits(p, width)}"
+        # the last running sum is the answer, which follows the trace
+        parts.append(part if j in (0, k - 1) else f"{part} ( {digits(total, width)} )")
     return " ".join(parts)
 
 
