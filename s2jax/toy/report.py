@@ -105,7 +105,7 @@ def curve(curves: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = iter("osD^vP*X" * 4)
+    markers: dict[str, str] = {}  # one marker per reference system, in every colour
     for label, c in curves.items():
         xs = [st["tokens_per_answer"] for st in c["stages"]]
         line, = ax.plot(xs, [st["accuracy"] for st in c["stages"]], "-o", ms=3, label=label)
@@ -114,9 +114,11 @@ def curve(curves: dict[str, dict], path: Path, title: str) -> None:
                         fontsize=6, color=line.get_color(), xytext=(2, 2),
                         textcoords="offset points")
         for name, (tokens, accuracy) in c.get("points", {}).items():
-            ax.plot([tokens], [accuracy], next(markers), color=line.get_color(), ms=7,
-                    mfc="none", label=f"{label}: {name}")
-    ax.set_xscale("symlog", linthresh=10)
+            first = name not in markers
+            marker = markers.setdefault(name, "sD^vP*X"[len(markers) % 7])
+            ax.plot([tokens], [accuracy], marker, color=line.get_color(), ms=7, mfc="none",
+                    label=name if first else None)
+    ax.set_xscale("log")
     ax.set_xlabel("generated tokens per answer (numbers: trace tokens removed)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
