@@ -253,8 +253,7 @@ def test_resume_mid_stage_is_bit_exact(hf_checkpoint, tmp_path):
 
 
 def test_curriculum_fields_are_train_flags():
-    from s2jax.commands.train import _config as parse
-    from s2jax.commands.train import register
+    from s2jax.commands.train import register, train_config
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -262,7 +261,7 @@ def test_curriculum_fields_are_train_flags():
                               "--curriculum-tokens-per-stage", "8",
                               "--curriculum-steps-per-stage", "50",
                               "--curriculum-smoothing", "4", "--no-curriculum-reset-optimizer"])
-    got = parse(args, TrainConfig).curriculum
+    got = train_config(args).curriculum
     assert got == CurriculumConfig(tokens_per_stage=8, steps_per_stage=50, smoothing=4.0,
                                    reset_optimizer=False)
     assert dataclasses.replace(got, tokens_per_stage=0).enabled is False

@@ -11,11 +11,11 @@ from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig, build_distill_set, provenance, write_distill_set
 from s2jax.distill.trace import ANSWER_MARK, answer_part, sample_trace, trace_task
 from s2jax.distill.vote import VoteConfig
-from s2jax.methods.programs import RAR_2STEP
+from s2jax.methods.catalog import RAR_2STEP
 from s2jax.methods.records import generate_records
 from s2jax.tasks import TASKS, Example
+from s2jax.testing.tokenizers import tiny_tokenizer
 from s2jax.train.data import tokenize_examples
-from tests.hf_fixtures import tiny_tokenizer
 from tests.test_distill import ScriptedGenerator
 
 LAST = TASKS["last_letter"]

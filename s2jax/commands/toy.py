@@ -1,9 +1,13 @@
-"""`s2jax toy pretrain`: rebuild the toy base model from its deterministic recipe."""
+"""`s2jax toy pretrain`: rebuild the toy base model from its deterministic recipe; `s2jax toy
+multiply`: k x k multiplication from scratch, stepwise or answer-only (`s2jax.toy.multiply`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from s2jax.core.overrides import add_field_flags
+from s2jax.toy.multiply import MultiplyConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="held-out inputs per task for the capability check (0: skip)")
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=run_pretrain)
-    from s2jax.commands.train import _add_flags
-    from s2jax.toy.multiply import MultiplyConfig
-
     mul = toy.add_parser("multiply", help="k x k multiplication from scratch: stepwise "
                          "internalization of the partial-product trace, or answers only")
     mul.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
-    _add_flags(mul, MultiplyConfig)
+    add_field_flags(mul, MultiplyConfig)
     mul.set_defaults(func=run_multiply)
 
 
@@ -58,12 +59,12 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_multiply(args: argparse.Namespace) -> int:
-    import json
+    # imported when the command runs: building the CLI parser stays free of JAX and co.
+    from s2jax.core.overrides import field_changes, field_flag, override
+    from s2jax.toy.multiply import run_multiply
 
-    from s2jax.commands.train import _config
-    from s2jax.toy.multiply import MultiplyConfig, run_multiply
-
-    results = run_multiply(_config(args, MultiplyConfig), args.out)
+    config = override(MultiplyConfig(), field_changes(args, MultiplyConfig), name=field_flag)
+    results = run_multiply(config, args.out)
     print(json.dumps({k: results[k] for k in ("arm", "params", "steps", "seconds",
                                                "cpu_seconds", "final")}))
     return 0

@@ -84,6 +84,7 @@ def rows(config: MultiplyConfig, stepwise: bool) -> list[dict]:
 
 def train_config(config: MultiplyConfig, steps: int):
     """The fine-tuning config of an arm (`steps` 0: the curriculum's own length)."""
+    # JAX and co. only when an arm runs: the CLI parser imports this module for MultiplyConfig
     from s2jax.train import TrainConfig
     from s2jax.train.config import CurriculumConfig
 
@@ -99,6 +100,7 @@ def train_config(config: MultiplyConfig, steps: int):
 
 def budget(config: MultiplyConfig, tokenizer) -> tuple[int, int]:
     """(stages, optimizer steps) of the stepwise arm: the answer-only arm takes as many steps."""
+    # JAX and co. only when an arm runs: the CLI parser imports this module for MultiplyConfig
     from s2jax.train.curriculum import num_stages, total_steps
     from s2jax.train.data import tokenize_examples
 
@@ -111,6 +113,7 @@ def budget(config: MultiplyConfig, tokenizer) -> tuple[int, int]:
 
 def _model(config: MultiplyConfig):
     """A random toy-recipe Llama and its tokenizer, trained on both arms' texts."""
+    # JAX and co. only when an arm runs: the CLI parser imports this module for MultiplyConfig
     from flax import nnx
 
     from s2jax.models.module import Transformer
@@ -138,6 +141,7 @@ def run_multiply(config: MultiplyConfig, out: str | Path, *, log=print) -> dict:
     Returns:
       results.json's contents.
     """
+    # JAX and co. only when an arm runs: the CLI parser imports this module for MultiplyConfig
     from s2jax.sampling import Sampler
     from s2jax.toy.report import curve
     from s2jax.train import finetune

@@ -99,6 +99,7 @@ def curve(curves: dict[str, dict], path: Path, title: str) -> None:
       path: the PNG to write.
       title: the chart's title.
     """
+    # matplotlib only for the chart; the Agg backend before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

@@ -86,6 +86,20 @@ def _render(tokenizer, messages: list[Message], generation_prompt: bool) -> str:
                                          add_generation_prompt=generation_prompt)
 
 
+def _encode_turn(encode, turn: str, trace: str | None, start: int, where: str
+                 ) -> tuple[list[int], tuple[int, int] | None]:
+    """An assistant turn's ids, and with `trace` (the turn's start, tokenized on its own so that
+    removal cuts on token boundaries) the trace's span in the example, the turn beginning at
+    `start`."""
+    if not trace:
+        return encode(turn), None
+    if not turn.startswith(trace):
+        raise S2JaxError(f"{where}: 'trace' is not the start of the last assistant "
+                         "message as the chat template renders it")
+    removable = encode(trace)
+    return removable + encode(turn[len(trace):]), (start, start + len(removable))
+
+
 def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assistant",
                   where: str = "example", stop_ids: Iterable[int] = (),
                   trace: str | None = None) -> TokenizedExample:
@@ -131,17 +145,9 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
             raise S2JaxError(f"{where}: the chat template does not render turn {i} as a prefix "
                              "of the whole chat; cannot locate the answer tokens")
         before = encode(full[done:len(prompt)])
-        turn = upto[len(prompt):]
-        if i == last and trace:
-            if not turn.startswith(trace):
-                raise S2JaxError(f"{where}: 'trace' is not the start of the last assistant "
-                                 "message as the chat template renders it")
-            removable = encode(trace)
-            start = len(ids) + len(before)
-            span = (start, start + len(removable))
-            answer = removable + encode(turn[len(trace):])
-        else:
-            answer = encode(turn)
+        answer, turn_span = _encode_turn(encode, upto[len(prompt):], trace if i == last else None,
+                                         len(ids) + len(before), where)
+        span = turn_span or span
         # Train up to the first end-of-turn token: text after it (a newline) is never generated.
         cut = next((j + 1 for j, t in enumerate(answer) if t in eos), len(answer))
         ids += before + answer
