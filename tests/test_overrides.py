@@ -54,7 +54,8 @@ def test_errors_name_the_flag_the_user_typed():
 
 def test_train_flags_carry_the_field_comments_and_give_only_what_was_set():
     comments = field_comments(TrainConfig)
-    assert comments["steps"] == "optimizer steps; 0 derives them from `epochs`"
+    assert comments["steps"] == ("optimizer steps; 0 derives them from `epochs` (or the "
+                                 "curriculum's stages)")
     # a comment on the lines above the field (not a `# --` section header) is its help too
     assert comments["param_dtype"].startswith("params and optimizer state")
     assert all(comments[f.name] for f in dataclasses.fields(TrainConfig))

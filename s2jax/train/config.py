@@ -23,8 +23,8 @@ class CurriculumConfig:
     # steps of stage 0 (the full traces), e.g. longer for a model trained from scratch; 0: as
     # every stage. The learning-rate schedule spans `steps_per_stage` in every stage.
     first_stage_steps: int = 0
-    stages: int = 0  # stages in all; 0: enough to remove the longest trace, plus one stage
-    # with no trace left
+    # stages in all; 0: enough to remove the longest trace, plus one stage with no trace left
+    stages: int = 0
     # removal smoothing lambda: each example drops o more tokens, P(o) ~ exp(-lambda o), drawn
     # per example and epoch (the paper: 4, i.e. o > 0 for 2% of examples); 0: off
     smoothing: float = 0.0
@@ -100,7 +100,7 @@ class TrainConfig:
     # for it); checkpoints hold the adapters, export writes the merged model/ and a PEFT adapter/
     lora: LoraConfig = LoraConfig()
     # -- stepwise internalization: remove the examples' traces a few tokens per stage
-    curriculum: CurriculumConfig = CurriculumConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()  # off unless tokens_per_stage > 0
 
     def __post_init__(self):
         for name, hint in get_type_hints(type(self)).items():
