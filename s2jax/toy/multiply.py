@@ -142,6 +142,7 @@ def run_multiply(config: MultiplyConfig, out: str | Path, *, log=print) -> dict:
       results.json's contents.
     """
     # JAX and co. only when an arm runs: the CLI parser imports this module for MultiplyConfig
+    from s2jax.models.params import num_params
     from s2jax.sampling import Sampler
     from s2jax.toy.report import curve
     from s2jax.train import finetune
@@ -175,7 +176,7 @@ def run_multiply(config: MultiplyConfig, out: str | Path, *, log=print) -> dict:
     final = evaluate_as("final")
     summary = json.loads((out / "train" / "summary.json").read_text())
     results = {
-        "config": dataclasses.asdict(config), "params": model.config.num_params(),
+        "config": dataclasses.asdict(config), "params": num_params(model.config),
         "arm": "stepwise" if config.stepwise else "answer-only", "steps": steps,
         "stages": stages, "tokens_per_step": config.batch_size * config.seq_len,
         "curriculum": staged.table(), "final": final.to_json(),
