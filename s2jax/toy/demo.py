@@ -67,7 +67,7 @@ class DemoConfig:
     # and remove them `tokens_per_stage` tokens per stage of `steps_per_stage` steps, evaluating
     # after every stage; 0 distils the final answers only (`finetune_steps` steps)
     tokens_per_stage: int = 0
-    steps_per_stage: int = 40
+    steps_per_stage: int = 40  # fine-tuning steps of each stage of the curriculum
     smoothing: float = 0.0  # removal smoothing lambda (the paper: 4); 0: off
 
     def __post_init__(self):
