@@ -81,7 +81,7 @@ def main() -> None:
     run_dir = Path(args.run_dir)
     d = resolve(config, run_dir)
     start = time.perf_counter()
-    with locked(run_dir) as run_dir:
+    with locked(run_dir, key=d.fingerprint) as run_dir:
         claim(run_dir, d.fingerprint, d.config)
         gen_path = source / "generations.jsonl"
         records = [json.loads(line) for line in gen_path.read_text().splitlines() if line]

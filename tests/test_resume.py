@@ -35,8 +35,13 @@ def _lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True) if path.exists() else []
 
 
+def _shards(path: Path) -> int:
+    return sum(b'"shard"' in line for line in _lines(path))
+
+
 def _run_until(config: Path, run_dir: Path, watch: str | None) -> list[bytes]:
-    """Runs `s2jax run`; SIGKILLs it once `watch`'s shard index has a line; returns those lines."""
+    """Runs `s2jax run`; SIGKILLs it once `watch`'s shard index has a finished shard; returns
+    the index's lines."""
     cmd = [sys.executable, "-m", "s2jax.cli", "run", str(config), "--run-dir", str(run_dir),
            "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -47,7 +52,7 @@ def _run_until(config: Path, run_dir: Path, watch: str | None) -> list[bytes]:
         return []
     index = index_path(run_dir / watch)
     deadline = time.monotonic() + 600
-    while not _lines(index):
+    while not _shards(index):
         assert proc.poll() is None, f"exited before {watch} had a shard: {proc.stderr.read()}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -79,10 +84,17 @@ def test_sigkill_inside_sampling_stages_resumes_to_an_uninterrupted_runs_artifac
     finished = {}
     for watch in ("eval/system1.jsonl", "generations.jsonl", "eval/distilled.jsonl"):
         finished[watch] = _run_until(config, killed, watch)
-        if watch == "generations.jsonl":  # a write torn by the kill, in both files
+        if watch == "generations.jsonl":  # a write torn by the kill, in both files: the
+            index = index_path(killed / watch)  # shard's intent line, then part of its rows
+            entries = [json.loads(line) for line in _lines(index)]
+            if "begin" not in entries[-1]:
+                with open(index, "ab") as f:
+                    f.write(json.dumps({"begin": _shards(index), "key": entries[0]["key"],
+                                        "start": (killed / watch).stat().st_size}).encode()
+                            + b"\n")
             with open(killed / watch, "ab") as f:
                 f.write(b'{"id": "torn", "samp')
-            with open(index_path(killed / watch), "ab") as f:
+            with open(index, "ab") as f:
                 f.write(b'{"shard": 9, "ids"')
     _run_until(config, killed, None)
 
@@ -90,7 +102,8 @@ def test_sigkill_inside_sampling_stages_resumes_to_an_uninterrupted_runs_artifac
     for watch, lines in finished.items():
         final = _lines(index_path(killed / watch))
         # shards finished before a kill stay as written by the killed process: not redone
-        assert final[:len(lines)] == lines and len(final) == 2 + 1, watch
+        assert final[:len(lines)] == lines, watch
+        assert len(final) == 1 + 2 * 2 + 1, watch  # header, 2 x (intent, shard), completion
         assert json.loads(final[-1])["complete"] is True
 
 
@@ -111,9 +124,12 @@ def test_shards_resume_after_a_torn_tail_and_refuse_foreign_files(tmp_path):
     calls = []
 
     def dies(chunk):
-        if chunk[0] == 3:
+        if chunk[0] == 3:  # killed inside this shard's append: its intent line is on disk,
+            size = path.stat().st_size  # and part of its rows, torn mid-line
+            with open(index_path(path), "ab") as f:
+                f.write(json.dumps({"begin": 1, "start": size, "key": "k"}).encode() + b"\n")
             with open(path, "ab") as f:
-                f.write(b'{"x": 3, "y"')  # torn mid-line
+                f.write(b'{"x": 3, "y"')
             raise KeyboardInterrupt
         return _square_rows(calls)(chunk)
 
@@ -129,6 +145,18 @@ def test_shards_resume_after_a_torn_tail_and_refuse_foreign_files(tmp_path):
     with pytest.raises(S2JaxError, match="not a resumable artifact"):
         run_sharded(user, items, ids, key="k", shard_size=3, work=_square_rows([]))
     assert user.read_text() == "mine\n"
+    with open(path, "ab") as f:  # rows no intent line explains: someone else's
+        f.write(b'{"x": 99}\n')
+    with pytest.raises(S2JaxError, match="not written by s2jax"):
+        run_sharded(path, items, ids, key="k", shard_size=3, work=_square_rows([]))
+    garbage = tmp_path / "g.jsonl"
+    garbage.write_text("mine\n")
+    index_path(garbage).write_text("not an index\n")
+    with pytest.raises(S2JaxError, match="not a shard index written by s2jax"):
+        run_sharded(garbage, items, ids, key="k", shard_size=3, work=_square_rows([]))
+    assert garbage.read_text() == "mine\n" and index_path(garbage).read_text() == \
+        "not an index\n"
+    path.write_bytes(path.read_bytes()[:-len(b'{"x": 99}\n')])
     blob = bytearray(path.read_bytes())
     blob[2] ^= 1
     path.write_bytes(bytes(blob))

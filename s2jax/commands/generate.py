@@ -41,23 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _is_generate_output(path: Path) -> bool:
-    """Whether `path` looks like a previous `s2jax generate` output (which may be replaced)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = json.loads(f.readline() or "null")
-    except (OSError, ValueError):
-        return False
-    return isinstance(first, dict) and set(first) == {"id", "samples"}
-
-
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     from tqdm import tqdm
 
     import s2jax
-    from s2jax.core.atomic import write_jsonl
-    from s2jax.core.rundir import writable_file
+    from s2jax.core.ownership import GENERATE_OUTPUT, check_file, open_owned_file
     from s2jax.core.text_generator import SamplingParams
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler
@@ -74,10 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"--max-batch {args.max_batch}: expected >= 1")
     if args.max_len is not None and args.max_len < 2:
         raise S2JaxError(f"--max-len {args.max_len}: expected >= 2 (prompt and one new token)")
-    output = writable_file(args.output, "--output")
-    if output.exists() and not _is_generate_output(output):
-        raise S2JaxError(f"--output {output}: exists and is not an s2jax generate output; "
-                         "refusing to replace it")
+    check_file(args.output, "--output", GENERATE_OUTPUT)  # fresh, or an earlier run's
     mesh = mesh_from_spec(args.mesh)
     # the weights alone (no Flax module): sampling is `forward` over them
     model, tokenizer = s2jax.load_weights(args.model, dtype=args.dtype, mesh=mesh)
@@ -101,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             bar.update(prompts_done)
 
         samples = sampler(prompts, params, weights=weights, progress=progress)
-    write_jsonl(args.output, ({"id": i, "samples": [s.to_json() for s in row]}
-                              for i, row in zip(ids, samples, strict=True)))
+    with open_owned_file(args.output, GENERATE_OUTPUT, what="--output") as f:
+        for i, row in zip(ids, samples, strict=True):
+            f.write(json.dumps({"id": i, "samples": [s.to_json() for s in row]},
+                               ensure_ascii=False) + "\n")
     return 0

@@ -54,13 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2jax.core.atomic import write_json
     from s2jax.core.errors import S2JaxError
-    from s2jax.core.rundir import writable_file
+    from s2jax.core.shards import check_resumable
     from s2jax.core.text_generator import SamplingParams
     from s2jax.methods.catalog import method
-    from s2jax.methods.records import check_meta, generations_meta, meta_path
-    from s2jax.run.config import DataConfig
+    from s2jax.methods.records import check_meta, generations_meta, write_meta
+    from s2jax.run.config import MAX_SYNTHETIC, DataConfig
     from s2jax.run.pipeline import task_examples
     from s2jax.run.stages import generate_stage, stage_key
     from s2jax.tasks import TASKS, load_examples
@@ -78,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise S2JaxError(f"sampling options: {e}") from None
     if args.synthetic is not None:
-        if args.synthetic < 1:
-            raise S2JaxError(f"--synthetic {args.synthetic}: expected >= 1")
+        if not 1 <= args.synthetic <= MAX_SYNTHETIC:
+            raise S2JaxError(f"--synthetic {args.synthetic}: expected 1..{MAX_SYNTHETIC}")
         examples = task_examples(task, DataConfig(synthetic=args.synthetic, seed=args.seed),
                                  "--synthetic")
     else:
@@ -90,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     meta = generations_meta(task=task.name, method=program.name, model=str(args.model),
                             inputs=len(examples), sampling=params, usc=args.usc,
                             perturb=args.perturb, chat=args.chat, shard_size=args.shard_size)
-    output = writable_file(args.output, "--output")
-    meta_file = writable_file(meta_path(output), "--output's meta file")
+    output = check_resumable(args.output, "--output")
     check_meta(output, meta)
 
     import s2jax
@@ -104,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                            dtype=args.dtype),
                              shard_size=args.shard_size, perturb=args.perturb, usc=args.usc,
                              chat=args.chat, progress=args.progress)
-    write_json(meta_file, meta)
+    write_meta(output, meta)
     tokens = sum(s["num_tokens"] for r in records for s in r["samples"])
     print(f"{len(records)} inputs x {params.n} samples of {program.name} on {task.name}: "
           f"{tokens} tokens -> {args.output}")

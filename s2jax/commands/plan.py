@@ -1,5 +1,6 @@
 """`s2jax plan CONFIG --mesh .. --devices N --device-memory GiB`: will this run fit? Exits 0
-when training (in a `s2jax run` process) and sampling fit, 1 when either does not, 2 on bad input.
+when training (in a `s2jax run` process) and sampling fit, 4 (a non-result, `s2jax.core.errors`)
+when either does not, 2 on bad input.
 
 CONFIG is a model (an HF config.json, e.g. configs/models/llama-2-70b-chat.json, a checkpoint
 directory, a GGUF file or a fetched real model's name; only its shapes are read), with the
@@ -19,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from s2jax.core.errors import S2JaxError
+from s2jax.core.errors import NonResult, S2JaxError
+from s2jax.core.ownership import PLAN_REPORT, check_file, write_owned_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,8 +103,10 @@ def _argv(args) -> list[str]:
 def run(args) -> int:
     if args.devices < 1:
         raise S2JaxError(f"--devices {args.devices}: expected >= 1")
-    if args.device_memory <= 0:
+    if not (math.isfinite(args.device_memory) and args.device_memory > 0):
         raise S2JaxError(f"--device-memory {args.device_memory}: expected GiB > 0")
+    if args.json:
+        check_file(args.json, "--json", PLAN_REPORT, marked_inside=True)
     # cheap checks first, so that bad input never waits for a JAX start-up
     _config_path(args.config)
     if args.mesh:
@@ -122,7 +126,6 @@ def run(args) -> int:
             env.pop(k, None)
         cmd = [sys.executable, "-m", "s2jax.cli", "plan", *_argv(args)]
         return subprocess.run(cmd, env=env).returncode
-    from s2jax.core.atomic import write_json
     from s2jax.run.plan import plan, plan_inputs
 
     flag_of = {key: "--" + flag.replace("_", "-") for flag, key in TRAIN_FLAGS.items()}
@@ -135,5 +138,10 @@ def run(args) -> int:
                   p.max_len, sample_dtype=p.sample_dtype, name=p.name)
     print(report.table())
     if args.json:
-        write_json(args.json, report.to_json())
-    return 0 if report.fits_run and report.fits_sample else 1
+        write_owned_json(args.json, PLAN_REPORT, report.to_json(), what="--json")
+    misfits = [what for what, ok in (("training", report.fits_run),
+                                     ("sampling", report.fits_sample)) if not ok]
+    if misfits:  # a plan that does not fit is a non-result (exit 4), its report kept
+        raise NonResult(f"{args.config}: {' and '.join(misfits)} would not fit in "
+                        f"{args.device_memory:g} GiB per device (see the plan above)")
+    return 0

@@ -29,18 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
-    from s2jax.core.errors import S2JaxError
     from s2jax.core.overrides import override, parse_assignments
-    from s2jax.run.config import load_config
+    from s2jax.run.config import load_config, sweep_points
 
     config, namespace = load_config(args.config)
     config = override(config, parse_assignments(args.overrides))
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     if args.sweep:
-        if "sweep" not in namespace:
-            raise S2JaxError(f"{args.config}: --sweep, but the file defines no sweep()")
-        points = {name: override(config, sets, name=lambda k, p=name: f"sweep point {p}: {k}")
-                  for name, sets in namespace["sweep"]().items()}
+        points = sweep_points(namespace, args.config.partition(":")[0], config)
     else:
         points = {"": config}
     if args.print_config:

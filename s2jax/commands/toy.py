@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("toy", help="the toy world: rebuild the shipped base model")
     toy = p.add_subparsers(dest="toy_command", required=True)
     pre = toy.add_parser("pretrain", help="pretrain the toy base model (deterministic recipe)")
-    pre.add_argument("--out", required=True, help="HF checkpoint directory to write")
+    pre.add_argument("--out", required=True, help="HF checkpoint directory to write (a new "
+                     "path; the training run goes beside it, to OUT.run, and resumes there)")
     pre.add_argument("--steps", type=int, default=None, help="optimizer steps (default: recipe)")
     pre.add_argument("--system2", type=int, default=None,
                      help="System 2 transcripts per task in the corpus (default: recipe)")
@@ -34,9 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
+    from s2jax.core.errors import NonResult
     from s2jax.core.overrides import override
-    from s2jax.toy.pretrain import PretrainConfig, pretrain
+    from s2jax.toy.pretrain import PretrainConfig, check_outputs, pretrain
 
+    check_outputs(args.out)
     # option -> PretrainConfig fields (--seed seeds the corpus and the training)
     fields = {"steps": ("steps",), "system2": ("corpus.system2",),
               "system1": ("corpus.system1",), "seed": ("seed", "corpus.seed")}
@@ -55,7 +58,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     model, tokenizer = s2jax.load(args.out)
     report = capability(Sampler(model, tokenizer, max_len=512), args.check)
     print(json.dumps(report))
-    return 0 if report["passed"] else 1
+    if not report["passed"]:
+        raise NonResult(f"{args.out}: the capability check failed (see the report above): "
+                        "the model does not learn the System 2 methods")
+    return 0
 
 
 def run_multiply(args: argparse.Namespace) -> int:

@@ -39,18 +39,16 @@ def train_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
-    from s2jax.core.rundir import check_creatable, refuse_foreign_dir, writable_dir
+    from s2jax.models.loading import identity
     from s2jax.parallel.sharding import mesh_from_spec
-    from s2jax.run.stages import finetune_stage
+    from s2jax.run.stages import check_train_dir, finetune_stage
     from s2jax.train import read_examples
 
     config = train_config(args)
-    refuse_foreign_dir(args.out, "--out", "train_config.json")
-    check_creatable(args.out, "--out")
+    check_train_dir(args.out, "--out", identity(args.model))
     mesh = mesh_from_spec(config.mesh)
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None
-    writable_dir(args.out, "--out")
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
     finetune_stage(model, tokenizer, examples, config, args.out, eval_examples=held, mesh=mesh)
     print(f"s2jax train: done; run in {args.out}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from s2jax.distill.dataset import FILTERS, TARGETS
 from s2jax.distill.vote import TIE_POLICIES
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.errors import S2JaxError
-    from s2jax.core.rundir import writable_dir
+    from s2jax.core.ownership import DISTILL_SET, check_dir
     from s2jax.distill.dataset import DistillConfig
     from s2jax.distill.vote import VoteConfig
     from s2jax.methods.records import read_finished_generations, read_meta
@@ -46,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
                                args.target)
     except ValueError as e:
         raise S2JaxError(f"--threshold/--tie-policy: {e}") from None
-    writable_dir(Path(args.out).parent, "--out")
+    check_dir(args.out, "--out", DISTILL_SET, key=str(args.generations),
+              key_name="generations file", whole=True)
     records = read_finished_generations(args.generations)
     meta = read_meta(args.generations)
     dset, warnings = distill_stage(records, task, config, args.out,

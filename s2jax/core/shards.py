@@ -1,15 +1,22 @@
 """Shard-resumable JSONL artifacts: a stage's rows appended shard by shard, each shard durable.
 
     generations.jsonl          the rows, in input order, byte-identical to an uninterrupted run's
-    generations.jsonl.shards   one line per finished shard, then a completion line:
+    generations.jsonl.shards   a header line (s2jax's mark), then per shard an intent line and,
+                               once its rows are on disk, its index line; then a completion line:
+        {"s2jax": "shards", "version": 2, "key": ...}
+        {"begin": k, "start": byte, "key": ...}
         {"shard": k, "ids": [...], "key": ..., "start": byte, "end": byte, "sha256": ...,
          "seconds": float, "pid": int}
         {"complete": true, "shards": K, "rows": N, "key": ...}
 
-A shard's rows are appended and fsynced before its index line is, so an index line always
-describes bytes already on disk. On restart the index is read, each shard is checked (its input
-ids, the key of what produces the rows, the hash of its bytes), a torn tail of either file is cut
-off, and work goes on at the first unfinished shard: a kill loses at most the shard in flight.
+The index is created (with its header, atomically) before the first byte of the artifact. A
+shard's intent line is fsynced before its rows are appended, and its rows before its index line,
+so an index line always describes bytes already on disk and any bytes after the last finished
+shard are explained by an intent line. On restart the index is read, each shard is checked (its
+input ids, the key of what produces the rows, the hash of its bytes), a torn tail of either file
+is cut off, and work goes on at the first unfinished shard: a kill loses at most the shard in
+flight. Nothing else is ever cut: an index without s2jax's header, or bytes that no intent line
+explains, are refused.
 Rows depend on each input only (the sampler keys a sample by its prompt's tokens and its index);
 the shard size is still part of `key`, since it fixes which inputs share a batch.
 """
@@ -25,15 +32,63 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from s2jax.core.atomic import atomic_open
 from s2jax.core.errors import S2JaxError
+from s2jax.core.ownership import check_parents, special
 
 SUFFIX = ".shards"
+HEADER = {"s2jax": "shards", "version": 2}  # the index's first line (its mark), with the key
+
+
+def _entry(line: bytes) -> dict | None:
+    """An index line as an object; None for a torn or unreadable one."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def write_json_line(path: Path, obj: dict) -> None:
+    """Creates `path` holding one JSON line, atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(json.dumps(obj).encode() + b"\n")
 
 
 def index_path(path: str | os.PathLike) -> Path:
     """Where the shard index of the artifact `path` lives."""
     path = Path(path)
     return path.with_name(path.name + SUFFIX)
+
+
+def check_resumable(path: str | os.PathLike, what: str) -> Path:
+    """Before any work: `path` may become (or is) a sharded artifact of s2jax's.
+
+    The full check (key, inputs, bytes) is `ShardedFile.open`'s, when the work starts."""
+    path = Path(path)
+    index = index_path(path)
+    for p, expected in ((path, "a file path"), (index, "a shard index s2jax writes")):
+        kind = special(p)
+        if kind is not None:
+            raise S2JaxError(f"{what} {p}: is {kind}; expected {expected}")
+        if p.is_dir():
+            raise S2JaxError(f"{what} {p}: is a directory (expected a file path)")
+    check_parents(path, what)
+    if not index.exists():
+        if path.exists():
+            raise S2JaxError(f"{what} {path}: exists and is not a resumable artifact of s2jax "
+                             "(no .shards index beside it); refusing to replace it; pick "
+                             "another path")
+        return path
+    with open(index, "rb") as f:
+        header = _entry(f.readline(1 << 20))
+    if header is None or header.get("s2jax") != HEADER["s2jax"]:
+        raise S2JaxError(f"{what} {index}: not a shard index written by s2jax (no header "
+                         "line); refusing to change it or the file beside it; pick another "
+                         "path")
+    return path
 
 
 def split(ids: Sequence[str], shard_size: int) -> list[list[str]]:
@@ -88,58 +143,91 @@ class ShardedFile:
              writer: bool = True) -> ShardedFile:
         """Reads the index, verifies the finished shards and cuts torn tails (writer only).
 
-        Raises S2JaxError when `path` exists but is not this stage's artifact (no index, another
-        key, other inputs, or bytes that changed after they were written): it is never replaced.
+        Raises S2JaxError when `path` exists but is not this stage's artifact (no index, an
+        index s2jax did not write, another key, other inputs, bytes that changed after they
+        were written, or bytes after the last shard that no unfinished shard explains): it is
+        never replaced or cut.
         """
         self = cls(Path(path), key, shards)
-        if writer:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         index = index_path(self.path)
+        for p, what in ((self.path, "the artifact"), (index, "its shard index")):
+            kind = special(p)
+            if kind is not None:
+                raise S2JaxError(f"{p}: is {kind}; expected {what} (a regular file s2jax "
+                                 "writes); pick another path")
         if not index.exists():
             if self.path.exists():
                 raise S2JaxError(f"{self.path} exists and is not a resumable artifact of this "
                                  "run (no .shards index beside it); move it away or pick "
                                  "another path")
+            if writer:  # the index (with its header) exists before any byte of the artifact
+                write_json_line(index, {**HEADER, "key": key})
             return self
         raw = index.read_bytes()
         data = self.path.read_bytes() if self.path.exists() else b""
-        good_index = good_data = 0
-        for line in raw.splitlines(keepends=True):
-            try:
-                entry = json.loads(line) if line.endswith(b"\n") else None
-            except json.JSONDecodeError:
-                entry = None
-            if not isinstance(entry, dict):
+        lines = raw.splitlines(keepends=True)
+        self._check_header(index, lines[0] if lines else b"")
+        good_index, good_data, pending = len(lines[0]), 0, False
+        offset = good_index  # end of the line being read, in bytes
+        for line in lines[1:]:
+            offset += len(line)
+            entry = _entry(line)
+            if entry is None:
                 break  # a torn last line: everything after it is dropped
             if entry.get("key") != key:
                 raise S2JaxError(f"{index}: written by a different run (key {entry.get('key')}, "
                                  f"this run {key}); use a new output path")
+            if "begin" in entry:  # the intent line of the next shard: its bytes start here
+                pending = entry.get("begin") == self.done and entry.get("start") == good_data
+                if not pending:
+                    break
+                continue
             if entry.get("complete"):
                 if self.done != len(shards):
                     raise S2JaxError(f"{index}: a finished run of {self.done} shards; this run "
                                      f"has {len(shards)}; use a new output path")
-                self.complete = True
-                good_index += len(line)
+                self.complete, pending, good_index = True, False, offset
                 break
-            k = self.done
-            if entry.get("shard") != k or k >= len(shards) or entry.get("ids") != shards[k]:
-                raise S2JaxError(f"{index}: shard {entry.get('shard')} holds other inputs than "
-                                 "this run's; use a new output path")
-            start, end = entry["start"], entry["end"]
-            if start != good_data or end > len(data):
-                break  # the data of this shard never fully reached the disk
-            if hashlib.sha256(data[start:end]).hexdigest() != entry["sha256"]:
-                raise S2JaxError(f"{self.path}: bytes {start}-{end} (shard {k}) changed since "
-                                 "they were written; move the file away to start over")
-            self._entries.append(entry)
-            self.done, self.seconds = k + 1, self.seconds + float(entry.get("seconds", 0.0))
-            good_index, good_data = good_index + len(line), end
+            if not self._take(index, entry, data, good_data):
+                pending = True  # its bytes never fully reached the disk: cut them
+                break
+            good_index, good_data, pending = offset, entry["end"], False
+        if good_data < len(data) and not pending:
+            raise S2JaxError(f"{self.path}: {len(data) - good_data} bytes after its last "
+                             "finished shard were not written by s2jax; refusing to cut them; "
+                             "move the file away to start over")
         if writer:
-            if good_index < len(raw):
-                _truncate(index, good_index)
             if good_data < len(data):
                 _truncate(self.path, good_data)
+            if good_index < len(raw):
+                _truncate(index, good_index)
         return self
+
+    def _check_header(self, index: Path, line: bytes) -> None:
+        header = _entry(line)
+        if header is None or header.get("s2jax") != HEADER["s2jax"]:
+            raise S2JaxError(f"{index}: not a shard index written by s2jax (no header line); "
+                             "refusing to change it or the file beside it; move them away or "
+                             "pick another path")
+        if header.get("key") != self.key:
+            raise S2JaxError(f"{index}: written by a different run (key {header.get('key')}, "
+                             f"this run {self.key}); use a new output path")
+
+    def _take(self, index: Path, entry: dict, data: bytes, good_data: int) -> bool:
+        """Verifies the finished shard `entry`; False when its bytes are not all on disk."""
+        k = self.done
+        if entry.get("shard") != k or k >= len(self.shards) or entry.get("ids") != self.shards[k]:
+            raise S2JaxError(f"{index}: shard {entry.get('shard')} holds other inputs than "
+                             "this run's; use a new output path")
+        start, end = entry.get("start"), entry.get("end")
+        if start != good_data or not isinstance(end, int) or end > len(data):
+            return False
+        if hashlib.sha256(data[start:end]).hexdigest() != entry.get("sha256"):
+            raise S2JaxError(f"{self.path}: bytes {start}-{end} (shard {k}) changed since "
+                             "they were written; move the file away to start over")
+        self._entries.append(entry)
+        self.done, self.seconds = k + 1, self.seconds + float(entry.get("seconds", 0.0))
+        return True
 
     def append(self, rows: Sequence[dict], seconds: float, *, writer: bool = True) -> None:
         """Appends the next shard's rows, then its index line (both fsynced)."""
@@ -147,6 +235,9 @@ class ShardedFile:
         if writer:
             blob = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n"
                             for r in rows)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            _append(index_path(self.path), json.dumps(
+                {"begin": k, "start": size, "key": self.key}).encode() + b"\n")
             start = _append(self.path, blob)
             entry = {"shard": k, "ids": self.shards[k], "key": self.key, "start": start,
                      "end": start + len(blob), "sha256": hashlib.sha256(blob).hexdigest(),

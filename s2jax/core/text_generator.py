@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Prompt = str | list[Message]  # raw text, or a chat rendered with the tokenizer's template
 FinishReason = Literal["stop", "length"]
+MAX_SAMPLES = 1 << 16  # samples per prompt (the paper draws at most 20)
+INT32 = 1 << 31  # counters and seeds are int32 on the device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +35,15 @@ class SamplingParams:
         for name in ("temperature", "top_p", "min_p"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
+        for name in ("n", "top_k", "max_new_tokens", "seed"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         checks = [
-            (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (1 <= self.n <= MAX_SAMPLES, f"n must be in [1, {MAX_SAMPLES}], got {self.n}"),
+            (-INT32 <= self.seed < INT32, f"seed must be a 32-bit integer, got {self.seed}"),
+            (self.top_k < INT32, f"top_k must be < 2**31, got {self.top_k}"),
+            (self.max_new_tokens < INT32, f"max_new_tokens must be < 2**31, got "
+             f"{self.max_new_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),

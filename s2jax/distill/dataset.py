@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from s2jax.core.atomic import atomic_dir, write_json, write_jsonl
+from s2jax.core.atomic import write_json, write_jsonl
 from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
+from s2jax.core.ownership import DISTILL_SET, replace_dir
 from s2jax.distill.trace import sample_trace, trace_reply
 from s2jax.distill.vote import (
     Answer,
@@ -229,7 +230,8 @@ def write_distill_set(out_dir: str | os.PathLike, dset: DistillSet, prov: Mappin
     """Writes the directory described in the module docstring, atomically.
 
     Args:
-      out_dir: the output directory (replaced as a whole).
+      out_dir: the output directory: fresh, or a set s2jax wrote from the same generations file
+        and nobody changed since (replaced as a whole).
       dset: the distillation set.
       prov: its provenance.
 
@@ -250,7 +252,8 @@ def write_distill_set(out_dir: str | os.PathLike, dset: DistillSet, prov: Mappin
            if any("trace" in row for row in dset.examples) else {}),
     })
     columns = {k: [row[k] for row in dset.examples] for k in features}
-    with atomic_dir(out_dir) as tmp:
+    with replace_dir(out_dir, DISTILL_SET, key=prov.get("generations"),
+                     what="distillation set dir") as tmp:
         datasets.Dataset.from_dict(columns, features=features).to_parquet(str(tmp / PARQUET))
         write_json(tmp / "provenance.json", dict(prov))
         write_json(tmp / "vote_stats.json", dset.stats.to_json())

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from s2jax.core.errors import S2JaxError
-from s2jax.core.jsonl import read_objects
+from s2jax.core.jsonl import read_json_object, read_objects
+from s2jax.core.ownership import GENERATIONS_META, check_file, write_owned_json
 from s2jax.core.shards import index_path, is_complete
 from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.methods.program import Program
@@ -181,11 +182,19 @@ def generations_meta(*, task: str, method: str, model: str, inputs: int,
 
 def check_meta(generations: str | os.PathLike, meta: Mapping) -> None:
     """Refuses to resume (or replace) a generations file made with settings other than
-    `meta`; an unreadable meta file counts as other settings."""
+    `meta`; an unreadable meta file counts as other settings, and a file there that s2jax did
+    not write (no "s2jax" field) is never replaced (`s2jax.core.ownership`)."""
     path = meta_path(generations)
-    if path.exists() and _read_meta(path) != meta:
+    if check_file(path, "--output's meta file", GENERATIONS_META, marked_inside=True) \
+            and _read_meta(path) != {"s2jax": GENERATIONS_META, **meta}:
         raise S2JaxError(f"{path}: exists and records other settings; refusing to "
                          "overwrite it (pick another --output)")
+
+
+def write_meta(generations: str | os.PathLike, meta: Mapping) -> None:
+    """Writes `meta` beside the generations file, marked as s2jax's (its "s2jax" field)."""
+    write_owned_json(meta_path(generations), GENERATIONS_META, dict(meta),
+                     what="--output's meta file")
 
 
 def read_meta(generations: str | os.PathLike) -> dict:
@@ -193,17 +202,15 @@ def read_meta(generations: str | os.PathLike) -> dict:
     path = meta_path(generations)
     if not path.exists():
         return {}
-    meta = _read_meta(path)
-    if meta is None:
-        raise S2JaxError(f"{path}: not a JSON object (expected the settings "
-                         "generate-method recorded)")
+    meta = read_json_object(path, "the settings generate-method recorded")
+    meta.pop("s2jax", None)  # the mark, not a setting
     return meta
 
 
 def _read_meta(path: Path) -> dict | None:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return meta if isinstance(meta, dict) else None
 

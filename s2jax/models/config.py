@@ -10,14 +10,23 @@ that loads and is wrong.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import read_json_object
 from s2jax.models import gemma, llama
+from s2jax.models.config_fields import (
+    MAX_DIM,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_POSITIONS,
+    MAX_VOCAB,
+    Fields,
+    check_size,
+)
 from s2jax.models.family import Family, refuse_changed
 from s2jax.models.rope import default_inv_freq, inv_freq
 
@@ -75,7 +84,7 @@ class ModelConfig:
         if self.architecture not in ARCHITECTURES:
             raise S2JaxError(f"architecture {self.architecture!r} is not supported "
                              f"(expected one of {', '.join(ARCHITECTURES)})")
-        if self.num_heads % self.num_kv_heads:
+        if self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
             raise S2JaxError(
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_kv_heads}"
@@ -113,57 +122,52 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], source: str = "config.json") -> ModelConfig:
-        """Reads an HF config dict; `source` names the file in error messages."""
-        archs = hf.get("architectures") or []
-        arch = archs[0] if archs else _arch_from_model_type(hf.get("model_type"), source)
-        if arch in UNSUPPORTED:
-            raise S2JaxError(f"{source}: architecture {arch!r}: {UNSUPPORTED[arch]}")
-        if arch not in ARCHITECTURES:
-            raise S2JaxError(
-                f"{source}: architecture {arch!r} is not supported "
-                f"(expected one of {', '.join(ARCHITECTURES)})"
-            )
+        """Reads an HF config dict; `source` names the file in error messages.
+
+        Every field is checked for its type and range (`s2jax.models.config_fields`), so a
+        malformed config.json is one line naming the field, never a traceback later.
+        """
+        arch = _architecture(hf, source)
         model_type, qkv_bias, qk_norm = ARCHITECTURES[arch]
         fam = family_of(arch)
         hf = {**fam.hf_defaults.get(model_type, {}), **hf}
         refuse_changed(hf, _UNIMPLEMENTED, source)
-
-        def req(key):
-            if key not in hf:
-                raise S2JaxError(f"{source}: missing field {key!r}")
-            return hf[key]
-
-        n_heads = req("num_attention_heads")
-        hidden = req("hidden_size")
-        n_layers = req("num_hidden_layers")
-        head_dim = hf.get("head_dim") or hidden // n_heads
+        f = Fields(hf, source)
+        n_heads = f.int("num_attention_heads", 1, MAX_HEADS)
+        hidden = f.int("hidden_size", 1, MAX_DIM)
+        n_layers = f.int("num_hidden_layers", 1, MAX_LAYERS)
+        head_dim = f.opt_int("head_dim", 0, MAX_DIM) or hidden // n_heads
+        if head_dim < 2 or head_dim % 2:
+            raise S2JaxError(f"{source}: head_dim {head_dim} (hidden_size / "
+                             "num_attention_heads unless given): expected an even number >= 2 "
+                             "(rotary embeddings rotate pairs)")
         rope, fields = fam.read_hf(hf, model_type, n_layers, source)
-        eos = hf.get("eos_token_id")
-        eos = () if eos is None else tuple(eos) if isinstance(eos, list) else (eos,)
-        return cls(
+        cfg = cls(
             architecture=arch,
-            vocab_size=req("vocab_size"),
+            vocab_size=f.int("vocab_size", 1, MAX_VOCAB),
             hidden_size=hidden,
-            intermediate_size=req("intermediate_size"),
+            intermediate_size=f.int("intermediate_size", 1, MAX_DIM),
             num_layers=n_layers,
             num_heads=n_heads,
-            num_kv_heads=hf.get("num_key_value_heads") or n_heads,
+            num_kv_heads=f.opt_int("num_key_value_heads", 0, MAX_HEADS) or n_heads,
             head_dim=head_dim,
-            rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+            rms_norm_eps=f.float("rms_norm_eps", 1e-6, hi=1.0),
             rope_theta=rope["rope_theta"],
             rope_type=rope["rope_type"],
             rope_scaling=tuple(sorted(
                 (k, float(v)) for k, v in rope.items() if k not in ("rope_type", "rope_theta")
             )),
-            max_position_embeddings=hf.get("max_position_embeddings", 4096),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            max_position_embeddings=f.int("max_position_embeddings", 1, MAX_POSITIONS, 4096),
+            tie_word_embeddings=f.bool("tie_word_embeddings", False),
             qkv_bias=qkv_bias,
             qk_norm=qk_norm,
-            bos_token_id=hf.get("bos_token_id"),
-            eos_token_ids=eos,
-            pad_token_id=hf.get("pad_token_id"),
+            bos_token_id=f.token_id("bos_token_id"),
+            eos_token_ids=f.token_ids("eos_token_id"),
+            pad_token_id=f.token_id("pad_token_id"),
             **fields,
         )
+        check_size(f, _weights_bound(cfg))
+        return cfg
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
@@ -205,18 +209,29 @@ class ModelConfig:
         return hf
 
 
-def read_json_object(path: str | Path, expected: str) -> dict[str, Any]:
-    """The JSON object in `path`; a missing or malformed file is an error naming `expected`."""
-    path = Path(path)
-    if not path.is_file():
-        raise S2JaxError(f"{path}: no such file (expected {expected})")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise S2JaxError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise S2JaxError(f"{path}: expected a JSON object")
-    return obj
+def _weights_bound(cfg: ModelConfig) -> int:
+    """The weights of `cfg`'s embeddings, projections and MLPs (norms and biases aside): enough
+    to refuse shapes no machine holds before anything is built (`params.num_params` counts
+    exactly, from the weight table, which imports this module)."""
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    layer = cfg.hidden_size * (2 * q + 2 * kv) + 3 * cfg.hidden_size * cfg.intermediate_size
+    embed = cfg.vocab_size * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
+    return embed + cfg.num_layers * layer
+
+
+def _architecture(hf: dict, source: str) -> str:
+    """The supported architecture a config names (its `architectures`, else its model_type)."""
+    archs = hf.get("architectures") or []
+    if not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise S2JaxError(f"{source}: field 'architectures' is {archs!r:.60}; expected a list of "
+                         "class names such as [\"LlamaForCausalLM\"]")
+    arch = archs[0] if archs else _arch_from_model_type(hf.get("model_type"), source)
+    if arch in UNSUPPORTED:
+        raise S2JaxError(f"{source}: architecture {arch!r}: {UNSUPPORTED[arch]}")
+    if arch not in ARCHITECTURES:
+        raise S2JaxError(f"{source}: architecture {arch!r} is not supported (expected one of "
+                         f"{', '.join(ARCHITECTURES)})")
+    return arch
 
 
 def _arch_from_model_type(model_type: str | None, source: str) -> str:
@@ -224,6 +239,6 @@ def _arch_from_model_type(model_type: str | None, source: str) -> str:
         if mt == model_type:
             return arch
     raise S2JaxError(
-        f"{source}: no 'architectures' and unknown model_type {model_type!r} "
+        f"{source}: no 'architectures' and unknown model_type {model_type!r:.60} "
         f"(expected one of {', '.join(ARCHITECTURES)})"
     )

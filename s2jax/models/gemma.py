@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from s2jax.core.errors import S2JaxError
+from s2jax.models.config_fields import LAYER_TYPES, MAX_DIM, MAX_LAYERS, MAX_POSITIONS, Fields
 from s2jax.models.family import Family, refuse_changed
 from s2jax.models.projection import project
 from s2jax.models.rope import parse_rope
@@ -83,9 +84,15 @@ def _gemma3_rope(hf: dict, source: str) -> tuple[dict, float]:
     (1e6 global, 1e4 local) are `Gemma3TextConfig`'s.
     """
     params = hf.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise S2JaxError(f"{source}: field 'rope_parameters' is {params!r:.60}; expected an "
+                         "object")
     if "full_attention" in params or "sliding_attention" in params:
-        full = dict(params.get("full_attention") or {})
-        local = dict(params.get("sliding_attention") or {})
+        full, local = (params.get(k) or {} for k in ("full_attention", "sliding_attention"))
+        if not (isinstance(full, dict) and isinstance(local, dict)):
+            raise S2JaxError(f"{source}: field 'rope_parameters' per layer type: expected an "
+                             "object for each of full_attention, sliding_attention")
+        full, local = dict(full), dict(local)
     else:
         full = dict(params or hf.get("rope_scaling") or {})
         full.setdefault("rope_theta", hf.get("rope_theta", 1e6))
@@ -95,39 +102,42 @@ def _gemma3_rope(hf: dict, source: str) -> tuple[dict, float]:
         raise S2JaxError(f"{source}: field 'rope_parameters.sliding_attention' has rope_type "
                          f"{local.get('rope_type') or local.get('type')!r}; s2jax implements "
                          "only 'default' rope for Gemma 3's sliding-window layers")
-    return parse_rope({"rope_parameters": full}, source), float(local.get("rope_theta", 1e4))
+    local_theta = Fields(local, f"{source}: sliding-window rope").float("rope_theta", 1e4)
+    return parse_rope({"rope_parameters": full}, source), local_theta
 
 
-def _windows(hf: dict, model_type: str, n_layers: int) -> tuple[int, ...]:
+def _windows(f: Fields, model_type: str, n_layers: int) -> tuple[int, ...]:
     """Per-layer windows from `layer_types`, else from the older `sliding_window_pattern`
     (every pattern-th layer is global: Gemma 2 alternates, Gemma 3 has 5 local : 1 global)."""
-    pattern = (hf.get("sliding_window_pattern") or hf.get("_sliding_window_pattern")
-               or (2 if model_type == "gemma2" else 6))
-    types = hf.get("layer_types") or [
+    window = f.opt_int("sliding_window", 0, MAX_POSITIONS) or 0
+    key = "_sliding_window_pattern" if "sliding_window_pattern" not in f.hf else \
+        "sliding_window_pattern"
+    pattern = f.opt_int(key, 1, MAX_LAYERS) or (2 if model_type == "gemma2" else 6)
+    types = f.str_list("layer_types", LAYER_TYPES, n_layers) or [
         "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n_layers)]
-    window = int(hf.get("sliding_window") or 0)
     return tuple(window if t == "sliding_attention" else 0 for t in types)
 
 
 def read_hf(hf: dict, model_type: str, n_layers: int, source: str) -> tuple[dict, dict]:
-    """Gemma's rope and fields. Gemma 3 applies no attention soft-capping (transformers ignores
-    `attn_logit_softcapping` there), so neither do we."""
+    """Gemma's rope and fields, each checked (`s2jax.models.config_fields`). Gemma 3 applies no
+    attention soft-capping (transformers ignores `attn_logit_softcapping` there), so neither do
+    we."""
     act = hf.get("hidden_activation") or "gelu_pytorch_tanh"
     if act not in _ACTIVATIONS:
-        raise S2JaxError(f"{source}: field 'hidden_activation' is {act!r}; only "
+        raise S2JaxError(f"{source}: field 'hidden_activation' is {act!r:.60}; only "
                          "'gelu_pytorch_tanh' is implemented for Gemma")
     refuse_changed(hf, {"attention_bias": False}, source)
     if model_type == "gemma3_text":
         rope, local_theta = _gemma3_rope(hf, source)
     else:
         rope, local_theta = parse_rope(hf, source), None
-    attn_cap = hf.get("attn_logit_softcapping") if model_type == "gemma2" else None
-    final_cap = hf.get("final_logit_softcapping")
+    f = Fields(hf, source)
     return rope, dict(
-        sliding_windows=_windows(hf, model_type, n_layers),
-        query_pre_attn_scalar=int(hf["query_pre_attn_scalar"]),
-        attn_logit_softcap=None if attn_cap is None else float(attn_cap),
-        final_logit_softcap=None if final_cap is None else float(final_cap),
+        sliding_windows=_windows(f, model_type, n_layers),
+        query_pre_attn_scalar=f.int("query_pre_attn_scalar", 1, MAX_DIM),
+        attn_logit_softcap=f.opt_float("attn_logit_softcapping") if model_type == "gemma2"
+        else None,
+        final_logit_softcap=f.opt_float("final_logit_softcapping"),
         local_rope_theta=local_theta,
     )
 

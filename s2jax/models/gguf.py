@@ -19,6 +19,7 @@ from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.hf import place_weights, resolve_dtype
 from s2jax.models.params import param_specs
+from s2jax.models.tokenizer import check_chat_template
 from s2jax.models.weights import Weights
 
 # general.architecture -> HF architecture. Mistral files say "llama" (handled by name below).
@@ -248,7 +249,9 @@ def load_tokenizer(f: GGUFFile):
         backend, extra = convert_gguf_tokenizer(f.architecture, tokenizer)
     except ValueError as e:
         raise S2JaxError(f"{f.path}: field tokenizer.ggml.model: {e}") from None
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **config, **extra)
+    out = PreTrainedTokenizerFast(tokenizer_object=backend, **config, **extra)
+    check_chat_template(out, str(f.path))
+    return out
 
 
 def load_gguf(path: str | Path, *, dtype=None, mesh=None) -> tuple[Weights, object]:

@@ -8,7 +8,7 @@ Every checkpoint key must be used exactly once and every shape must match.
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,10 +19,12 @@ import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh
 
-from s2jax.core.atomic import atomic_dir, write_json
+from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
-from s2jax.models.config import ModelConfig, read_json_object
-from s2jax.models.params import ParamSpec, param_shardings, param_specs
+from s2jax.core.jsonl import read_json_object
+from s2jax.core.ownership import MODEL, check_dir, check_input_dir, replace_dir
+from s2jax.models.config import ModelConfig
+from s2jax.models.params import ParamSpec, num_params, param_shardings, param_specs
 from s2jax.models.safetensors_io import (
     INDEX_NAME,
     Checkpoint,
@@ -32,6 +34,7 @@ from s2jax.models.safetensors_io import (
 )
 from s2jax.models.weights import Weights
 from s2jax.parallel.distributed import is_writer
+from s2jax.parallel.memory import check_fits_devices
 from s2jax.parallel.sharding import mesh_of
 
 if TYPE_CHECKING:
@@ -131,11 +134,11 @@ def read_checkpoint(path: str | Path, *, dtype=None, mesh: Mesh | None = None) -
     Returns:
       The weights, with `generation_config` holding generation_config.json (or {}).
     """
-    path = Path(path)
+    path = check_input_dir(path, "an HF checkpoint directory")
     if not path.is_dir():
         raise S2JaxError(f"{path}: not a directory (expected an HF checkpoint directory)")
-    cfg = ModelConfig.from_file(path / "config.json")
-    hf_config = json.loads((path / "config.json").read_text())
+    hf_config = read_json_object(path / "config.json", "an HF config.json")
+    cfg = ModelConfig.from_hf(hf_config, source=str(path / "config.json"))
     ckpt = Checkpoint(path)
     for key in ckpt.location:
         stored = ckpt.dtype(key)
@@ -160,11 +163,37 @@ def place_weights(cfg: ModelConfig, ckpt: TensorSource, *, dtype, mesh: Mesh | N
     `source` names the checkpoint in errors.
     """
     mesh = mesh_of(mesh=mesh)
+    count = num_params(cfg)
+    check_fits_devices(count * np.dtype(dtype).itemsize, mesh.devices.flat,
+                       f"{source}: its {count:,} weights in {np.dtype(dtype).name}",
+                       "load it in bfloat16 (--dtype), on more devices (--mesh), or on a "
+                       "bigger machine")
     # some tied checkpoints store the shared matrix twice, as the LM head too
     extra = ("lm_head.weight",) if cfg.tie_word_embeddings else ()
-    return Weights(cfg, read_weights(ckpt, param_specs(cfg), param_shardings(cfg, mesh),
-                                     cfg.num_layers, dtype, source=source,
-                                     what=cfg.architecture, may_skip=extra))
+    specs = param_specs(cfg)
+    arrays = read_weights(ckpt, specs, param_shardings(cfg, mesh), cfg.num_layers, dtype,
+                          source=source, what=cfg.architecture, may_skip=extra)
+    check_finite(arrays, specs, cfg.num_layers, source)
+    return Weights(cfg, arrays)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _finite(arrays: dict[str, jax.Array], stacked: tuple[str, ...]) -> dict[str, jax.Array]:
+    """Per weight, whether it is finite: per layer for stacked weights, else one flag."""
+    return {k: jnp.isfinite(v).all(axis=tuple(range(1, v.ndim))) if k in stacked
+            else jnp.isfinite(v).all() for k, v in arrays.items()}
+
+
+def check_finite(arrays: dict[str, jax.Array], specs: dict[str, ParamSpec], num_layers: int,
+                 source: str) -> None:
+    """Refuses weights holding NaN or Inf: such a model only ever generates garbage."""
+    stacked = tuple(sorted(k for k, spec in specs.items() if spec.stacked))
+    for name, ok in jax.device_get(_finite(arrays, stacked)).items():
+        ok = np.atleast_1d(ok)
+        if not ok.all():
+            key = _hf_keys(specs[name], num_layers)[int(np.argmin(ok))]
+            raise S2JaxError(f"{source}: tensor {key} holds NaN or Inf values (expected finite "
+                             "weights; the checkpoint is damaged or diverged)")
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
@@ -203,19 +232,24 @@ def save_model(model: Transformer, tokenizer, path: str | Path, *,
                max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> None:
     """Writes `model` (and `tokenizer`) as an HF checkpoint directory, atomically.
 
+    `path` must be fresh or a model directory s2jax wrote and nobody changed since
+    (`s2jax.core.ownership`); anything else is refused before the weights are gathered.
     Weights go to model.safetensors, or to numbered shards with an index when they exceed
     `max_shard_bytes`. In a multi-process run every process must call this (weights are
     gathered collectively); only process 0 writes.
     """
     cfg = model.config
+    writer = is_writer()
+    if writer:
+        check_dir(path, "model dir", MODEL, whole=True)
     layout, produce = hf_tensors(param_specs(cfg), model.params(), cfg.num_layers)
     sizes = {k: int(np.prod(s)) * d.itemsize for k, (s, d) in layout.items()}
     shards = plan_shards(sizes, max_shard_bytes)
-    if not is_writer():  # take part in the collective gathers, write nothing
+    if not writer:  # take part in the collective gathers, write nothing
         for key in layout:
             produce(key)
         return
-    with atomic_dir(path) as tmp:
+    with replace_dir(path, MODEL, what="model dir", need=sum(sizes.values())) as tmp:
         weight_map = {}
         for fname, keys in zip(shard_file_names(len(shards)), shards, strict=True):
             write_safetensors(tmp / fname, {k: layout[k] for k in keys}, produce)

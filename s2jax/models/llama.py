@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from s2jax.core.errors import S2JaxError
+from s2jax.models.config_fields import LAYER_TYPES, MAX_LAYERS, MAX_POSITIONS, Fields
 from s2jax.models.family import Family, refuse_changed
 from s2jax.models.projection import project
 from s2jax.models.rope import parse_rope
@@ -51,18 +52,18 @@ def block(cfg: ModelConfig, lp: dict[str, Array], x: Float[Array, "B T D"], atte
     return x + project(lp, "down", "btf,fd->btd", jax.nn.silu(g) * u, dtype)
 
 
-def _windows(hf: dict, model_type: str, n_layers: int) -> tuple[int, ...]:
-    window = hf.get("sliding_window")
+def _windows(f: Fields, model_type: str, n_layers: int) -> tuple[int, ...]:
+    window = f.opt_int("sliding_window", 0, MAX_POSITIONS) or 0
     if model_type == "mistral":
-        return (int(window or 0),) * n_layers
+        return (window,) * n_layers
     if model_type in ("qwen2", "qwen3"):
-        if not hf.get("use_sliding_window") or not window:
+        types = f.str_list("layer_types", LAYER_TYPES, n_layers)
+        if not f.bool("use_sliding_window", False) or not window:
             return (0,) * n_layers
-        types = hf.get("layer_types") or [
-            "sliding_attention" if i >= hf.get("max_window_layers", n_layers) else "full_attention"
-            for i in range(n_layers)
-        ]
-        return tuple(int(window) if t == "sliding_attention" else 0 for t in types)
+        full = f.int("max_window_layers", 0, MAX_LAYERS, n_layers)
+        types = types or ["sliding_attention" if i >= full else "full_attention"
+                          for i in range(n_layers)]
+        return tuple(window if t == "sliding_attention" else 0 for t in types)
     return (0,) * n_layers
 
 
@@ -74,7 +75,8 @@ def read_hf(hf: dict, model_type: str, n_layers: int, source: str) -> tuple[dict
     if model_type != "qwen2":
         refuse["attention_bias"] = False  # Qwen2's q/k/v biases are built in, not this flag
     refuse_changed(hf, refuse, source)
-    return parse_rope(hf, source), {"sliding_windows": _windows(hf, model_type, n_layers)}
+    windows = _windows(Fields(hf, source), model_type, n_layers)
+    return parse_rope(hf, source), {"sliding_windows": windows}
 
 
 def write_hf(cfg: ModelConfig, rope: dict) -> dict:

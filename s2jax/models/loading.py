@@ -5,8 +5,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2jax.core.digest import sampled_digest
 from s2jax.models.config import ModelConfig
 from s2jax.models.fetch import resolve
 from s2jax.models.gemma import add_end_of_turn_eos
@@ -47,12 +53,25 @@ def load_weights(path: str | Path, *, dtype=None, mesh=None):
     if gguf_file is not None:
         weights, tokenizer = load_gguf(gguf_file, dtype=dtype, mesh=mesh)
         weights.source = str(gguf_file.resolve())
-        return weights, tokenizer
-    weights = read_checkpoint(path, dtype=dtype, mesh=mesh)
-    weights.source = str(path.resolve())
-    tokenizer = load_tokenizer(path)
-    add_end_of_turn_eos(weights, tokenizer)
+    else:
+        weights = read_checkpoint(path, dtype=dtype, mesh=mesh)
+        weights.source = str(path.resolve())
+        tokenizer = load_tokenizer(path)
+        add_end_of_turn_eos(weights, tokenizer)
+    weights.identity = identity(path)
     return weights, tokenizer
+
+
+def identity(path: str | Path) -> str:
+    """A short digest that tells models apart: of the weight files and config.json (sampled,
+    so it costs the same for any size; `s2jax.core.digest`). A fine-tuning run records its
+    base's, and a resumed run must start from the same."""
+    path = resolve(path)
+    gguf_file = find_gguf(path)
+    if gguf_file is not None:
+        return sampled_digest([gguf_file])
+    files = sorted(path.glob("*.safetensors")) + [path / "config.json"]
+    return sampled_digest(f for f in files if f.is_file())
 
 
 def load_config(path: str | Path):
@@ -71,3 +90,16 @@ def load_config(path: str | Path):
 def save(model, tokenizer, path: str | Path, **kwargs) -> None:
     """Writes an HF checkpoint directory that `transformers` loads to the same logits."""
     save_model(model, tokenizer, path, **kwargs)
+
+
+def params_identity(params: dict) -> str:
+    """`identity` for weights held in memory only (no files): a digest of 1024 evenly spaced
+    elements of each weight, gathered in one program."""
+    def sample(p):
+        return {k: v.reshape(-1)[jnp.linspace(0, v.size - 1, min(v.size, 1024)).astype(jnp.int32)]
+                for k, v in p.items()}
+
+    h = hashlib.sha256()
+    for name, values in sorted(jax.device_get(jax.jit(sample)(params)).items()):
+        h.update(name.encode() + np.asarray(values, np.float32).tobytes())
+    return h.hexdigest()[:16]

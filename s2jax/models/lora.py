@@ -24,9 +24,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array
 
-from s2jax.core.atomic import atomic_dir, write_json
+from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
-from s2jax.models.config import ModelConfig, read_json_object
+from s2jax.core.jsonl import read_json_object
+from s2jax.core.ownership import ADAPTER, check_dir, replace_dir
+from s2jax.models.config import ModelConfig
 from s2jax.models.hf import hf_tensors, read_weights
 from s2jax.models.lora_config import ALL_LINEAR, LORA_TARGETS, LoraConfig
 from s2jax.models.params import ParamSpec, init_value, param_shardings, param_specs
@@ -143,6 +145,8 @@ def save_peft(cfg: ModelConfig, lora: LoraConfig, adapters: Mapping[str, Array],
     `peft.PeftModel.from_pretrained(transformers_model, path)` loads it onto the base model.
     In a multi-process run every process must call this; only process 0 writes.
     """
+    if is_writer():
+        check_dir(path, "adapter dir", ADAPTER, whole=True)
     specs = adapter_specs(cfg, lora)
     layout, produce = hf_tensors(specs, dict(adapters), cfg.num_layers)
     if not is_writer():  # take part in the collective gathers, write nothing
@@ -157,7 +161,8 @@ def save_peft(cfg: ModelConfig, lora: LoraConfig, adapters: Mapping[str, Array],
         "init_lora_weights": True, "inference_mode": True, "modules_to_save": None,
         "base_model_name_or_path": base_model, "rank_pattern": {}, "alpha_pattern": {},
     }
-    with atomic_dir(path) as tmp:
+    need = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in layout.values())
+    with replace_dir(path, ADAPTER, what="adapter dir", need=need) as tmp:
         write_safetensors(tmp / PEFT_WEIGHTS, layout, produce)
         write_json(tmp / PEFT_CONFIG, config)
 

@@ -47,13 +47,14 @@ class Transformer(nnx.Module):
 
     @classmethod
     def from_weights(cls, weights: Weights) -> Transformer:
-        """The module holding `weights` as they are (no init, no copy), with their config and
-        generation config."""
+        """The module holding `weights` as they are (no init, no copy), with their config,
+        generation config and identity."""
         model = nnx.eval_shape(lambda: cls(weights.config, rngs=nnx.Rngs(0)))
         for name, array in weights.params().items():
             model.param(name).set_value(array)
         model.generation_config = weights.generation_config
         model.source = weights.source
+        model.identity = weights.identity
         return model
 
     def _owner(self, name: str) -> tuple[nnx.Module, str]:

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from s2jax.core.errors import S2JaxError
+from s2jax.models.config_fields import Fields
 
 ROPE_TYPES = ("default", "llama3", "linear")
 # the fields each rope type needs besides its theta
@@ -22,25 +23,35 @@ _NEEDS = {"linear": ("factor",),
 
 
 def parse_rope(hf: dict, source: str) -> dict:
-    """The rope of an HF config dict: {rope_type, rope_theta, scaling fields...}.
+    """The rope of an HF config dict: {rope_type, rope_theta, scaling fields...}, each number
+    checked (`s2jax.models.config_fields`).
 
     transformers 5 writes `rope_parameters` (theta inside); 4.x writes rope_theta + rope_scaling.
     """
-    rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise S2JaxError(f"{source}: field 'rope_scaling' (or 'rope_parameters') is "
+                         f"{rope!r:.60}; expected an object")
+    rope = dict(rope)
     rope.setdefault("rope_theta", hf.get("rope_theta", 10000.0))
     rope_type = rope.pop("type", None) or rope.get("rope_type") or "default"
     rope["rope_type"] = rope_type
     if rope_type not in ROPE_TYPES:
         raise S2JaxError(
-            f"{source}: field 'rope_scaling' has rope_type {rope_type!r}, which s2jax does not "
-            f"implement (expected one of {', '.join(ROPE_TYPES)})"
+            f"{source}: field 'rope_scaling' has rope_type {rope_type!r:.60}, which s2jax does "
+            f"not implement (expected one of {', '.join(ROPE_TYPES)})"
         )
+    f = Fields(rope, f"{source}: rope parameters")
     for key in _NEEDS.get(rope_type, ()):
         if key not in rope:
             raise S2JaxError(f"{source}: rope_type {rope_type!r} needs field {key!r}")
+        rope[key] = f.float(key)
+    if rope_type == "llama3" and rope["low_freq_factor"] == rope["high_freq_factor"]:
+        raise S2JaxError(f"{source}: rope low_freq_factor equals high_freq_factor "
+                         f"({rope['low_freq_factor']}); expected two different factors")
     if rope_type == "default":
         rope = {"rope_type": "default", "rope_theta": rope["rope_theta"]}
-    rope["rope_theta"] = float(rope["rope_theta"])
+    rope["rope_theta"] = Fields(rope, f"{source}: rope parameters").float("rope_theta")
     return rope
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from s2jax.core.atomic import atomic_open
 from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import parse_json, read_json_object
+from s2jax.core.ownership import check_input
 
 _DTYPES = {
     "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
@@ -25,6 +27,7 @@ _DTYPES = {
     "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 INDEX_NAME = "model.safetensors.index.json"
 
 
@@ -44,7 +47,7 @@ class SafetensorsFile:
     """One .safetensors file; `view(name)` is a zero-copy memory-mapped numpy array."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = check_input(path, "a .safetensors file")
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             head = f.read(8)
@@ -55,10 +58,15 @@ class SafetensorsFile:
                 raise S2JaxError(
                     f"{self.path}: truncated safetensors file (header of {n} bytes, "
                     f"file has {size})")
+            if n > MAX_HEADER_BYTES:
+                raise S2JaxError(f"{self.path}: corrupt safetensors header ({n} bytes; the "
+                                 f"format allows at most {MAX_HEADER_BYTES})")
             try:
-                header = json.loads(f.read(n))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise S2JaxError(f"{self.path}: corrupt safetensors header") from None
+                text = f.read(n).decode("utf-8")
+            except UnicodeDecodeError:
+                raise S2JaxError(f"{self.path}: corrupt safetensors header (not UTF-8)") from None
+            header = parse_json(text, f"{self.path}: corrupt safetensors header",
+                                "a JSON object of tensors")
         if not isinstance(header, dict):
             raise S2JaxError(f"{self.path}: corrupt safetensors header (a JSON "
                              f"{type(header).__name__}, expected an object of tensors)")
@@ -96,10 +104,12 @@ class Checkpoint:
         directory = Path(directory)
         index = directory / INDEX_NAME
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise S2JaxError(f"{index}: expected JSON with a 'weight_map' object") from None
+            weight_map = read_json_object(index, "a safetensors index").get("weight_map")
+            if not (isinstance(weight_map, dict) and all(
+                    isinstance(f, str) and f == Path(f).name and f.endswith(".safetensors")
+                    for f in weight_map.values())):
+                raise S2JaxError(f"{index}: expected a 'weight_map' object of tensor names to "
+                                 "file names (*.safetensors in the same directory)")
             files = {}
             for fname in sorted(set(weight_map.values())):
                 if not (directory / fname).is_file():

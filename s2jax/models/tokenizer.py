@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.jsonl import parse_json
+from s2jax.core.ownership import check_input_dir
 
 # A minimal chat template (Llama-3-like headers) for tokenizers the repo builds itself.
 SIMPLE_CHAT_TEMPLATE = (
@@ -28,7 +30,7 @@ GENERIC_MODEL_TYPES = ("llama", "mistral", "qwen3", "gemma", "gemma2", "gemma3",
 def _json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -47,7 +49,7 @@ def generic_backend(path: Path) -> bool:
 
 def load_tokenizer(path: str | Path):
     """The checkpoint dir's `transformers` tokenizer (local files only, no remote code)."""
-    path = Path(path)
+    path = check_input_dir(path, "a checkpoint directory with tokenizer files")
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model",
                                               "tokenizer_config.json")):
         raise S2JaxError(f"{path}: no tokenizer files (expected tokenizer.json or "
@@ -55,22 +57,56 @@ def load_tokenizer(path: str | Path):
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (path / name).is_file():
             try:
-                json.loads((path / name).read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise S2JaxError(f"{path / name}: not valid JSON ({str(e).splitlines()[0]}); "
-                                 "expected the tokenizer's files as saved by transformers"
-                                 ) from None
+                text = (path / name).read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise S2JaxError(f"{path / name}: not UTF-8 text (byte {e.start}); expected "
+                                 "the tokenizer's files as saved by transformers") from None
+            parse_json(text, str(path / name), "the tokenizer's files as saved by transformers")
     if generic_backend(path):
         # transformers (seconds) only when a tokenizer is loaded
         from transformers import TokenizersBackend as AutoTokenizer
     else:
         from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
-                                             trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                                  trust_remote_code=False)
     except Exception as e:  # transformers raises many types for a broken tokenizer
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise S2JaxError(f"{path}: the tokenizer does not load ({first})") from None
+    check_chat_template(tokenizer, str(path))
+    return tokenizer
+
+
+PROBE_CHAT = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
+              {"role": "user", "content": "Bye"}]
+
+
+def render_chat(tokenizer, messages: list[dict], *, add_generation_prompt: bool,
+                where: str) -> str:
+    """`messages` rendered by the tokenizer's chat template, as text.
+
+    A template that fails (a Jinja syntax error, an undefined name, its own
+    `raise_exception`) is one line naming `where` and the template's message.
+    """
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
+    except Exception as e:  # jinja2 and the template's own raise_exception: many types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise S2JaxError(f"{where}: the tokenizer's chat template failed ({type(e).__name__}: "
+                         f"{first[:200]}); fix chat_template in tokenizer_config.json, or use "
+                         "raw prompts (--no-chat)") from None
+    if not isinstance(text, str):
+        raise S2JaxError(f"{where}: the tokenizer's chat template rendered "
+                         f"{type(text).__name__}, expected text")
+    return text
+
+
+def check_chat_template(tokenizer, source: str) -> None:
+    """Renders a short chat with the tokenizer's template (if it has one), so that a broken
+    template fails when the checkpoint loads rather than in the middle of a run."""
+    if getattr(tokenizer, "chat_template", None):
+        render_chat(tokenizer, PROBE_CHAT, add_generation_prompt=True, where=source)
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: str =

@@ -27,6 +27,7 @@ class Weights:
     generation_config: dict = dataclasses.field(default_factory=dict)  # generation_config.json
     # the checkpoint directory or GGUF file read (absolute): the base an exported adapter names
     source: str | None = None
+    identity: str | None = None  # which files they came from (`s2jax.models.loading.identity`)
 
     def params(self) -> dict[str, jax.Array]:
         """Flat {name: array} of every weight, the form `forward` takes."""

@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 import runpy
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.hashing import json_hash
-from s2jax.core.overrides import check_types
+from s2jax.core.overrides import check_types, override
+from s2jax.core.ownership import check_input
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
 from s2jax.train.config import TrainConfig
+
+MAX_SYNTHETIC = 1_000_000  # synthetic inputs of one run: each is held in memory with its samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +40,9 @@ class DataConfig:
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
             raise S2JaxError(f"limit={self.limit}: expected >= 1 (or none for every input)")
-        if self.synthetic < 0:
-            raise S2JaxError(f"synthetic={self.synthetic}: expected >= 0 (0: read `source`)")
+        if not 0 <= self.synthetic <= MAX_SYNTHETIC:
+            raise S2JaxError(f"synthetic={self.synthetic}: expected 0..{MAX_SYNTHETIC} "
+                             "(0: read `source`)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,24 +165,59 @@ PROTOCOL_DEFAULTS = {"validation": None, "cross_fit": CrossFit(), "control": "",
 def load_config(spec: str) -> tuple[ExperimentConfig, Any]:
     """Runs a config file `path[:arg]`; returns its config and its module namespace."""
     path, _, arg = spec.partition(":")
+    check_input(path, "a config file")
     if not Path(path).is_file():
         raise S2JaxError(f"{path}: no such config file (expected a Python file with get_config)")
-    try:
-        namespace = runpy.run_path(path)
-        if "get_config" not in namespace:
-            raise S2JaxError(f"{path}: defines no get_config()")
-        config = namespace["get_config"](arg or None)
-    except S2JaxError:
-        raise
-    except Exception as e:  # a config file is user code: any failure is a bad input
-        where = _user_line(e, path)
-        raise S2JaxError(f"{where}: the config file failed ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); expected get_config "
-                         "to return an ExperimentConfig") from None
+    namespace = _user_code(path, lambda: runpy.run_path(path), "get_config")
+    if not callable(namespace.get("get_config")):
+        raise S2JaxError(f"{path}: defines no get_config()")
+    config = _user_code(path, lambda: namespace["get_config"](arg or None), "get_config")
     if not isinstance(config, ExperimentConfig):
         raise S2JaxError(f"{path}: get_config() returned {type(config).__name__}, "
                          "expected ExperimentConfig")
     return config, namespace
+
+
+def _user_code(path: str, run: Callable[[], Any], name: str) -> Any:
+    """`run()`: code of the config file, whose every failure (an exception, a `sys.exit`) is a
+    bad input naming the file and line."""
+    try:
+        return run()
+    except S2JaxError:
+        raise
+    except SystemExit as e:  # would end the command with its code, having run nothing
+        raise S2JaxError(f"{path}: the config file called sys.exit({e.code!r}); expected "
+                         f"{name} to return its result, not to exit") from None
+    except Exception as e:  # user code: any failure is a bad input
+        where = _user_line(e, path)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise S2JaxError(f"{where}: the config file failed ({type(e).__name__}: "
+                         f"{first[:300]}); expected {name} to return "
+                         f"{'an ExperimentConfig' if name == 'get_config' else 'its result'}"
+                         ) from None
+
+
+def sweep_points(namespace: dict, path: str, config: ExperimentConfig
+                 ) -> dict[str, ExperimentConfig]:
+    """The configs of a config file's `sweep()`: {point name: `config` with its overrides}."""
+    if not callable(namespace.get("sweep")):
+        raise S2JaxError(f"{path}: --sweep, but the file defines no sweep()")
+    points = _user_code(path, namespace["sweep"], "sweep")
+    if not isinstance(points, dict) or not points:
+        raise S2JaxError(f"{path}: sweep() returned {type(points).__name__} "
+                         f"{'with no points' if isinstance(points, dict) else ''}; expected a "
+                         "non-empty {point name: {key: value}} dict")
+    out = {}
+    for name, sets in points.items():
+        if not (isinstance(name, str) and name and name not in (".", "..") and "/" not in name
+                and "\0" not in name):
+            raise S2JaxError(f"{path}: sweep() point name {name!r}: expected a plain directory "
+                             "name (no '/', not '.' or '..')")
+        if not isinstance(sets, dict):
+            raise S2JaxError(f"{path}: sweep() point {name!r} is {type(sets).__name__}, "
+                             "expected a {key: value} dict")
+        out[name] = override(config, sets, name=lambda k, p=name: f"sweep point {p}: {k}")
+    return out
 
 
 def _user_line(e: BaseException, path: str) -> str:

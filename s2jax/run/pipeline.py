@@ -28,7 +28,8 @@ from typing import Any
 
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
-from s2jax.core.rundir import check_claim, check_creatable, claim, locked
+from s2jax.core.ownership import DISTILL_SET, check_dir
+from s2jax.core.rundir import check_claim, claim, locked
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import PARQUET, DistillConfig
 from s2jax.distill.evaluate import EvalResult
@@ -38,12 +39,14 @@ from s2jax.methods.program import Program
 from s2jax.run.config import DataConfig, ExperimentConfig
 from s2jax.run.stages import (
     MAX_UNREADABLE_SHARE,
+    check_train_dir,
     distill_stage,
     evaluate_stage,
     finetune_stage,
     generate_stage,
     processes,
     require_examples,
+    stage_key,
 )
 from s2jax.run.stepwise import StageEvaluations
 from s2jax.tasks import TASKS, load_examples
@@ -140,9 +143,13 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         if need > jax.device_count():
             raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
                              f"{jax.device_count()} available")
-    check_creatable(run_dir, "run dir")
-    if run_dir.is_dir():
-        check_claim(run_dir, config.fingerprint())
+    from s2jax.models.loading import identity
+
+    base = identity(model_path)
+    fingerprint = stage_key(config=config.fingerprint(), base=base)  # the weights, not a path
+    if check_claim(run_dir, fingerprint):  # a rerun: what it would replace is checked now
+        check_dir(run_dir / "distill", "run dir's distill/", DISTILL_SET, whole=True)
+        check_train_dir(run_dir / "train", "run dir's train/", base)
     # a schedule that stays at 0 is known now when the steps are fixed (else from the data)
     from s2jax.train.loop import check_schedule
 
@@ -157,7 +164,7 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         system1=method(SYSTEM1, task.system1), task=task, test_task=test_task, test=test,
         unlabeled=unlabeled, sampling=config.sampling, eval_sampling=config.eval_sampling,
         distill=config.distill, train=dataclasses.replace(config.train, export=True),
-        model=config.model, fingerprint=config.fingerprint(), config=config.to_json(),
+        model=config.model, fingerprint=fingerprint, config=config.to_json(),
         perturb=config.perturb, usc=config.usc, chat=config.chat, shard_size=config.shard_size,
         dtype=config.dtype, test_split=(config.test.split or "test").partition(":")[0])
 
@@ -198,7 +205,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         if sync:
             sync(f"wrote {path.name}")
 
-    with locked(run_dir, writer=writer) as run_dir:
+    with locked(run_dir, writer=writer, key=d.fingerprint) as run_dir:
         claim(run_dir, d.fingerprint, d.config, writer=writer)
         done = run_dir / "results.json"
         if done.is_file():
@@ -304,8 +311,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
     d = resolve(config, run_dir, tasks=tasks)
     d = dataclasses.replace(d, train=dataclasses.replace(
         d.train, progress=progress and d.train.progress))  # steps, loss, tokens/s and ETA
-    with locked(run_dir):  # before the model loads: a second run is refused at once
-        claim(run_dir, d.fingerprint, d.config)
+    with locked(run_dir, key=d.fingerprint):  # before the model loads: a second run is
+        claim(run_dir, d.fingerprint, d.config)  # refused at once
         if (run_dir / "results.json").is_file():
             log(f"[{config.name}] done already: {run_dir / 'results.json'}")
             return json.loads((run_dir / "results.json").read_text())

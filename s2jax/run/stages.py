@@ -20,13 +20,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from s2jax.core.errors import S2JaxError
+from s2jax.core.errors import NonResult, S2JaxError
 from s2jax.core.hashing import json_hash
+from s2jax.core.ownership import ADAPTER, MODEL, TRAIN_RUN, check_dir
 from s2jax.core.progress import StageBar
-from s2jax.core.rundir import refuse_foreign_dir
 from s2jax.core.shards import run_sharded
 from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.distill.dataset import (
+    DISTILL_SET,
     DistillConfig,
     DistillSet,
     build_distill_set,
@@ -207,8 +208,8 @@ def distill_stage(
       The set and its warnings (see `distill_warnings`). A set that kept nothing is not
       written; `require_examples` says whether there is anything to fine-tune on.
     """
-    refuse_foreign_dir(out_dir, "distillation set dir", "provenance.json",
-                       {"generations": generations})
+    check_dir(out_dir, "distillation set dir", DISTILL_SET, key=generations,
+              key_name="generations file", whole=True)
     wrong = sorted({r["task"] for r in records} - {task.name})
     if wrong:
         raise S2JaxError(f"{generations} holds task(s) {wrong}, not task {task.name}")
@@ -231,9 +232,48 @@ def require_examples(stats: Mapping, where: str) -> None:
     if stats["kept"]:
         return
     reasons = ", ".join(f"{k} {v}" for k, v in stats["reasons"].items() if v)
-    raise S2JaxError(f"{where}: the filter kept no examples of {stats['inputs']} inputs "
+    raise NonResult(f"{where}: the filter kept no examples of {stats['inputs']} inputs "
                      f"({reasons or 'no inputs'}); lower distill.vote.threshold, draw more "
                      "samples, or check the extractor on these outputs")
+
+
+def check_train_dir(run_dir: str | os.PathLike, what: str, base: str) -> None:
+    """Before any work: `run_dir` may hold this fine-tuning run (fresh, or s2jax's run of the
+    same base whose exported model/ and adapter/ nobody changed)."""
+    from s2jax.train.loop import check_base  # the train loop (JAX, optax, orbax): see below
+
+    if check_dir(run_dir, what, TRAIN_RUN):
+        for sub, kind in (("model", MODEL), ("adapter", ADAPTER)):
+            check_dir(Path(run_dir) / sub, what, kind, whole=True)
+        check_base(run_dir, base)
+
+
+# `plan`'s closed form is an estimate (2.5% to 27% from the compiled step in docs/plan.md); a
+# run is refused only when it needs more than this many times what is free: no flag typo (a
+# seq_len of 1e9) escapes that, and no run that might fit trips over it.
+TRAIN_MEMORY_SLACK = 2.0
+
+
+def check_train_memory(model, config, mesh=None) -> None:
+    """Before any training work: the step's estimated memory (`s2jax plan`'s closed form,
+    per device, for the mesh it will run on) fits in what the devices have free."""
+    # JAX and the planner only for fine-tuning: `vote` uses the other stages
+    from s2jax.models.params import num_params
+    from s2jax.models.transformer import resolve_remat
+    from s2jax.parallel.memory import check_fits_devices
+    from s2jax.run.plan import hand_estimate
+    from s2jax.train.loop import train_mesh
+
+    mesh = train_mesh(model, config, mesh)
+    remat = resolve_remat(config.remat)  # as the step will run it, on this backend
+    per_device = hand_estimate(model.config, dataclasses.replace(config, remat=remat),
+                               dict(mesh.shape), 1, 1, "float32")["train_total"]
+    devices = list(mesh.devices.flat)
+    check_fits_devices(per_device * len(devices) / TRAIN_MEMORY_SLACK, devices,
+                       f"training (batch_size={config.batch_size}, seq_len={config.seq_len}, "
+                       f"{num_params(model.config):,} weights; halved estimate)",
+                       "lower batch_size or seq_len, use remat, LoRA or more devices "
+                       "(`s2jax plan` shows the estimate)")
 
 
 def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
@@ -249,5 +289,6 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
 
     if not examples:
         raise S2JaxError("fine-tuning: no examples (expected a non-empty distillation set)")
+    check_train_memory(model, config, mesh)
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
                     eval_examples=eval_examples, on_stage=on_stage)

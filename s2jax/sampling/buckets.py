@@ -46,7 +46,7 @@ class BucketPlan:
     Attributes:
       batch: decode rows B (a multiple of the batch-sharding factor).
       cache_len: cache slots S, enough for the longest prompt plus `max_new_tokens`.
-      out_len: output slots M per row (>= max_new_tokens).
+      out_len: output slots M per row (>= max_new_tokens, or the cache's slots if fewer).
       shards: the batch-sharding factor (data x fsdp); prefill batches are multiples of it.
       slot_cost: a cache slot's share of a decode step's cost (`slot_cost`); decides which
         cache windows are worth a program (inf: every window, as if attention were all).
@@ -66,7 +66,9 @@ class BucketPlan:
         longest = max(lengths, default=1)
         cache_len = min(pow2_at_least(longest + max_new_tokens, MIN_LEN), max_len)
         cache_len = max(cache_len, min(pow2_at_least(longest, MIN_LEN), max_len))
-        return cls(batch, cache_len, pow2_at_least(max_new_tokens, MIN_LEN), shards, slot_cost)
+        # a row never generates more tokens than its cache has slots left
+        out_len = min(pow2_at_least(max_new_tokens, MIN_LEN), cache_len)
+        return cls(batch, cache_len, out_len, shards, slot_cost)
 
     def prompt_len(self, length: int) -> int:
         """Prompt slots T for a prefill whose longest prompt has `length` tokens."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt
+from s2jax.models.tokenizer import render_chat
 
 
 def encode_prompts(tokenizer, prompts: Sequence[Prompt], *, chat: bool) -> list[list[int]]:
@@ -27,8 +28,8 @@ def encode_prompts(tokenizer, prompts: Sequence[Prompt], *, chat: bool) -> list[
             messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) \
                 else list(prompt)
             _check_messages(i, messages)
-            text = tokenizer.apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=True)
+            text = render_chat(tokenizer, messages, add_generation_prompt=True,
+                               where=f"prompt {i}")
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             raise S2JaxError(f"prompt {i}: a message list needs chat=True (--chat); "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -26,8 +27,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt, Sample, SamplingParams
+from s2jax.models.cache import KVCache
 from s2jax.models.lora import weight_shardings
 from s2jax.models.params import param_shardings, split_layers
+from s2jax.parallel.memory import check_fits_devices
 from s2jax.parallel.sharding import mesh_of, named_sharding
 from s2jax.sampling import loop
 from s2jax.sampling.buckets import BucketPlan, slot_cost
@@ -153,6 +156,17 @@ class Sampler:
                                max_batch=self.max_batch, max_len=self.max_len,
                                shards=self.shards, slot_cost=self.slot_cost)
 
+    def check_memory(self, plan: BucketPlan) -> None:
+        """Raises before allocating when a call's decode state (the KV cache, the output
+        buffer, a step's logits and scores) cannot fit on the mesh's devices."""
+        cfg, B, S = self.cfg, plan.batch, plan.cache_len
+        cache = 2 * math.prod(KVCache.shape(cfg, B, S)) * self.cache_dtype.itemsize
+        step = 4 * B * (plan.out_len + 2 * cfg.vocab_size + cfg.num_heads * S)  # fp32
+        check_fits_devices(
+            cache + step, self.mesh.devices.flat,
+            f"sampling {B} rows x {S} cache slots (max_new_tokens up to {plan.out_len})",
+            "lower --max-new-tokens, --max-len (cache slots) or --max-batch")
+
     # -- programs ------------------------------------------------------------------------------
 
     def _state_shardings(self, plan: BucketPlan) -> loop.DecodeState:
@@ -263,6 +277,7 @@ class Sampler:
         if min(lengths) == 0:
             raise S2JaxError(f"prompt {lengths.index(0)} has no tokens (expected at least one)")
         plan = self.plan(lengths, params)
+        self.check_memory(plan)
         too_long = [i for i, n in enumerate(lengths) if n >= plan.cache_len]
         if too_long:
             i = too_long[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.ownership import check_input
 from s2jax.tasks.task import HubSource
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -83,6 +84,8 @@ def read_rows(
     import datasets  # heavy; only when data is read
 
     path = Path(source)
+    if path.exists():
+        check_input(path, "a data file or directory")
     try:
         if path.is_file():
             builder = _BUILDERS.get(path.suffix.lower())
@@ -104,7 +107,9 @@ def read_rows(
     except S2JaxError:
         raise
     except Exception as e:  # datasets raises many types; the user needs one line
-        raise S2JaxError(f"cannot read dataset {source!r}: {type(e).__name__}: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise S2JaxError(f"cannot read dataset {source!r}: {type(e).__name__}: {first[:300]}"
+                         ) from e
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return list(ds)

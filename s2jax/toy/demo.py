@@ -25,11 +25,11 @@ import jax.numpy as jnp
 
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
-from s2jax.core.rundir import refuse_foreign_dir, writable_dir
+from s2jax.core.ownership import DEMO, check_dir, claim_dir
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
 from s2jax.methods import method
-from s2jax.models.loading import load
+from s2jax.models.loading import identity, load
 from s2jax.run.pipeline import Distillation, run_distillation
 from s2jax.run.stages import stage_key
 from s2jax.sampling import Sampler
@@ -130,13 +130,10 @@ def task_distillation(name: str, config: DemoConfig, model_dir: Path):
         eval_sampling=SamplingParams(temperature=0.0, max_new_tokens=config.max_new_tokens),
         distill=DistillConfig(filter=t.vote, target="trace" if stepwise else "answer"),
         train=train, model=str(model_dir),
-        fingerprint=stage_key(demo=sizes, task=name, model=str(model_dir)),
+        fingerprint=stage_key(demo=sizes, task=name, model=str(model_dir),
+                              base=identity(model_dir)),
         config={"demo": sizes, "task": name, "model": str(model_dir)},
         perturb=t.vote == "perturbation", shard_size=config.shard_size, fail_on_empty=False)
-
-
-DEMO_MARKER = "demo.json"  # marks a directory as a demo's output, which a rerun may replace
-DEMO_OWNER = {"kind": "s2jax demo"}  # what that marker holds
 
 
 def _task_row(name: str, d: Distillation, r: dict) -> dict:
@@ -173,11 +170,10 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *, model_dir: s
     start = time.perf_counter()
     datasets.disable_progress_bars()  # parquet writes would add a bar per task
     # results.json, results.png and table.md are rewritten in place: only in a demo's own dir
-    refuse_foreign_dir(out, "--out", DEMO_MARKER, owned=DEMO_OWNER)
-    out = writable_dir(out, "--out")
-    write_json(out / DEMO_MARKER, DEMO_OWNER)
+    check_dir(out, "--out", DEMO)
     model_dir = Path(model_dir or base_model_dir())
     model, tokenizer = load(model_dir)
+    out = claim_dir(out, "--out", DEMO)
     base = jax.device_get(model.params())
     # one sampler for every task: its programs compile once and take each task's weights
     sampler = Sampler(model, tokenizer, max_batch=config.max_batch, max_len=512)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
 from flax import nnx
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.ownership import MODEL, TRAIN_RUN, check_dir
 from s2jax.models.config import ModelConfig
 from s2jax.models.loading import save
 from s2jax.models.module import Transformer
@@ -79,13 +79,26 @@ def train_config(config: PretrainConfig, *, progress: bool = True):
         seed=config.seed, log_every=10, progress=progress, export=False)
 
 
+def run_dir_of(out: str | Path) -> Path:
+    """Where the training run of the model `out` goes: beside it, `OUT.run`."""
+    out = Path(out)
+    return out.with_name(out.name + ".run")
+
+
+def check_outputs(out: str | Path) -> None:
+    """Before any work: `out` and its run dir may be written (fresh, or s2jax's own)."""
+    check_dir(out, "--out", MODEL, whole=True)
+    check_dir(run_dir_of(out), "--out's run dir", TRAIN_RUN)
+
+
 def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) -> dict:
     """Runs the recipe and writes the HF checkpoint directory `out`.
 
     Args:
       config: the recipe.
       out: directory to write (atomically): config.json, model.safetensors, tokenizer files,
-        generation_config.json. The training run's logs go to `out`/../`out.name`.run/.
+        generation_config.json. The training run goes to `out`/../`out.name`.run/; a rerun
+        of the same recipe resumes it (another recipe is refused there: pick a new `out`).
       progress: show tqdm bars.
 
     Returns:
@@ -93,12 +106,12 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) 
     """
     start = time.time()
     out = Path(out)
+    check_outputs(out)
     chats = build_corpus(config.corpus)
     tokenizer = tokenizer_for(chats, config.vocab_size)
     cfg = model_config(config, tokenizer)
     model = Transformer(cfg, rngs=nnx.Rngs(config.seed))
-    run_dir = out.with_name(out.name + ".run")
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
+    run_dir = run_dir_of(out)
     finetune(model, tokenizer, chats, train_config(config, progress=progress), run_dir)
     save(model, tokenizer, out)
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -27,6 +27,8 @@ import numpy as np
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.jsonl import read_objects
+from s2jax.core.ownership import check_input
+from s2jax.models.tokenizer import render_chat
 
 Message = dict[str, str]
 Batch = dict[str, np.ndarray]  # tokens, targets, segment_ids (int32), weights (float32)
@@ -43,7 +45,7 @@ class TokenizedExample:
 
 def read_examples(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a .parquet or .jsonl file, each a dict of its columns."""
-    path = Path(path)
+    path = check_input(path, "a .parquet or .jsonl distill set")
     if not path.is_file():
         raise S2JaxError(f"{path}: no such file (expected a .parquet or .jsonl distill set)")
     if path.suffix == ".parquet":
@@ -81,9 +83,9 @@ def row_messages(row: dict[str, Any], where: str) -> list[Message] | str:
                      f"strings, or a 'text' string; got columns {sorted(row)}")
 
 
-def _render(tokenizer, messages: list[Message], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False,
-                                         add_generation_prompt=generation_prompt)
+def _render(tokenizer, messages: list[Message], generation_prompt: bool, where: str) -> str:
+    return render_chat(tokenizer, messages, add_generation_prompt=generation_prompt,
+                       where=where)
 
 
 def _encode_turn(encode, turn: str, trace: str | None, start: int, where: str
@@ -123,7 +125,7 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
     if isinstance(messages, str):
         ids = tokenizer(messages)["input_ids"]
         return TokenizedExample(np.asarray(ids, np.int32), np.ones(len(ids), bool))
-    full = _render(tokenizer, messages, False)
+    full = _render(tokenizer, messages, False, where)
     if loss_on == "all":
         ids = encode(full)
         return TokenizedExample(np.asarray(ids, np.int32), np.ones(len(ids), bool))
@@ -139,8 +141,8 @@ def tokenize_chat(tokenizer, messages: list[Message] | str, loss_on: str = "assi
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        prompt = _render(tokenizer, messages[:i], True)
-        upto = _render(tokenizer, messages[: i + 1], False)
+        prompt = _render(tokenizer, messages[:i], True, where)
+        upto = _render(tokenizer, messages[: i + 1], False, where)
         if not (upto.startswith(prompt) and full.startswith(upto) and len(prompt) >= done):
             raise S2JaxError(f"{where}: the chat template does not render turn {i} as a prefix "
                              "of the whole chat; cannot locate the answer tokens")

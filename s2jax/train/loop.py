@@ -30,8 +30,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from s2jax.core.atomic import write_json
-from s2jax.core.errors import S2JaxError
+from s2jax.core.errors import NonResult, RunFailed, S2JaxError
+from s2jax.core.memory import check_fits
+from s2jax.core.ownership import TRAIN_RUN, claim_dir
 from s2jax.models.hf import save_model
+from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
 from s2jax.models.params import param_shardings
 from s2jax.models.projection import LORA_SCALE
@@ -56,6 +59,11 @@ from s2jax.train.step import batch_sharding, make_eval_step, make_train_step
 _RESUMABLE_CHANGES = ("progress", "export", "log_every", "eval_every")
 
 
+def train_mesh(model, config: TrainConfig, mesh: Mesh | None) -> Mesh:
+    """The mesh a run trains on: `config.mesh`, else `mesh`, else the model's own."""
+    return mesh_from_spec(config.mesh) or mesh_of(model.param("embed").get_value(), mesh)
+
+
 def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
     h = hashlib.sha256()
     for ex in examples:
@@ -66,12 +74,35 @@ def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
     return h.hexdigest()[:16]
 
 
+def recorded_config(run_dir: str | Path) -> dict | None:
+    """The train_config.json of the run in `run_dir`, if it has one."""
+    path = Path(run_dir) / "train_config.json"
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise S2JaxError(f"{path}: not valid JSON; the run dir is damaged; use a new run "
+                         "dir") from None
+    return old if isinstance(old, dict) else {}
+
+
+def check_base(run_dir: str | Path, base: str) -> None:
+    """Refuses to resume a run in `run_dir` that started from other base weights."""
+    old = recorded_config(run_dir)
+    if old is not None and old.get("base") not in (None, base):
+        raise S2JaxError(f"{Path(run_dir) / 'train_config.json'}: the run there started from "
+                         f"other base weights (identity {old.get('base')}, this run's base "
+                         f"{base}); use a new run dir")
+
+
 def _check_resume(run_dir: Path, record: dict, resuming: bool, writer: bool) -> None:
     """Writes the run's config; a resumed run must have the same one."""
     path = run_dir / "train_config.json"
     record = json.loads(json.dumps(record))  # tuples as the JSON read back has them: lists
-    if resuming and path.is_file():
-        old = json.loads(path.read_text())
+    old = recorded_config(run_dir) if resuming else None
+    if old is not None:
+        check_base(run_dir, record["base"])
         diff = [k for k in record if k not in _RESUMABLE_CHANGES and old.get(k) != record[k]]
         if diff:
             k = diff[0]
@@ -79,6 +110,28 @@ def _check_resume(run_dir: Path, record: dict, resuming: bool, writer: bool) -> 
                              "resume with the same config and data, or use a new run dir")
     if writer:
         write_json(path, record)
+
+
+def _check_host_rows(data: list[TokenizedExample], config: TrainConfig) -> None:
+    """Refuses before allocating when an epoch's rows (4 arrays of seq_len per row, on the
+    host) cannot fit: next-fit packing makes at most twice the rows the tokens need."""
+    rows = len(data)
+    if config.pack:
+        tokens = sum(min(len(ex.ids), config.seq_len) for ex in data)
+        rows = min(rows, 2 * math.ceil(tokens / config.seq_len))
+    rows = max(rows, config.batch_size * config.grad_accum)  # and one step's batch
+    check_fits(2 * 16 * rows * config.seq_len, f"train data: {rows} rows of seq_len="
+               f"{config.seq_len}", "lower seq_len or batch_size")
+
+
+def _check_loss_tokens(data: list[TokenizedExample], seq_len: int) -> None:
+    """Raises when no example keeps a loss token within `seq_len` (rows are cut there): the
+    run would train on nothing and export its base unchanged."""
+    if not any(ex.loss_mask[1:seq_len].any() for ex in data):
+        longest = max(len(ex.ids) for ex in data)
+        raise NonResult(f"train data: none of the {len(data)} examples has a token to learn "
+                        f"within seq_len={seq_len} (the longest has {longest} tokens; answers "
+                        "come last and are cut off); raise seq_len or shorten the prompts")
 
 
 def _split(examples: list[TokenizedExample], n: int, seed: int):
@@ -118,7 +171,7 @@ def _check_finite(params: dict, step: int, checkpoints: Checkpoints) -> None:
         good = checkpoints.latest_step()
         kept = (f"the last good checkpoint is step {good} in {checkpoints.directory}"
                 if good is not None else "no checkpoint was saved")
-        raise S2JaxError(f"step {step}: the update made {len(bad)} weight(s) non-finite (first: "
+        raise RunFailed(f"step {step}: the update made {len(bad)} weight(s) non-finite (first: "
                          f"{bad[0]}); this state was not saved; {kept}; lower learning_rate")
 
 
@@ -198,7 +251,7 @@ class _Progress:
             good = self.checkpoints.latest_step()
             kept = (f"the last good checkpoint is step {good} in {self.checkpoints.directory}"
                     if good is not None else "no checkpoint was saved")
-            raise S2JaxError(f"step {step}: loss is {values['loss']} (grad norm "
+            raise RunFailed(f"step {step}: loss is {values['loss']} (grad norm "
                              f"{values['grad_norm']}); training stopped and this state was not "
                              f"saved; {kept}; lower learning_rate or check the data")
         self.last = values
@@ -231,6 +284,7 @@ def _write_back(model, params: dict) -> None:
     for name, value in params.items():
         old = model.param(name).get_value()
         model.param(name).set_value(value.astype(old.dtype))
+    model.identity = None  # the weights are no longer the files' it was loaded from
 
 
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
@@ -258,10 +312,10 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
       The model, holding the fine-tuned weights (in its original dtype).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     writer = is_writer()  # logs and JSON artifacts; orbax coordinates itself
-    mesh = mesh_from_spec(config.mesh) or mesh_of(model.param("embed").get_value(), mesh)
+    base = getattr(model, "identity", None) or params_identity(model.params())
+    mesh = train_mesh(model, config, mesh)
     split = mesh.shape["data"] * mesh.shape["fsdp"]
     if config.batch_size % split:
         raise S2JaxError(f"train config batch_size={config.batch_size}: expected a multiple of "
@@ -272,17 +326,21 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     else:
         held = tokenize_examples(tokenizer, eval_examples, config.loss_on, "eval examples",
                                  cfg.eos_token_ids)
+    _check_loss_tokens(data, config.seq_len)
+    _check_host_rows(data, config)
     cut = sum(len(e.ids) > config.seq_len for e in data)
     batches, total, stages = _batches(data, config)
     staged = lambda s: stage_of(s, config.curriculum, stages)
     ends_stage = lambda s: bool(stages) and stage_ends(s, total, config.curriculum, stages)
 
     check_schedule(config, total)
+    claim_dir(run_dir, "run dir", TRAIN_RUN, writer=writer)  # input checked: now it writes
     checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
-                            "model": cfg.architecture}, resuming=start > 0, writer=writer)
+                            "model": cfg.architecture, "base": base}, resuming=start > 0,
+                  writer=writer)
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
         cfg, config, total, mesh, stages)
     lora = config.lora
