@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from s2jax.core.text_generator import SamplingParams
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler
+    from s2jax.sampling.chat import encode_prompts
 
     ids, prompts = read_prompts(Path(args.input))
     try:
@@ -76,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=args.max_batch,
                       max_len=args.max_len, chat=args.chat,
                       keep_special_tokens=args.keep_special_tokens)
+    # prompts that do not render and a call that cannot fit fail before the progress bar
+    sampler.check_max_new_tokens(params, "--max-new-tokens")
+    token_ids = encode_prompts(tokenizer, prompts, chat=args.chat)
+    sampler.check_memory(sampler.plan([len(x) for x in token_ids], params))
 
     start, tokens = time.perf_counter(), 0
     with tqdm(total=len(prompts), unit="prompt", desc="generate", dynamic_ncols=True) as bar:
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                                 refresh=False)
             bar.update(prompts_done)
 
-        samples = sampler(prompts, params, weights=weights, progress=progress)
+        rows = sampler.generate_ids(token_ids, params, weights=weights, progress=progress)
+    samples = [[sample for sample, _ in row] for row in rows]
     with open_owned_file(args.output, GENERATE_OUTPUT, what="--output") as f:
         for i, row in zip(ids, samples, strict=True):
             f.write(json.dumps({"id": i, "samples": [s.to_json() for s in row]},

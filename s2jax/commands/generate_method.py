@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype)
     sampler = Sampler(model, tokenizer, chat=args.chat)
+    sampler.check_max_new_tokens(params, "--max-new-tokens")
     records = generate_stage(program, task, examples, sampler, params, path=output,
                              key=stage_key(model=str(Path(args.model).resolve()),
                                            dtype=args.dtype),

@@ -118,6 +118,7 @@ def run(args) -> int:
             raise S2JaxError(f"--mesh {args.mesh} needs {want} devices but --devices is "
                              f"{args.devices}")
     if not _jax_ready(args.devices):
+        _load(args)  # JAX is up already: a bad config is reported here, in this process
         env = dict(os.environ, JAX_PLATFORMS="cpu",
                    XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices}")
         root = str(Path(__file__).resolve().parents[2])  # the checkout, if not installed

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -100,10 +101,21 @@ def check_parents(path: str | os.PathLike, what: str) -> Path:
             continue
         if not parent.is_dir():
             raise S2JaxError(f"{what} {path}: {parent} is a file, not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
+        if not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
             raise S2JaxError(f"{what} {path}: {parent} is not writable")
         return path
     return path
+
+
+def _can_create_in(directory: Path) -> bool:
+    """Whether a directory can be made in `directory` (made and removed at once): `os.access`
+    says yes to root everywhere, /proc and read-only mounts included."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".s2jax-probe.", dir=directory)
+    except OSError:
+        return False
+    os.rmdir(probe)
+    return True
 
 
 def _refuse_special(path: Path, what: str, expected: str) -> None:

@@ -156,6 +156,15 @@ class Sampler:
                                max_batch=self.max_batch, max_len=self.max_len,
                                shards=self.shards, slot_cost=self.slot_cost)
 
+    def check_max_new_tokens(self, params: SamplingParams, flag: str = "max_new_tokens") -> None:
+        """Refuses `params.max_new_tokens` that no row could reach: a row's cache holds its
+        prompt and its new tokens in `max_len` slots (a library caller may ask for more and get
+        finish_reason "length"; a command line asking for more is a typo)."""
+        if params.max_new_tokens >= self.max_len:
+            raise S2JaxError(f"{flag} {params.max_new_tokens}: a row has {self.max_len} cache "
+                             "slots for its prompt and new tokens (--max-len, default the "
+                             "model's max_position_embeddings); expected fewer")
+
     def check_memory(self, plan: BucketPlan) -> None:
         """Raises before allocating when a call's decode state (the KV cache, the output
         buffer, a step's logits and scores) cannot fit on the mesh's devices."""

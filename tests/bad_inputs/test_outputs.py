@@ -164,6 +164,8 @@ CASES = {
     "train --out with an edited model/config.json": Case(
         [*TRAIN, "{out}", *TRAIN_ARGS], _trained(_edited("out/model/config.json")),
         "config.json was added, changed"),
+    "train --out is a user's directory": Case(
+        [*TRAIN, "{tmp}/mine"], with_(TRAIN_DATA, user_dir()), "not made by s2jax"),
     "train --out is a user's file": Case(
         [*TRAIN, "{tmp}/x"], with_(TRAIN_DATA, user_file("x")), "is a file"),
     "train --out is a distillation set": Case(
