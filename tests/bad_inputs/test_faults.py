@@ -202,7 +202,6 @@ def test_a_real_finished_training_run_refuses_a_rerun_over_a_users_file(tmp_path
 
 def test_a_full_disk_during_a_vote_is_one_line(tmp_path, capsys, monkeypatch):
     import s2jax.core.atomic
-
     from tests.bad_inputs.harness import record
 
     gen = tmp_path / "gen.jsonl"
