@@ -63,7 +63,7 @@ def test_overrides_parse_by_declared_type():
 @pytest.mark.parametrize("item,message", [
     ("sampling.q=1", "--set sampling.q: SamplingParams has no field 'q'"),
     ("sampling.n=x", "--set sampling.n=x: expected a int"),
-    ("sampling.n=0", "--set sampling.n: n must be >= 1"),
+    ("sampling.n=0", "--set sampling.n: n must be in [1, 65536], got 0"),
     ("train.remat=some", "--set train.remat: train config remat='some'"),
     ("noequals", "expected key=value"),
     ("name.x=1", "'name' is not a config section"),
