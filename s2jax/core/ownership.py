@@ -190,9 +190,13 @@ def check_dir(path: str | os.PathLike, what: str, kind: str, *, key: Any = None,
     if not path.is_dir():
         raise S2JaxError(f"{what} {path}: exists and is a file, not a directory; refusing to "
                          "replace it; pick a new path")
+    try:
+        entries = [p.name for p in path.iterdir()]
+    except OSError as e:
+        raise S2JaxError(f"{what} {path}: cannot be read ({e.strerror})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise S2JaxError(f"{what} {path}: not writable")
-    if not any(p.name != LOCK for p in path.iterdir()):
+    if not any(name != LOCK for name in entries):
         return False
     mark = read_mark(path)
     if mark is None:

@@ -63,18 +63,21 @@ def index_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + SUFFIX)
 
 
+def _refuse_special(path: Path, what: str) -> None:
+    """Refuses an artifact or shard index that is a FIFO, device, link or directory."""
+    for p, expected in ((path, "a file path"), (index_path(path), "a shard index s2jax writes")):
+        kind = special(p) or ("a directory" if p.is_dir() else None)
+        if kind is not None:
+            raise S2JaxError(f"{what + ' ' if what else ''}{p}: is {kind}; expected {expected}")
+
+
 def check_resumable(path: str | os.PathLike, what: str) -> Path:
     """Before any work: `path` may become (or is) a sharded artifact of s2jax's.
 
     The full check (key, inputs, bytes) is `ShardedFile.open`'s, when the work starts."""
     path = Path(path)
     index = index_path(path)
-    for p, expected in ((path, "a file path"), (index, "a shard index s2jax writes")):
-        kind = special(p)
-        if kind is not None:
-            raise S2JaxError(f"{what} {p}: is {kind}; expected {expected}")
-        if p.is_dir():
-            raise S2JaxError(f"{what} {p}: is a directory (expected a file path)")
+    _refuse_special(path, what)
     check_parents(path, what)
     if not index.exists():
         if path.exists():
@@ -150,11 +153,7 @@ class ShardedFile:
         """
         self = cls(Path(path), key, shards)
         index = index_path(self.path)
-        for p, what in ((self.path, "the artifact"), (index, "its shard index")):
-            kind = special(p)
-            if kind is not None:
-                raise S2JaxError(f"{p}: is {kind}; expected {what} (a regular file s2jax "
-                                 "writes); pick another path")
+        _refuse_special(self.path, "")
         if not index.exists():
             if self.path.exists():
                 raise S2JaxError(f"{self.path} exists and is not a resumable artifact of this "
