@@ -14,6 +14,7 @@ from s2jax.methods.records import (
     meta_path,
     read_finished_generations,
     read_meta,
+    write_meta,
 )
 
 RECORD = {"id": "0", "task": "coin_flip", "method": "cot_zero_shot", "final_stage": "answer",
@@ -33,16 +34,23 @@ def test_meta_round_trips_and_other_settings_are_refused(tmp_path):
     gen = tmp_path / "g.jsonl"
     assert read_meta(gen) == {}  # no meta file: vote records no model or sampling
     check_meta(gen, _meta())  # nothing to resume: anything goes
-    meta_path(gen).write_text(json.dumps(_meta()))
+    write_meta(gen, _meta())
+    assert json.loads(meta_path(gen).read_text())["s2jax"] == "generations-meta"  # its mark
     check_meta(gen, _meta())  # the same settings resume
+    assert read_meta(gen) == _meta()  # the settings, the mark aside
     assert read_meta(gen)["sampling"]["n"] == 2 and read_meta(gen)["model"] == "m"
     with pytest.raises(S2JaxError, match="records other settings"):
         check_meta(gen, _meta(sampling=SamplingParams(n=3)))
+    with pytest.raises(S2JaxError, match="records other settings"):  # a damaged one of ours
+        check_meta(gen, {**_meta(), "inputs": 2})
     meta_path(gen).write_text("[1, 2")
-    with pytest.raises(S2JaxError, match="records other settings"):
-        check_meta(gen, _meta())
-    with pytest.raises(S2JaxError, match="not a JSON object"):
+    with pytest.raises(S2JaxError, match="not an s2jax generations meta file"):
+        check_meta(gen, _meta())  # not s2jax's (any more): never replaced
+    with pytest.raises(S2JaxError, match="not valid JSON"):
         read_meta(gen)
+    meta_path(gen).write_text(json.dumps(_meta()))  # the same settings, but a user's file
+    with pytest.raises(S2JaxError, match="not an s2jax generations meta file"):
+        check_meta(gen, _meta())
 
 
 def test_an_unfinished_sharded_file_is_refused(tmp_path):

@@ -104,10 +104,10 @@ def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and report["fits_train"]
     # a `s2jax run` process also holds the loaded model's weights while it trains
     assert report["run_total"] == report["train_total"] + report["sample_params"]
-    # a plan that does not fit is a non-result: exit status 1 (a usage error is 2)
+    # a plan that does not fit is a non-result: exit status 4 (a usage error is 2)
     assert main(["plan", str(shape), "--mesh", "fsdp=4", "--devices", "4", "--device-memory",
                  "0.001", "--batch", "8", "--seq-len", "32", "--sample-batch", "4",
-                 "--max-len", "64"]) == 1
+                 "--max-len", "64"]) == 4
     assert main(["plan", str(shape), "--mesh", "fsdp=4", "--devices", "2",
                  "--device-memory", "1"]) == 2
     assert main(["plan", str(tmp_path / "missing.json"), "--devices", "1",

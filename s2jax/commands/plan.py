@@ -100,41 +100,59 @@ def _argv(args) -> list[str]:
     return out
 
 
-def run(args) -> int:
+def _check(args) -> None:
+    """The checks that need no JAX, so that bad input never waits for a JAX start-up."""
     if args.devices < 1:
         raise S2JaxError(f"--devices {args.devices}: expected >= 1")
     if not (math.isfinite(args.device_memory) and args.device_memory > 0):
         raise S2JaxError(f"--device-memory {args.device_memory}: expected GiB > 0")
     if args.json:
         check_file(args.json, "--json", PLAN_REPORT, marked_inside=True)
-    # cheap checks first, so that bad input never waits for a JAX start-up
     _config_path(args.config)
     if args.mesh:
-        # JAX-free checks first: bad input never waits for a JAX start-up
+        # parse_mesh's module imports JAX: only when a mesh is given
         from s2jax.parallel.sharding import parse_mesh
 
         want = math.prod(parse_mesh(args.mesh).values())
         if want != args.devices:
             raise S2JaxError(f"--mesh {args.mesh} needs {want} devices but --devices is "
                              f"{args.devices}")
-    if not _jax_ready(args.devices):
-        _load(args)  # JAX is up already: a bad config is reported here, in this process
-        env = dict(os.environ, JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices}")
-        root = str(Path(__file__).resolve().parents[2])  # the checkout, if not installed
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        for k in ("S2JAX_COORDINATOR", "S2JAX_NUM_PROCESSES", "S2JAX_PROCESS_ID"):
-            env.pop(k, None)
-        cmd = [sys.executable, "-m", "s2jax.cli", "plan", *_argv(args)]
-        return subprocess.run(cmd, env=env).returncode
-    from s2jax.run.plan import plan, plan_inputs
+
+
+def _inputs(args):
+    """`run.plan.plan_inputs` of the command line (reads the config: a bad one raises)."""
+    # the planner imports JAX, which must start with the planned device count first
+    from s2jax.run.plan import plan_inputs
 
     flag_of = {key: "--" + flag.replace("_", "-") for flag, key in TRAIN_FLAGS.items()}
-    p = plan_inputs(args.config, args.devices, mesh=args.mesh,
-                    train_changes={key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()
-                                   if getattr(args, flag) is not None},
-                    change_name=flag_of.__getitem__, sample_batch=args.sample_batch,
-                    max_len=args.max_len, sample_dtype=args.sample_dtype)
+    return plan_inputs(args.config, args.devices, mesh=args.mesh,
+                       train_changes={key: getattr(args, flag) for flag, key in
+                                      TRAIN_FLAGS.items() if getattr(args, flag) is not None},
+                       change_name=flag_of.__getitem__, sample_batch=args.sample_batch,
+                       max_len=args.max_len, sample_dtype=args.sample_dtype)
+
+
+def _rerun(args) -> int:
+    """Runs the plan in a fresh interpreter whose JAX has `args.devices` fake CPU devices."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={args.devices}")
+    root = str(Path(__file__).resolve().parents[2])  # the checkout, if not installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    for k in ("S2JAX_COORDINATOR", "S2JAX_NUM_PROCESSES", "S2JAX_PROCESS_ID"):
+        env.pop(k, None)
+    cmd = [sys.executable, "-m", "s2jax.cli", "plan", *_argv(args)]
+    return subprocess.run(cmd, env=env).returncode
+
+
+def run(args) -> int:
+    _check(args)
+    if not _jax_ready(args.devices):
+        _inputs(args)  # JAX is up already: a bad config is reported here, in this process
+        return _rerun(args)
+    # the planner imports JAX, which must start with the planned device count first
+    from s2jax.run.plan import plan
+
+    p = _inputs(args)
     report = plan(p.model, p.train, p.mesh, args.devices, args.device_memory, p.sample_batch,
                   p.max_len, sample_dtype=p.sample_dtype, name=p.name)
     print(report.table())

@@ -3,6 +3,7 @@ itself: usage errors are one line and exit 2 like every other bad input."""
 
 import pytest
 
+from s2jax.core.errors import EXIT_NON_RESULT
 from s2jax.toy.demo import base_model_dir
 from tests.bad_inputs.harness import Case, check, fifo, file, nested, user_file, with_
 
@@ -53,6 +54,11 @@ CASES = {
         file("c.py", "import sys\nsys.exit(0)\n"), "called sys.exit(0)"),
     "plan --json under a file": Case([*PLAN, "--json", "{tmp}/f/r.json"],
                                      with_(None, user_file("f")), "is a file, not a"),
+    # a plan that does not fit is a non-result: its table on stdout, one line, exit 4
+    "plan that does not fit": Case(
+        ["plan", SHAPE, "--devices", "8", "--device-memory", "0.0001", "--batch", "8",
+         "--seq-len", "32", "--sample-batch", "8", "--max-len", "64"], None,
+        "training and sampling would not fit in 0.0001 GiB per device", EXIT_NON_RESULT),
     # s2jax convert
     "convert of a missing source": Case(["convert", "{tmp}/nope", "{tmp}/out"], None, "nope"),
     "convert --dtype int8": Case(["convert", MODEL, "{tmp}/out", "--dtype", "int8"], None,
