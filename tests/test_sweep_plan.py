@@ -101,7 +101,7 @@ def test_bad_arm_names_and_configs_fail_before_any_work(tmp_path):
     (tmp_path / "root" / "a").mkdir(parents=True)
     (tmp_path / "root" / "a" / "notes.txt").write_text("mine")
     (tmp_path / "root" / "sweep.json").write_text('{"kind": "s2jax sweep"}')
-    with pytest.raises(S2JaxError, match="run dir .* not this run's output"):
+    with pytest.raises(S2JaxError, match="run dir .* not made by s2jax"):
         plan_sweep({"a": _config()}, tmp_path / "root")
     assert (mine / "notes.txt").read_text() == "mine"
 

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
+    from s2jax.core.errors import S2JaxError
     from s2jax.core.overrides import override, parse_assignments
     from s2jax.run.config import load_config, sweep_points
 

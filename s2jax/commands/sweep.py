@@ -60,14 +60,13 @@ def arms_of(args: argparse.Namespace):
     """({arm name: config}, the selection rule or None, the default root)."""
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.overrides import override, parse_assignments
-    from s2jax.run.config import load_config
+    from s2jax.run.config import load_config, sweep_points
     from s2jax.run.selection import rule_of
 
     config, namespace = load_config(args.config)
     config = override(config, parse_assignments(args.overrides))
-    if "sweep" in namespace:
-        arms = {name: override(config, sets, name=lambda k, a=name: f"sweep arm {a}: {k}")
-                for name, sets in namespace["sweep"]().items()}
+    if "sweep" in namespace:  # user code: its failures and odd returns are one-line errors
+        arms = sweep_points(namespace, args.config.partition(":")[0], config)
     else:
         arms = {config.name: config}
     return arms, rule_of(namespace), Path("runs") / config.name

@@ -41,8 +41,8 @@ MAX_MARK_BYTES = 16 << 20
 # Kinds of outputs (the "s2jax" field of a mark) and how messages name them.
 MODEL, ADAPTER, DISTILL_SET, TRAIN_RUN, RUN, DEMO = (
     "model", "adapter", "distill-set", "train-run", "run", "demo")
-GENERATE_OUTPUT, GENERATIONS_META, PLAN_REPORT = (
-    "generate-output", "generations-meta", "plan-report")
+GENERATE_OUTPUT, GENERATIONS_META, PLAN_REPORT, MULTIPLY = (
+    "generate-output", "generations-meta", "plan-report", "multiply")
 KINDS = {
     MODEL: "HF model directory",
     ADAPTER: "PEFT adapter directory",
@@ -53,6 +53,7 @@ KINDS = {
     GENERATE_OUTPUT: "generate output",
     GENERATIONS_META: "generations meta file",
     PLAN_REPORT: "plan report",
+    MULTIPLY: "toy multiply output directory",
 }
 _SPECIAL = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,9 +17,54 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.core.ownership import LOCK, RUN, check_dir, claim_dir
 
-__all__ = ["LOCK", "check_claim", "claim", "locked"]
+__all__ = ["LOCK", "check_claim", "check_creatable", "claim", "locked", "refuse_foreign_dir"]
 RUN_KEY = "config (or base model)"  # what a run dir's key is, for messages
 _HELD: set[str] = set()  # run dirs this process has locked
+
+
+# check_creatable and refuse_foreign_dir serve `s2jax sweep`, whose root is marked by its own
+# sweep.json (s2jax.run.sweep); its arm run dirs are s2jax run dirs (check_dir, replace_dir)
+def check_creatable(path: str | os.PathLike, what: str) -> Path:
+    """Checks, creating nothing, that directory `path` exists writable or can be made."""
+    path = Path(path).absolute()
+    for parent in (path, *path.parents):
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise S2JaxError(f"{what} {path}: {parent} is a file, not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise S2JaxError(f"{what} {path}: {parent} is not writable")
+        return path
+    return path
+
+
+def refuse_foreign_dir(path: str | os.PathLike, what: str, marker: str,
+                       owned: Mapping[str, object] | None = None) -> None:
+    """Refuses an existing, non-empty `path` that is not an artifact this command may replace.
+
+    Args:
+      path: the output directory.
+      what: the flag or field naming it, for the message.
+      marker: a JSON file an artifact of this kind always holds (e.g. provenance.json).
+      owned: fields of `marker` that must equal these values for the artifact to count as this
+        run's (e.g. the generations file it came from).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise S2JaxError(f"{what} {path}: exists and is not a directory; refusing to replace it")
+    if not any(path.iterdir()):
+        return
+    found = path / marker
+    try:
+        meta = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    mine = isinstance(meta, dict) and all(meta.get(k) == v for k, v in (owned or {}).items())
+    if not mine:
+        raise S2JaxError(f"{what} {path}: exists and is not this run's output (no matching "
+                         f"{marker}); refusing to replace it; pick a new path")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from s2jax.core.atomic import atomic_dir, write_json, write_jsonl
+from s2jax.core.atomic import write_json, write_jsonl
+from s2jax.core.ownership import RUN, replace_dir
 from s2jax.run.execute import EMPTY
 from s2jax.run.graph import TEST, ArmRoles
 from s2jax.run.selection import SPLIT, metrics
@@ -154,8 +155,8 @@ def is_current(arm_dir: Path, results: dict) -> bool:
 
 def write_arm(arm_dir: Path, roles: ArmRoles, results: dict, rows: Mapping[str, list[dict]],
               retention_rows: Mapping[str, list[dict]]) -> None:
-    """Writes (or replaces, as a whole) the arm's run dir."""
-    with atomic_dir(arm_dir) as tmp:
+    """Writes (or replaces, as a whole) the arm's run dir: refused once anyone changed it."""
+    with replace_dir(arm_dir, RUN, what=f"sweep arm {arm_dir.name}: run dir") as tmp:
         write_json(tmp / "config.json", arm_config(roles))
         for system, part in rows.items():
             write_jsonl(tmp / "eval" / f"{system}.jsonl", part)

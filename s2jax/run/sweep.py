@@ -21,8 +21,9 @@ from pathlib import Path
 
 from s2jax.core.atomic import write_json
 from s2jax.core.claims import ClaimBoard
-from s2jax.core.errors import S2JaxError
+from s2jax.core.errors import RunFailed, S2JaxError
 from s2jax.core.hashing import json_hash
+from s2jax.core.ownership import RUN, check_dir
 from s2jax.core.rundir import check_creatable, refuse_foreign_dir
 from s2jax.run import execute
 from s2jax.run.assemble import arm_contents, is_current, write_arm
@@ -70,7 +71,7 @@ def plan_sweep(arms: Mapping[str, ExperimentConfig], root: str | os.PathLike, *,
             raise S2JaxError(f"sweep arm {name!r}: expected a name that is not one of "
                              f"{RESERVED}, has no '/' and does not start with '.'")
         config = dataclasses.replace(config, name=name)
-        refuse_foreign_dir(root / name, f"sweep arm {name}: run dir", "config.json")
+        check_dir(root / name, f"sweep arm {name}: run dir", RUN)  # s2jax's own, or new
         resolved[name] = (config, *resolve_arm(name, config, root / name, tasks))
     wanted: dict[str, int] = {}
 
@@ -189,7 +190,7 @@ def run_worker(plan: SweepPlan, worker: Worker | None = None, *, log: Log = prin
             if done is not None:
                 return done
         elif not _runnable(pending, failed, graph):
-            raise S2JaxError(f"sweep {root}: stage(s) failed: {_failures(board, failed)}; fix "
+            raise RunFailed(f"sweep {root}: stage(s) failed: {_failures(board, failed)}; fix "
                              "the cause and rerun with --retry-failed")
         time.sleep(worker.poll)
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
+from s2jax.core.hashing import json_hash
+from s2jax.core.ownership import MULTIPLY, check_dir, claim_dir
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.evaluate import EvalResult, evaluate
 from s2jax.distill.trace import trace_reply, trace_task
@@ -147,7 +149,9 @@ def run_multiply(config: MultiplyConfig, out: str | Path, *, log=print) -> dict:
     from s2jax.toy.report import curve
     from s2jax.train import finetune
 
-    out = Path(out)
+    # a rerun resumes its own arm's dir; a user's dir or another config's is refused
+    key = json_hash(dataclasses.asdict(config))
+    check_dir(out, "--out", MULTIPLY, key=key, key_name="config")
     start, cpu0 = time.perf_counter(), _cpu_seconds()
     model, tokenizer = _model(config)
     stages, steps = budget(config, tokenizer)
@@ -168,6 +172,7 @@ def run_multiply(config: MultiplyConfig, out: str | Path, *, log=print) -> dict:
             f"{row.tokens_per_answer:.1f} tokens/answer")
         return row
 
+    out = claim_dir(out, "--out", MULTIPLY, key=key, key_name="config")  # inputs checked
     staged = StageEvaluations(evaluate_as, sampler, model, train_config(config, 0).curriculum)
     arm = train_config(config, 0 if config.stepwise else steps)
     finetune(model, tokenizer, rows(config, config.stepwise), arm, out / "train",

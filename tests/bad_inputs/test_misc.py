@@ -1,11 +1,21 @@
-"""The other commands (plan, convert, toy pretrain, demo, fetch-models) and the command line
+"""The other commands (plan, convert, toy pretrain and multiply, report, demo, fetch-models)
+and the command line
 itself: usage errors are one line and exit 2 like every other bad input."""
 
 import pytest
 
 from s2jax.core.errors import EXIT_NON_RESULT
 from s2jax.toy.demo import base_model_dir
-from tests.bad_inputs.harness import Case, check, fifo, file, nested, user_file, with_
+from tests.bad_inputs.harness import (
+    Case,
+    check,
+    fifo,
+    file,
+    nested,
+    user_dir,
+    user_file,
+    with_,
+)
 
 MODEL = str(base_model_dir())
 SHAPE = str(base_model_dir() / "config.json")
@@ -20,6 +30,18 @@ def _wheels(tmp):
 
 
 CACHE = {"S2JAX_CACHE": "{tmp}/cache"}
+
+
+def _multiply_dir(tmp):
+    """A `toy multiply` output dir of the default config (its mark only: no work was done)."""
+    import dataclasses
+
+    from s2jax.core.hashing import json_hash
+    from s2jax.core.ownership import MULTIPLY, claim_dir
+    from s2jax.toy.multiply import MultiplyConfig
+
+    claim_dir(tmp / "m", "--out", MULTIPLY, key=json_hash(dataclasses.asdict(MultiplyConfig())))
+    return {}
 
 CASES = {
     # the command line
@@ -72,6 +94,24 @@ CASES = {
     "toy pretrain --out under a file": Case(
         ["toy", "pretrain", "--out", "{tmp}/f/m"], with_(None, user_file("f")),
         "is a file, not a"),
+    # s2jax toy multiply
+    "toy multiply --k 0": Case(["toy", "multiply", "--out", "{tmp}/m", "--k", "0"], None,
+                               "--k 0: expected 1.."),
+    "toy multiply --test 0": Case(["toy", "multiply", "--out", "{tmp}/m", "--test", "0"], None,
+                                  "--test 0: expected >= 1"),
+    "toy multiply into a user's directory": Case(
+        ["toy", "multiply", "--out", "{tmp}/mine"], with_(None, user_dir()), "not made by s2jax"),
+    "toy multiply --out is a user's file": Case(
+        ["toy", "multiply", "--out", "{tmp}/f"], with_(None, user_file("f")), "is a file"),
+    "toy multiply --out of another config": Case(
+        ["toy", "multiply", "--out", "{tmp}/m", "--k", "2"], _multiply_dir, "different config"),
+    # s2jax report
+    "report of a missing dir": Case(["report", "{tmp}/nope"], None, "nope"),
+    "report of a user's dir": Case(["report", "{tmp}/mine"], with_(None, user_dir()), "mine"),
+    "report --resamples 0": Case(["report", "{tmp}/mine", "--resamples", "0"],
+                                 with_(None, user_dir()), "resamples"),
+    "report --level 2": Case(["report", "{tmp}/mine", "--level", "2"], with_(None, user_dir()),
+                             "level"),
     # s2jax demo
     "demo --test 0": Case([*DEMO, "--test", "0"], None, "--test: demo test=0: expected 1.."),
     "demo --test 1000000000": Case([*DEMO, "--test", "1000000000"], None,

@@ -12,10 +12,12 @@ from tests.bad_inputs.harness import (
     config_file,
     fifo,
     toy_config,
+    user_dir,
     with_,
 )
 
 RUN = ["run", "{f}", "--run-dir", "{run}", "--dry-run"]
+SWEEP = ["sweep", "{f}", "--root", "{run}", "--dry-run"]
 
 
 def _config(body: str):
@@ -147,6 +149,27 @@ CASES = {
     "run dir whose distill/ a user added to": Case(
         RUN[:-1], with_(toy_config, _same_run_with("distill", "notes.txt")),
         "notes.txt was added"),
+    "run dir with a corrupt config.json": Case(
+        RUN, with_(toy_config, lambda tmp, n: (n["run"].mkdir(), (n["run"] / "config.json")
+                                               .write_bytes(b"\xff{"))), "not made by s2jax"),
+    # s2jax sweep: the same config files, and its own flags and root
+    "sweep --workers 0": Case([*SWEEP, "--workers", "0"], toy_config, "--workers 0"),
+    "sweep --worker 2/2": Case([*SWEEP, "--worker", "2/2"], toy_config, "--worker 2/2"),
+    "sweep --worker x": Case([*SWEEP, "--worker", "x"], toy_config, "--worker x"),
+    "sweep --lease 0": Case([*SWEEP, "--lease", "0"], toy_config, "--lease 0"),
+    "sweep of a config file that raises": Case(
+        SWEEP, _config("def get_config(arg=None):\n    1 / 0\n"), "ZeroDivisionError"),
+    "sweep() raising": Case(SWEEP, _sweep("def sweep():\n    1 / 0\n"), "ZeroDivisionError"),
+    "sweep arm escaping the root": Case(
+        SWEEP, _sweep("def sweep():\n    return {'../x': {}}\n"), "point name '../x'"),
+    "sweep arm with a bad override": Case(
+        SWEEP, _sweep("def sweep():\n    return {'a': {'sampling.n': 0}}\n"), "n must be in"),
+    "sweep --root is a user's dir": Case(
+        [*SWEEP[:3], "{tmp}/mine", "--dry-run"], with_(toy_config, user_dir()),
+        "is not this run's output"),
+    "sweep --root under a regular file": Case(
+        [*SWEEP[:3], "{tmp}/afile/r", "--dry-run"], with_(toy_config, _regular_file),
+        "is a file, not a directory"),
     "run dir whose train/model/ a user added to": Case(
         RUN[:-1], with_(toy_config, _same_run_with("train/model", "notes.txt")),
         "notes.txt was added"),

@@ -17,4 +17,5 @@ def test_the_corpus_holds_150_cases_over_every_command():
     assert len(cases) >= 150, len(cases)
     commands = {case.argv[0] for case in cases if case.argv}
     assert commands >= {"inspect", "generate", "generate-method", "vote", "train", "run",
-                        "plan", "convert", "toy", "demo", "fetch-models"}, commands
+                        "plan", "convert", "toy", "demo", "fetch-models", "sweep",
+                        "report"}, commands
