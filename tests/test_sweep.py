@@ -62,13 +62,16 @@ def _sweep(config: Path, root: Path, *args: str, env: dict, check: bool = True):
 
 
 def _artifacts(root: Path) -> dict[str, bytes]:
-    """Every file a sweep keeps, less what may differ between runs (claims, logs, timings, and
-    the report's markdown and chart, titled with the root's name; report.json is kept)."""
+    """Every file a sweep keeps, less what may differ between runs (claims, logs, timings, the
+    report's markdown and chart, titled with the root's name, and s2jax's ownership marks and
+    locks, which record files' mtimes and a pid; report.json is kept)."""
     out = {}
     for path in sorted(root.rglob("*")):
         parts = path.relative_to(root).parts
         if path.is_dir() or parts[0] in ("claims", "log", "report.md", "report.png") or (
-                parts[0] == "stages" and len(parts) > 2 and parts[2] == "log"):
+                parts[0] == "stages" and len(parts) > 2 and parts[2] == "log") or (
+                path.name.startswith(".s2jax") or path.name.startswith(".")
+                and path.name.endswith(".s2jax")):
             continue
         out["/".join(parts)] = path.read_bytes()
     return out

@@ -156,7 +156,9 @@ def is_current(arm_dir: Path, results: dict) -> bool:
 def write_arm(arm_dir: Path, roles: ArmRoles, results: dict, rows: Mapping[str, list[dict]],
               retention_rows: Mapping[str, list[dict]]) -> None:
     """Writes (or replaces, as a whole) the arm's run dir: refused once anyone changed it."""
-    with replace_dir(arm_dir, RUN, what=f"sweep arm {arm_dir.name}: run dir") as tmp:
+    # keyed as `s2jax run` keys a run dir: the sweep's own check of the arm (resolve) accepts it
+    with replace_dir(arm_dir, RUN, key=roles.d.fingerprint,
+                     what=f"sweep arm {arm_dir.name}: run dir") as tmp:
         write_json(tmp / "config.json", arm_config(roles))
         for system, part in rows.items():
             write_jsonl(tmp / "eval" / f"{system}.jsonl", part)
