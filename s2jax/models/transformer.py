@@ -3,7 +3,8 @@ attention, the layers under `lax.scan` (or unrolled over a per-layer cache), out
 
 What a family changes is its `Family` (`family.py`): its decoder block and RMSNorm
 (`llama.py`, `gemma.py`). The weights are described in `params.py`, the cache in `cache.py`,
-attention in `attention.py`.
+attention in `attention.py` (on TPU, the training forward and one-pass prefill attend with the
+splash kernel of `splash.py`).
 
 Shapes use einsum letters (see `s2jax/__init__.py`): B batch, T query tokens, S key slots,
 D model dim, F MLP dim, N query heads, K KV heads, G = N / K, H head dim, V vocab, L layers.
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, Bool, Float, Int
 
+from s2jax.models import splash
 from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
@@ -65,6 +67,7 @@ def forward(
     remat: Remat = "none",
     return_hidden: bool = False,
     mesh: Mesh | None = None,
+    prefill: bool = False,
 ) -> tuple[Float[Array, "B T V"], KVCache | None]:
     """Logits [B, T, V] in fp32 and, with a cache, the cache holding the new keys and values.
 
@@ -78,9 +81,17 @@ def forward(
     With a `mesh`, the residual stream is constrained to be split over the batch axes at every
     layer: without it XLA may gather the batch instead of the (fsdp-sharded) weights, and every
     device would compute every row.
+
+    `prefill=True` promises a cache of T slots that holds nothing yet and positions 0..T-1 in
+    every row (a whole prompt in one pass): attention over the cache is then causal attention
+    over this call's keys, which on TPU runs as splash attention (`splash.py`), as does the
+    no-cache path when positions are the default ones.
     """
     dtype = dtype or params["embed"].dtype
     B, T = tokens.shape
+    # splash masks by token index: the window must be one over indices, which default
+    # positions (and prefill's) are within each segment
+    use_splash = splash.use_splash(mesh) and (prefill or (cache is None and positions is None))
     if positions is None:
         positions = (segment_positions(segment_ids) if segment_ids is not None
                      else jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)))
@@ -88,7 +99,7 @@ def forward(
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
-    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask)
+    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
@@ -130,7 +141,7 @@ def _base_mask(positions: Int[Array, "B T"], segment_ids: Int[Array, "B T"] | No
 class _Layers:
     """The decoder layers of one `forward` call: what every layer shares (the tokens'
     positions, the mask), run under a scan over stacked weights or unrolled over a per-layer
-    cache."""
+    cache; with `use_splash`, attention is the splash kernel's over this call's keys."""
 
     cfg: ModelConfig
     dtype: Any
@@ -138,6 +149,8 @@ class _Layers:
     positions: Int[Array, "B T"]
     k_pos: Int[Array, "B S"]
     mask: Bool[Array, "B T S"]
+    segment_ids: Int[Array, "B T"] | None = None
+    use_splash: bool = False
 
     def layer(self, x, lp, window, inv_freq, kv, write):
         """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
@@ -150,8 +163,15 @@ class _Layers:
             nonlocal kv
             q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
             if kv is not None:
-                kv, (k, v) = write(kv, k, v)
+                kv, (ck, cv) = write(kv, k, v)
+                # prefill: this call's keys, as the cache holds them
+                k, v = (k.astype(ck.dtype), v.astype(ck.dtype)) if self.use_splash else (ck, cv)
                 k, v = k.astype(self.dtype), v.astype(self.dtype)
+            if self.use_splash:
+                return splash.self_attention(q, k, v, self.segment_ids, window=window,
+                                             windows=cfg.sliding_windows, scale=cfg.attn_scale,
+                                             logit_softcap=cfg.attn_logit_softcap,
+                                             mesh=self.mesh)
             in_window = (positions[:, :, None] - self.k_pos[:, None, :]) < window
             mask = self.mask & ((window == 0) | in_window)
             if kv is None:  # no cache (training, scoring): k and v are still [B, T, K, H]

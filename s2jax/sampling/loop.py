@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
+from s2jax.models import splash
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
@@ -88,10 +89,11 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
     The prompt is fed `chunk` tokens at a time, each chunk attending to the cache the earlier
     ones filled (slots <= its positions), so attention scores are [P, N, chunk, T] rather than
     [P, N, T, T]: prefill memory grows linearly in the prompt length, not quadratically. A
-    prompt of at most `chunk` slots is one pass; the result does not depend on `chunk`.
+    prompt of at most `chunk` slots is one pass; the result does not depend on `chunk`. On TPU
+    the prompt is always one pass: splash attention never holds the scores.
     """
     P, T = tokens.shape
-    C = min(T, chunk)
+    C = T if splash.use_splash(mesh) else min(T, chunk)
     if T % C:
         raise ValueError(f"prompt slots {T} are not a multiple of the prefill chunk {C}")
     pre = KVCache.zeros(cfg, P, T, cache_dtype)
@@ -102,7 +104,7 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
         ids = jax.lax.dynamic_slice_in_dim(tokens, start, C, axis=1)
         positions = jnp.broadcast_to(start + jnp.arange(C, dtype=jnp.int32), (P, C))
         hidden, pre = forward(cfg, params, ids, positions, cache=pre, dtype=dtype,
-                              return_hidden=True, mesh=mesh)
+                              return_hidden=True, mesh=mesh, prefill=C == T)
         at = lengths - 1 - start  # the prompt's last token, if it is in this chunk
         mine = (at >= 0) & (at < C)
         last = jnp.where(mine[:, None], hidden[rows, jnp.clip(at, 0, C - 1)], last)
