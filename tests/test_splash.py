@@ -7,12 +7,12 @@ import pytest
 from flax import nnx
 
 from s2jax.models import splash
+from s2jax.models.attention import attention
 from s2jax.models.config import ModelConfig
 from s2jax.models.module import Transformer
-from s2jax.models.attention import attention
 from s2jax.models.transformer import forward
+from s2jax.parallel.sharding import make_mesh
 from s2jax.sampling.loop import prefill_cache
-from s2jax.sharding import make_mesh
 
 B, T, N, K, H = 2, 200, 4, 2, 16  # T pads to 256: two 128-token kernel blocks + padding
 

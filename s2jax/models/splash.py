@@ -25,7 +25,7 @@ from jax.experimental.pallas.ops.tpu import splash_attention as sa
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
-from s2jax.sharding import logical_to_spec
+from s2jax.parallel.sharding import logical_to_spec
 
 _FORCED: dict[str, bool] = {}  # {"interpret": bool} while `forced` is active
 
