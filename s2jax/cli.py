@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if host_memory.error:  # found at `import s2jax`, which could not exit with one line
             raise S2JaxError(host_memory.error)
-        if detect_launcher() != "single":  # multi-process: join the runtime before any JAX call
+        # multi-process: join the runtime before any JAX call
+        if getattr(args, "distributed", True) and detect_launcher() != "single":
             initialize()
         return int(args.func(args) or 0)
     except S2JaxError as e:

@@ -152,6 +152,25 @@ def test_eight_devices_agree_with_one(hf_checkpoint, tmp_path):
     np.testing.assert_allclose(*losses, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~20 s idle: loads, trains 3 steps on 8 devices, exports, reloads
+def test_a_train_mesh_of_its_own_hands_the_weights_back_resharded(hf_checkpoint, tmp_path):
+    # one mesh per stage: the model samples on a tensor-parallel mesh, the step runs on fsdp;
+    # the trained weights come back onto the model's own shardings, device to device, and are
+    # the weights the run exported (what a resumed run reloads from disk)
+    mesh = make_mesh(data=2, tensor=4)
+    model, tok = s2jax.load(hf_checkpoint("llama3"), dtype="float32", mesh=mesh)
+    start = model.params()
+    config = TrainConfig(steps=3, seq_len=48, batch_size=8, learning_rate=1e-3, progress=False,
+                         mesh="fsdp=8")
+    finetune(model, tok, _examples(24), config, tmp_path / "run", mesh=mesh)
+    trained = model.params()
+    disk, _ = s2jax.load(tmp_path / "run" / "model", dtype="float32", mesh=mesh)
+    for name, value in disk.params().items():
+        assert trained[name].sharding == start[name].sharding, name
+        np.testing.assert_array_equal(trained[name], value, err_msg=name)
+    assert np.abs(np.asarray(trained["layers.q"]) - np.asarray(start["layers.q"])).max() > 1e-4
+
+
 @pytest.mark.slow
 def test_gradient_accumulation_is_a_bigger_batch(hf_checkpoint, tmp_path):
     big, _ = _run(hf_checkpoint, tmp_path, "big", steps=3, batch_size=8)

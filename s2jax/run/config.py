@@ -10,6 +10,7 @@ field, parsed by the type of the value it replaces (`s2jax.core.overrides`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import runpy
 import traceback
 from collections.abc import Callable
@@ -96,7 +97,10 @@ class ExperimentConfig:
     usc: bool = False  # run the Universal Self-Consistency stage (filter "usc")
     perturb: bool = False  # also run the task's perturbed inputs (filter "perturbation")
     train: TrainConfig = TrainConfig()  # the System 1 fine-tuning
-    mesh: str = ""  # "data=..,fsdp=..,tensor=.."; "" is one device
+    # "data=..,fsdp=..,tensor=..": where the model loads, samples and is evaluated; "" is one
+    # device. Training runs on `train.mesh` where set (over the same devices, e.g. fsdp for the
+    # step and tensor for decode), the weights resharded device to device between the stages
+    mesh: str = ""
     dtype: str | None = None  # weight dtype; None keeps the checkpoint's
     chat: bool = True  # chat-template prompts (instruct models) vs raw text
     max_batch: int = 64  # sampler rows in flight
@@ -133,12 +137,25 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise S2JaxError(f"config {message}")
-        if self.mesh:
-            # parse_mesh's module imports JAX; configs are read without it
-            from s2jax.parallel.sharding import parse_mesh
+        self._check_meshes()
 
-            if min(parse_mesh(self.mesh).values()) < 1:
-                raise S2JaxError(f"config mesh={self.mesh!r}: every axis size must be >= 1")
+    def _check_meshes(self) -> None:
+        """`mesh` and `train.mesh` parse, and span the same devices (stages share them)."""
+        if not (self.mesh or self.train.mesh):
+            return
+        from s2jax.parallel.sharding import parse_mesh  # imports JAX: only where a mesh is set
+
+        sizes = {}
+        for field, spec in (("mesh", self.mesh), ("train.mesh", self.train.mesh)):
+            if spec:
+                sizes[field] = parse_mesh(spec)
+                if min(sizes[field].values()) < 1:
+                    raise S2JaxError(f"config {field}={spec!r}: every axis size must be >= 1")
+        if len(sizes) == 2:
+            n, m = (math.prod(v.values()) for v in sizes.values())
+            if n != m:
+                raise S2JaxError(f"config train.mesh={self.train.mesh!r} spans {m} devices but "
+                                 f"mesh={self.mesh!r} spans {n}: the stages share the devices")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

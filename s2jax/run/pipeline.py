@@ -252,14 +252,16 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         if stats["kept"] or d.fail_on_empty:
             require_examples(stats, str(distill_dir / PARQUET))
             model_dir = run_dir / "train" / "model"
-            if not (model_dir / "config.json").is_file():
+            if (model_dir / "config.json").is_file():  # trained by an earlier run: from disk
+                if staged:
+                    staged.reread(run_dir / "train", run_dir / "eval")
+                weights = load(model_dir, dtype=d.dtype, mesh=mesh)[0].params()
+            else:  # trained here: `model` holds the weights, resharded onto its own mesh
                 examples = read_examples(distill_dir / PARQUET)
                 finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
                                on_stage=staged)
-            elif staged:
-                staged.reread(run_dir / "train", run_dir / "eval")
-            distilled, _ = load(model_dir, dtype=d.dtype, mesh=mesh)
-            sampler.set_params(distilled.params())  # same shapes: compiled programs are reused
+                weights = model.params()
+            sampler.set_params(weights)  # same shapes: compiled programs are reused
             final = evaluate("distilled", d.system1, student)
             rows.append(final)
             warnings += _row_warnings(final)

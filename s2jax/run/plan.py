@@ -1,11 +1,15 @@
 """Will it fit? Per-device memory of a training and a sampling configuration, before launch.
 
 Nothing is allocated: the train state and the decode state are `jax.eval_shape`d, the real
-train step (`s2jax.train.step`) and one real decode step (`s2jax.sampling.loop`) are compiled
-for a mesh of (fake) devices, and XLA's buffer assignment (`compiled.memory_analysis()`) gives
-each device's argument, output and temporary bytes. The layer scan keeps compile time flat in
-depth, so an 80-layer 70B model plans in about the time of a 2-layer one. `hand_estimate` is
-the closed form of docs/plan.md, which the compiled figures are checked against.
+train step (`s2jax.train.step`), one prefill and one real decode step (`s2jax.sampling.loop`)
+are compiled for a mesh of devices, and XLA's buffer assignment (`compiled.memory_analysis()`)
+gives each device's argument, output and temporary bytes. The devices are fake CPU devices
+(XLA:CPU's figures, which keep fp32 copies of bf16 weights), or with a `target` the chips of a
+TPU slice compiled for by the real TPU compiler (`s2jax.parallel.targets`), whose figures are
+the chips' own. Training and sampling may be planned on different meshes (`sample_mesh`), as
+a run may use them. The layer scan keeps compile time flat in depth, so an 80-layer 70B model
+plans in about the time of a 2-layer one. `hand_estimate` is the closed form of docs/plan.md,
+which the compiled figures are checked against.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +36,7 @@ from s2jax.models.lora import adapter_specs, num_adapter_params
 from s2jax.models.params import num_params, param_shardings, param_specs
 from s2jax.models.projection import LORA_SCALE
 from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh, named_sharding, parse_mesh
+from s2jax.parallel.targets import parse_target, target_mesh
 from s2jax.run.config import load_config
 from s2jax.sampling import loop
 from s2jax.sampling.token_rules import SamplingMethod
@@ -46,38 +52,41 @@ DEFAULT_SAMPLE_BATCH = 64  # decode rows when neither an option nor a config say
 
 @dataclasses.dataclass(frozen=True)
 class PlanInputs:
-    """What `plan` plans: a model's shapes, its fine-tuning, the mesh and the sampler's sizes."""
+    """What `plan` plans: a model's shapes, its fine-tuning, the meshes and the sampler's
+    sizes."""
 
     model: ModelConfig
     train: TrainConfig
-    mesh: dict[str, int]
+    mesh: dict[str, int]  # the train step's
+    sample_mesh: dict[str, int]  # prefill and decode's
     sample_batch: int
     max_len: int  # sampler cache slots per row
     sample_dtype: str | None
     name: str  # the model's name in the report
 
 
-def plan_inputs(target: str, devices: int, *, mesh: str | None = None,
-                train_changes: Mapping[str, Any] | None = None,
+def plan_inputs(config: str, devices: int, *, mesh: str | None = None,
+                sample_mesh: str | None = None, train_changes: Mapping[str, Any] | None = None,
                 change_name: Callable[[str], str] = set_flag, sample_batch: int | None = None,
                 max_len: int | None = None, sample_dtype: str | None = None) -> PlanInputs:
-    """The inputs of `plan` for `target`, an experiment config `path.py[:arg]` (its
+    """The inputs of `plan` for `config`, an experiment config `path.py[:arg]` (its
     `model_shape`, else its `model`; its train config, mesh and sampler sizes) or a model (an
     HF config.json, checkpoint dir, .gguf or fetched model's name: its shapes, with a default
     `TrainConfig`).
 
     Given values win over the config's: `train_changes` are dotted `TrainConfig` fields
-    (`change_name` names one in errors). The mesh defaults to fsdp over every device, the sample
-    batch to the config's `max_batch` (else 64), the cache length to the config's `max_len`
-    (else the model's max positions).
+    (`change_name` names one in errors). The mesh defaults to fsdp over every device, the
+    sampling mesh to the mesh, the sample batch to the config's `max_batch` (else 64), the
+    cache length to the config's `max_len` (else the model's max positions).
     """
-    exp = load_config(target)[0] if target.partition(":")[0].endswith(".py") else None
-    shape = (exp.model_shape or exp.model) if exp else target
+    exp = load_config(config)[0] if config.partition(":")[0].endswith(".py") else None
+    shape = (exp.model_shape or exp.model) if exp else config
     model = load_model_config(shape)
     train = override(exp.train if exp else TrainConfig(), train_changes or {}, name=change_name)
+    mesh = mesh or (exp.mesh if exp else "") or f"fsdp={devices}"
     return PlanInputs(
-        model=model, train=train,
-        mesh=parse_mesh(mesh or (exp.mesh if exp else "") or f"fsdp={devices}"),
+        model=model, train=train, mesh=parse_mesh(mesh),
+        sample_mesh=parse_mesh(sample_mesh or mesh),
         sample_batch=sample_batch or (exp.max_batch if exp else DEFAULT_SAMPLE_BATCH),
         max_len=max_len or (exp.max_len if exp else None) or model.max_position_embeddings,
         sample_dtype=sample_dtype or (exp.dtype if exp else None), name=Path(shape).stem)
@@ -89,7 +98,7 @@ class PlanReport:
 
     model: str
     num_params: int
-    mesh: dict[str, int]
+    mesh: dict[str, int]  # the train step's
     device_memory: int  # bytes per device
     # the train step, from XLA's memory analysis
     params: int  # the state's (trained) weights, in `param_dtype`: with LoRA, the adapters
@@ -114,6 +123,10 @@ class PlanReport:
     hand: dict[str, int]  # the closed-form figures of `hand_estimate`
     remat: str = "none"  # the remat policy planned for
     lora: str = ""  # e.g. "rank 16 on q,k,v,o,gate,up,down: 207.6M adapter params"; "" full
+    compiler: str = "XLA:CPU"  # whose memory analysis: "XLA:CPU" (fake devices) or "TPU v5p-64"
+    sample_mesh: dict[str, int] | None = None  # prefill and decode's, where not `mesh`
+    # programs the TPU compiler refused for want of memory (their temporaries as it reported)
+    out_of_memory: tuple[str, ...] = ()
 
     @property
     def fits_train(self) -> bool:
@@ -141,7 +154,9 @@ class PlanReport:
 
     def table(self) -> str:
         """The report as text: compiled and hand figures per device, in GiB."""
-        mesh = ",".join(f"{k}={v}" for k, v in self.mesh.items())
+        mesh = _mesh_text(self.mesh)
+        if self.sample_mesh and self.sample_mesh != self.mesh:
+            mesh = f"{mesh} (train), {_mesh_text(self.sample_mesh)} (sampling)"
         cap = self.device_memory / GiB
         rows = [("frozen base (LoRA)", self.frozen, "frozen")] if self.frozen else []
         rows += [("trained params", self.params, "params"),
@@ -157,10 +172,10 @@ class PlanReport:
         lines = [f"{self.model}: {self.num_params / 1e9:.2f}B params, mesh {mesh} "
                  f"({math.prod(self.mesh.values())} devices x {cap:.0f} GiB)"
                  + (f"; LoRA {self.lora}" if self.lora else ""),
-                 f"{'per device':<28}{'compiled GiB':>14}{'hand GiB':>10}"]
+                 f"{'per device':<28}{self.compiler + ' GiB':>20}{'hand GiB':>10}"]
         for name, value, key in rows:
             hand = f"{self.hand[key] / GiB:10.2f}" if key else f"{'-':>10}"
-            lines.append(f"{name:<28}{value / GiB:14.2f}{hand}")
+            lines.append(f"{name:<28}{value / GiB:20.2f}{hand}")
         verdict = lambda ok, total: (f"fits ({total / GiB:.1f} of {cap:.0f} GiB)" if ok else
                                      f"does NOT fit ({total / GiB:.1f} > {cap:.0f} GiB)")
         lines.append(f"train: {verdict(self.fits_train, self.train_total)}")
@@ -170,8 +185,16 @@ class PlanReport:
         sample_peak = max(self.sample_total, self.prefill_total)
         lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
                      f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")
-        lines.append(f"remat {self.remat}; compiled in {self.compile_seconds:.1f} s")
+        if self.out_of_memory:
+            lines.append(f"{self.compiler} ran out of memory compiling "
+                         f"{', '.join(self.out_of_memory)}: its temporaries as it reported them")
+        lines.append(f"remat {self.remat}; compiled by {self.compiler} in "
+                     f"{self.compile_seconds:.1f} s")
         return "\n".join(lines)
+
+
+def _mesh_text(sizes: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sizes.items())
 
 
 def _shard_bytes(x) -> int:
@@ -179,19 +202,30 @@ def _shard_bytes(x) -> int:
     return math.prod(x.sharding.shard_shape(x.shape)) * jnp.dtype(x.dtype).itemsize
 
 
-def _check(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, int],
-           devices: int, sample_batch: int) -> None:
-    unknown = set(mesh_sizes) - set(MESH_AXES)
-    if unknown:
-        raise S2JaxError(f"--mesh: unknown axes {sorted(unknown)} (expected data, fsdp, tensor)")
-    want = math.prod(mesh_sizes.get(a, 1) for a in MESH_AXES)
-    if want != devices:
-        raise S2JaxError(f"--mesh {mesh_sizes} needs {want} devices but --devices is {devices}")
-    if devices > len(jax.devices()):
-        raise S2JaxError(f"--devices {devices}: this process has {len(jax.devices())} devices "
+def _full(sizes: dict[str, int]) -> dict[str, int]:
+    """`sizes` with every mesh axis (missing ones 1), unknown axes kept for `_check`."""
+    return {a: int(sizes.get(a, 1)) for a in MESH_AXES} | {
+        k: v for k, v in sizes.items() if k not in MESH_AXES}
+
+
+def _check(train_cfg: TrainConfig, mesh_sizes: dict[str, int], sample_mesh: dict[str, int],
+           devices: int, sample_batch: int, available: int | None) -> None:
+    """Both meshes name known axes, use `devices` devices, and split their batches evenly;
+    `available`: the devices this process can plan for (None: a TPU target's own)."""
+    for flag, sizes in (("--mesh", mesh_sizes), ("--sample-mesh", sample_mesh)):
+        unknown = set(sizes) - set(MESH_AXES)
+        if unknown:
+            raise S2JaxError(f"{flag}: unknown axes {sorted(unknown)} (expected data, fsdp, "
+                             f"tensor)")
+        want = math.prod(sizes.get(a, 1) for a in MESH_AXES)
+        if want != devices:
+            raise S2JaxError(f"{flag} {sizes} needs {want} devices but --devices is {devices}")
+    if available is not None and devices > available:
+        raise S2JaxError(f"--devices {devices}: this process has {available} devices "
                          "(run `s2jax plan`, which starts JAX with enough fake CPU devices)")
-    rows = mesh_sizes.get("data", 1) * mesh_sizes.get("fsdp", 1)
-    for name, value in (("batch_size", train_cfg.batch_size), ("sample batch", sample_batch)):
+    for name, value, sizes in (("batch_size", train_cfg.batch_size, mesh_sizes),
+                               ("sample batch", sample_batch, sample_mesh)):
+        rows = sizes.get("data", 1) * sizes.get("fsdp", 1)
         if value % rows:
             raise S2JaxError(f"{name} {value}: expected a multiple of data x fsdp = {rows}")
 
@@ -219,11 +253,15 @@ def planned_remat(remat: str) -> str:
 
 
 def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int],
-                  sample_batch: int, sample_max_len: int, sample_dtype: str) -> dict[str, int]:
+                  sample_batch: int, sample_max_len: int, sample_dtype: str, *,
+                  sample_mesh: dict[str, int] | None = None, flash: bool = False
+                  ) -> dict[str, int]:
     """The closed form of docs/plan.md: per-device bytes, each term divided by its sharding.
 
     With LoRA the trained params are the adapters and the base is frozen in the sampling dtype
-    (the dtype the run loads the model in), with no gradient, update or Adam moments.
+    (the dtype the run loads the model in), with no gradient, update or Adam moments. Sampling
+    terms are split over `sample_mesh` (default: `mesh_sizes`). `flash`: attention never holds
+    the [T, T] scores (splash on TPU, cuDNN on GPU), only their fp32 log-sum-exp per row.
     """
     data, fsdp, tensor = (mesh_sizes.get(a, 1) for a in MESH_AXES)
     pb, cb = jnp.dtype(tcfg.param_dtype).itemsize, jnp.dtype(tcfg.compute_dtype).itemsize
@@ -246,13 +284,13 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     # ([B,T,D]-sized) in the compute dtype, scores and probabilities [B, N, T, T] in fp32,
     # gate, up and silu(gate)*up [B, T, F]
     qkv = t * (N + 2 * K) * H * cb // tensor
-    layer = (4 * carry + qkv + t * N * H * cb // tensor + 2 * rows * N * T * T * 4 // tensor
-             + 3 * t * F * cb // tensor)
+    scores = rows * N * T * 4 // tensor if flash else 2 * rows * N * T * T * 4 // tensor
+    layer = 4 * carry + qkv + t * N * H * cb // tensor + scores + 3 * t * F * cb // tensor
     remat = planned_remat(tcfg.remat)
     if remat == "full":
         saved = L * carry + layer  # layer inputs, plus one layer recomputed at a time
     elif remat == "dots":
-        saved = L * (layer - 2 * rows * N * T * T * 4 // tensor) + layer
+        saved = L * (layer - scores) + layer
     else:
         saved = L * layer
     # the fused LM head + loss holds one chunk's fp32 logits and their gradient at a time
@@ -262,9 +300,10 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
     # is a second gradient-sized buffer
     temp = 2 * grads + saved + logits
     batch = 4 * tcfg.grad_accum * t * 4
+    data, fsdp, tensor = (_full(sample_mesh or mesh_sizes)[a] for a in MESH_AXES)
     kv = 2 * L * sample_batch * sample_max_len * K * H * sb // (data * fsdp)
     kv //= tensor if K % tensor == 0 else 1
-    sample_params = P * sb // shard
+    sample_params = P * sb // (fsdp * tensor)
     return dict(frozen=frozen, params=params, grads=grads, adam=adam,
                 activations=saved + logits, temp=temp, batch=batch,
                 train_total=frozen + params + adam + batch + temp, kv_cache=kv,
@@ -303,7 +342,33 @@ def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype=Non
     batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32 if k == "weights" else jnp.int32,
                                      sharding=sharding)
              for k in ("tokens", "targets", "segment_ids", "weights")}
-    return step.lower(target, frozen, batch).compile().memory_analysis(), target, batch
+    return _memory(step.lower(target, frozen, batch), (target, frozen, batch)), target, batch
+
+
+@dataclasses.dataclass(frozen=True)
+class OutOfMemory:
+    """A program the TPU compiler refused because it does not fit (CompileTimeHbmOom): its
+    arguments' bytes, and its temporaries as the compiler's message gives them."""
+
+    argument_size_in_bytes: int
+    temp_size_in_bytes: int
+    output_size_in_bytes: int = 0
+    alias_size_in_bytes: int = 0
+
+
+def _memory(lowered, args):
+    """The compiled program's memory analysis, or `OutOfMemory` where the (TPU) compiler
+    refuses it for want of device memory, which is itself the answer a plan asks for."""
+    try:
+        return lowered.compile().memory_analysis()
+    except jax.errors.JaxRuntimeError as e:
+        # "... memory required for HLO temporaries (167.90G) exceeds available HBM (95.73G)"
+        m = re.search(r"HLO temporaries \(([\d.]+)([KMGT]?)\)", str(e))
+        if "RESOURCE_EXHAUSTED" not in str(e) or m is None:
+            raise
+        unit = 1024 ** (" KMGT".index(m.group(2) or " "))
+        return OutOfMemory(sum(_shard_bytes(x) for x in jax.tree.leaves(args)),
+                           int(float(m.group(1)) * unit))
 
 
 def compiled_total(analysis) -> int:
@@ -327,7 +392,7 @@ def _decode_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype
     method = SamplingMethod.from_params(SamplingParams(temperature=0.7, top_k=40))
     step = jax.jit(functools.partial(loop.decode_step, cfg, method, (), dtype, mesh=mesh),
                    out_shardings=jax.tree.map(lambda x: x.sharding, state), donate_argnums=1)
-    analysis = step.lower(params, state).compile().memory_analysis()
+    analysis = _memory(step.lower(params, state), (params, state))
     return (analysis, sum(_shard_bytes(x) for x in params.values()),
             _shard_bytes(state.cache.k) + _shard_bytes(state.cache.v))
 
@@ -348,64 +413,81 @@ def prefill_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, promp
     fn = jax.jit(functools.partial(loop.prefill_into, cfg, method, (), dtype,
                                    chunk=chunk or loop.PREFILL_CHUNK, mesh=mesh),
                  out_shardings=jax.tree.map(lambda x: x.sharding, state), donate_argnums=1)
-    return fn.lower(params, state, tokens, *[rows] * 6).compile().memory_analysis()
+    return _memory(fn.lower(params, state, tokens, *[rows] * 6), (params, state, tokens))
+
+
+def _meshes(mesh_sizes, sample_mesh, devices, target):
+    """(train mesh, sampling mesh, compiler label): over this process's first `devices` (fake
+    CPU) devices, or over the chips of the TPU slice `target` names."""
+    if target is None:
+        devs = jax.devices()[:devices]
+        return (make_mesh(**mesh_sizes, devices=devs), make_mesh(**sample_mesh, devices=devs),
+                "XLA:CPU")
+    return (target_mesh(target, mesh_sizes), target_mesh(target, sample_mesh),
+            f"TPU {target.name}")
 
 
 def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, int],
-         devices: int, device_memory_gib: float, sample_batch: int, sample_max_len: int, *,
-         sample_dtype: str | None = None, name: str = "model") -> PlanReport:
-    """Compiles the train step and one decode step for `devices` devices and reports their memory.
+         devices: int, device_memory_gib: float | None, sample_batch: int, sample_max_len: int,
+         *, sample_dtype: str | None = None, name: str = "model",
+         sample_mesh: dict[str, int] | None = None, target: str | None = None) -> PlanReport:
+    """Compiles the train step, a prefill and a decode step and reports their memory per device.
 
     Args:
       model_cfg: the model's shapes (e.g. `ModelConfig.from_file(config.json)`).
       train_cfg: batch, sequence length, dtypes and remat of the fine-tuning run.
-      mesh_sizes: {data, fsdp, tensor} sizes (missing axes are 1); their product is `devices`.
-      devices: devices to plan for; this process must have at least that many.
-      device_memory_gib: memory of one device, GiB.
+      mesh_sizes: {data, fsdp, tensor} sizes of the train step's mesh (missing axes are 1);
+        their product is `devices`.
+      devices: devices to plan for; this process must have at least that many (without
+        `target`) or the slice exactly that many chips.
+      device_memory_gib: memory of one device, GiB (None with a `target`: its chips' HBM).
       sample_batch: decode rows of the sampler; sample_max_len: its cache slots per row.
       sample_dtype: weight and cache dtype of the sampler (default: the train compute dtype).
       name: the model's name in the report.
+      sample_mesh: the mesh of prefill and decode (default: `mesh_sizes`).
+      target: a TPU slice (`v5p-64`, ...): compile for its chips with the TPU compiler.
 
     Returns:
       A `PlanReport` of per-device bytes and whether training and sampling fit.
     """
-    mesh_sizes = {a: int(mesh_sizes.get(a, 1)) for a in MESH_AXES} | {
-        k: v for k, v in mesh_sizes.items() if k not in MESH_AXES}
+    tpu = parse_target(target) if target else None
+    mesh_sizes, sample_mesh = _full(mesh_sizes), _full(sample_mesh or mesh_sizes)
     remat = train_cfg.remat
     if remat == "auto":
         train_cfg = dataclasses.replace(train_cfg, remat=planned_remat(remat))
         remat = "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them"
-    _check(model_cfg, train_cfg, mesh_sizes, devices, sample_batch)
-    mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:devices])
+    _check(train_cfg, mesh_sizes, sample_mesh, devices, sample_batch,
+           None if tpu else len(jax.devices()))
+    if tpu and devices != tpu.chips:
+        raise S2JaxError(f"--devices {devices}: {tpu.name} has {tpu.chips} chips")
+    mesh, smesh, compiler = _meshes(mesh_sizes, sample_mesh, devices, tpu)
+    memory = device_memory_gib or (tpu.hbm_gib if tpu else 0)
     sample_dtype = sample_dtype or train_cfg.compute_dtype
     t0 = time.perf_counter()
-    train, target, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
+    train, state, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
     frozen = frozen_weights(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
-    decode, sample_params, kv = _decode_memory(model_cfg, mesh, sample_batch, sample_max_len,
+    decode, sample_params, kv = _decode_memory(model_cfg, smesh, sample_batch, sample_max_len,
                                                jnp.dtype(sample_dtype))
-    prefill = prefill_memory(model_cfg, mesh, sample_batch, sample_max_len, sample_max_len,
+    prefill = prefill_memory(model_cfg, smesh, sample_batch, sample_max_len, sample_max_len,
                              jnp.dtype(sample_dtype))
     seconds = time.perf_counter() - t0
-
-    params = sum(_shard_bytes(x) for x in jax.tree.leaves(target.params))
-    opt = sum(_shard_bytes(x) for x in jax.tree.leaves(target.opt_state))
-    frozen_bytes = sum(_shard_bytes(x) for x in jax.tree.leaves(frozen))
-    batch_bytes = sum(_shard_bytes(x) for x in batch.values())
-
+    total = lambda tree: sum(_shard_bytes(x) for x in jax.tree.leaves(tree))
     return PlanReport(
         model=name, num_params=num_params(model_cfg), mesh=mesh_sizes,
-        device_memory=int(device_memory_gib * GiB), params=params, opt_state=opt,
-        frozen=frozen_bytes,
-        batch=batch_bytes, activations=train.temp_size_in_bytes,
-        train_arguments=train.argument_size_in_bytes, train_total=compiled_total(train),
-        sample_params=sample_params, kv_cache=kv, sample_arguments=decode.argument_size_in_bytes,
-        decode_temp=decode.temp_size_in_bytes,
+        device_memory=int(memory * GiB), params=total(state.params),
+        opt_state=total(state.opt_state), frozen=total(frozen), batch=total(batch),
+        activations=train.temp_size_in_bytes, train_arguments=train.argument_size_in_bytes,
+        train_total=compiled_total(train), sample_params=sample_params, kv_cache=kv,
+        sample_arguments=decode.argument_size_in_bytes, decode_temp=decode.temp_size_in_bytes,
         sample_total=compiled_total(decode), sample_batch=sample_batch,
-        sample_max_len=sample_max_len,
-        prefill_temp=prefill.temp_size_in_bytes, prefill_total=compiled_total(prefill),
-        compile_seconds=seconds,
+        sample_max_len=sample_max_len, prefill_temp=prefill.temp_size_in_bytes,
+        prefill_total=compiled_total(prefill), compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
-                           sample_dtype), remat=remat, lora=_lora_summary(model_cfg, train_cfg))
+                           sample_dtype, sample_mesh=sample_mesh, flash=tpu is not None),
+        remat=remat, lora=_lora_summary(model_cfg, train_cfg), compiler=compiler,
+        sample_mesh=sample_mesh, out_of_memory=tuple(
+            name for name, a in (("train step", train), ("decode", decode), ("prefill", prefill))
+            if isinstance(a, OutOfMemory)))
 
 
 def _lora_summary(cfg: ModelConfig, tcfg: TrainConfig) -> str:

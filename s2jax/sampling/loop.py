@@ -97,6 +97,10 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
     if T % C:
         raise ValueError(f"prompt slots {T} are not a multiple of the prefill chunk {C}")
     pre = KVCache.zeros(cfg, P, T, cache_dtype)
+    if mesh is not None:  # rows over the batch axes, as the decode state's: unconstrained, the
+        # partitioner may keep every row's cache on every device (70B, 64 x 4096: 40 GiB each)
+        pre = jax.lax.with_sharding_constraint(
+            pre, named_sharding(mesh, KVCache.AXES, KVCache.shape(cfg, P, T)))
     rows = jnp.arange(P)
 
     def one(carry, start):

@@ -282,8 +282,10 @@ def _batches(data: list[TokenizedExample], config: TrainConfig) -> tuple[Batches
 def _write_back(model, params: dict) -> None:
     """Puts trained weights into `model`, each in the dtype the model holds it in."""
     for name, value in params.items():
+        # back onto the model's own shardings: the sampler's mesh where the train step ran on
+        # another, resharded device to device
         old = model.param(name).get_value()
-        model.param(name).set_value(value.astype(old.dtype))
+        model.param(name).set_value(jax.device_put(value.astype(old.dtype), old.sharding))
     model.identity = None  # the weights are no longer the files' it was loaded from
 
 
