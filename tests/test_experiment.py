@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,20 @@ def test_bad_overrides_are_one_line_errors(item, message):
     with pytest.raises(S2JaxError) as e:
         apply_overrides(base, [item])
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_stage_meshes_are_checked_when_the_config_is_built():
+    # sampling on tensor=4 and training on fsdp=4 over the same 4 devices is one config ...
+    base = ExperimentConfig(name="x", model="m", task="last_letter", method="rar_1step",
+                            mesh="tensor=4")
+    assert apply_overrides(base, ["train.mesh=fsdp=4"]).train.mesh == "fsdp=4"
+    # ... but stages on different numbers of devices, or a bad mesh, are refused at once
+    for item, message in [("train.mesh=fsdp=8", "train.mesh='fsdp=8' spans 8 devices but "
+                                               "mesh='tensor=4' spans 4"),
+                          ("train.mesh=pipe=2", "expected e.g. data=2,fsdp=2,tensor=2"),
+                          ("mesh=fsdp=0", "config mesh='fsdp=0': every axis size must be >= 1")]:
+        with pytest.raises(S2JaxError, match=re.escape(message)):
+            apply_overrides(base, [item])
 
 
 def test_sweep_dry_run_lists_every_point_once():

@@ -91,6 +91,22 @@ def test_bad_mesh_or_devices_is_one_line_error(mesh, devices, match):
     assert "\n" not in str(e.value)
 
 
+def test_sampling_planned_on_a_mesh_of_its_own():
+    # tensor parallel for decode, fsdp for the step: each stage's terms split by its own mesh
+    cfg = _small()
+    train = TrainConfig(batch_size=8, seq_len=64, remat="full")
+    r = plan(cfg, train, dict(fsdp=4), 4, 1.0, 8, 128, sample_mesh=dict(tensor=4))
+    one = plan(cfg, train, dict(fsdp=4), 4, 1.0, 8, 128)
+    assert r.sample_mesh == dict(data=1, fsdp=1, tensor=4) and "(sampling)" in r.table()
+    L, K, H = cfg.num_layers, cfg.num_kv_heads, cfg.head_dim
+    assert r.kv_cache == 2 * L * 8 * 128 * (K // 4) * H * 4  # every row, a quarter of the heads
+    assert one.kv_cache == 2 * L * (8 // 4) * 128 * K * H * 4  # a quarter of the rows
+    assert (r.train_total, r.params) == (one.train_total, one.params)  # same train step
+    assert r.hand["kv_cache"] == r.kv_cache and one.hand["kv_cache"] == one.kv_cache
+    with pytest.raises(S2JaxError, match="--sample-mesh .* needs 2 devices"):
+        plan(cfg, train, dict(fsdp=4), 4, 1.0, 8, 128, sample_mesh=dict(tensor=2))
+
+
 @pytest.mark.slow
 def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     shape = tmp_path / "config.json"
@@ -113,6 +129,11 @@ def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     assert main(["plan", str(tmp_path / "missing.json"), "--devices", "1",
                  "--device-memory", "1"]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert main(["plan", str(shape), "--devices", "4"]) == 2
+    assert "--devices and --device-memory are required without --target" in \
+        capsys.readouterr().err
+    assert main(["plan", str(shape), "--target", "v5p-8", "--devices", "8"]) == 2
+    assert "v5p-8 has 4 chips" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -305,22 +305,30 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       progress: progress bars on stderr.
     """
     # JAX only when a run starts (commands import this module early)
+    import jax
+
     from s2jax.models.loading import load
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.sampling import Sampler
+    from s2jax.sampling.multihost import MultihostSampler
 
     run_dir = Path(run_dir)
     d = resolve(config, run_dir, tasks=tasks)
     d = dataclasses.replace(d, train=dataclasses.replace(
         d.train, progress=progress and d.train.progress))  # steps, loss, tokens/s and ETA
-    with locked(run_dir, key=d.fingerprint):  # before the model loads: a second run is
-        claim(run_dir, d.fingerprint, d.config)  # refused at once
+    writer, _ = processes()
+    # before the model loads: a second run is refused at once (process 0 locks and claims)
+    with locked(run_dir, writer=writer, key=d.fingerprint):
+        claim(run_dir, d.fingerprint, d.config, writer=writer)
         if (run_dir / "results.json").is_file():
             log(f"[{config.name}] done already: {run_dir / 'results.json'}")
             return json.loads((run_dir / "results.json").read_text())
         mesh = mesh_from_spec(config.mesh)
         model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
-        sampler = Sampler(model, tokenizer, mesh=mesh, max_batch=config.max_batch,
-                          max_len=config.max_len, chat=config.chat)
+        # across processes each samples its share of the prompts on a replica over its own
+        # devices (no cross-host collective per token), while training uses the whole mesh
+        kind = Sampler if jax.process_count() == 1 else MultihostSampler
+        sampler = kind(model, tokenizer, max_batch=config.max_batch, max_len=config.max_len,
+                       chat=config.chat, **({"mesh": mesh} if kind is Sampler else {}))
         return run_distillation(d, run_dir, model, tokenizer, sampler, mesh=mesh, log=log,
                                 progress=progress)

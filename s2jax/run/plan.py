@@ -75,18 +75,22 @@ def plan_inputs(config: str, devices: int, *, mesh: str | None = None,
     `TrainConfig`).
 
     Given values win over the config's: `train_changes` are dotted `TrainConfig` fields
-    (`change_name` names one in errors). The mesh defaults to fsdp over every device, the
-    sampling mesh to the mesh, the sample batch to the config's `max_batch` (else 64), the
-    cache length to the config's `max_len` (else the model's max positions).
+    (`change_name` names one in errors). A run samples on the config's `mesh` and trains on its
+    `train.mesh` where set: the train step's mesh is `mesh`, else the train config's, else the
+    config's, else fsdp over every device; the sampling mesh is `sample_mesh`, else `mesh` (one
+    mesh for both stages), else the config's, else the train step's. The sample batch defaults
+    to the config's `max_batch` (else 64), the cache length to the config's `max_len` (else the
+    model's max positions).
     """
     exp = load_config(config)[0] if config.partition(":")[0].endswith(".py") else None
     shape = (exp.model_shape or exp.model) if exp else config
     model = load_model_config(shape)
     train = override(exp.train if exp else TrainConfig(), train_changes or {}, name=change_name)
-    mesh = mesh or (exp.mesh if exp else "") or f"fsdp={devices}"
+    run_mesh = exp.mesh if exp else ""
+    train_mesh = mesh or train.mesh or run_mesh or f"fsdp={devices}"
     return PlanInputs(
-        model=model, train=train, mesh=parse_mesh(mesh),
-        sample_mesh=parse_mesh(sample_mesh or mesh),
+        model=model, train=train, mesh=parse_mesh(train_mesh),
+        sample_mesh=parse_mesh(sample_mesh or mesh or run_mesh or train_mesh),
         sample_batch=sample_batch or (exp.max_batch if exp else DEFAULT_SAMPLE_BATCH),
         max_len=max_len or (exp.max_len if exp else None) or model.max_position_embeddings,
         sample_dtype=sample_dtype or (exp.dtype if exp else None), name=Path(shape).stem)
@@ -308,6 +312,25 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
                 activations=saved + logits, temp=temp, batch=batch,
                 train_total=frozen + params + adam + batch + temp, kv_cache=kv,
                 sample_params=sample_params, sample_total=sample_params + kv)
+
+
+def hand_table(hand: dict[str, int], title: str, device_memory_gib: float) -> str:
+    """`hand_estimate`'s figures as text, with whether each stage fits (no compiler involved:
+    for GPUs, whose compiler a CPU machine does not have)."""
+    cap = device_memory_gib * GiB
+    lines = [title, f"{'per device (hand)':<28}{'GiB':>10}"]
+    for name, key in (("frozen base (LoRA)", "frozen"), ("trained params", "params"),
+                      ("optimizer state", "adam"), ("batch", "batch"),
+                      ("activations + grads (temp)", "temp"), ("train total", "train_total"),
+                      ("sampling params", "sample_params"), ("KV cache", "kv_cache"),
+                      ("sampling total", "sample_total")):
+        if key != "frozen" or hand[key]:
+            lines.append(f"{name:<28}{hand[key] / GiB:10.2f}")
+    for stage, key in (("train", "train_total"), ("sample (weights + KV cache)", "sample_total")):
+        ok = hand[key] <= cap
+        lines.append(f"{stage}: {'fits' if ok else 'does NOT fit'} ({hand[key] / GiB:.1f} "
+                     f"{'of' if ok else '>'} {device_memory_gib:.0f} GiB)")
+    return "\n".join(lines)
 
 
 def _abstract_weights(cfg: ModelConfig, mesh: Mesh, dtype) -> dict[str, jax.ShapeDtypeStruct]:

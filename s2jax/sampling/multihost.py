@@ -60,7 +60,17 @@ def local_replica(model, local_mesh: dict[str, int] | None = None) -> tuple[Tran
       and the local mesh they are on.
     """
     cfg = model.config
-    devices = _model_devices(model)
+    params, mesh = replicate(cfg, model.params(), _model_devices(model), local_mesh)
+    replica = Transformer.from_weights(Weights(cfg, params, dict(
+        getattr(model, "generation_config", None) or {})))
+    replica.dtype = getattr(model, "dtype", None)
+    return replica, mesh
+
+
+def replicate(cfg: ModelConfig, params: dict[str, jax.Array], devices: list,
+              local_mesh: dict[str, int] | None = None) -> tuple[dict[str, jax.Array], Mesh]:
+    """`params` (on a mesh over `devices`, every process's) as this process's whole copy over
+    its own devices, and that local mesh. Collective: call everywhere."""
     by_process: dict[int, list] = {}
     for d in devices:
         by_process.setdefault(d.process_index, []).append(d)
@@ -80,17 +90,13 @@ def local_replica(model, local_mesh: dict[str, int] | None = None) -> tuple[Tran
                 MESH_AXES)
     specs = {name: logical_to_spec(spec.axes, spec.shape, mesh)
              for name, spec in param_specs(cfg).items()}
-    params = model.params()
     # One program reshards every weight: fsdp shards from other hosts are gathered, and each
     # process ends up holding the whole model over its own devices (replicated on "process").
     gathered = jax.jit(lambda p: p, out_shardings={
         k: NamedSharding(global_mesh, specs[k]) for k in params})(params)
-    replica = Transformer.from_weights(Weights(cfg, {
-        name: jax.make_array_from_single_device_arrays(
-            x.shape, NamedSharding(mesh, specs[name]), [s.data for s in x.addressable_shards])
-        for name, x in gathered.items()}, dict(getattr(model, "generation_config", None) or {})))
-    replica.dtype = getattr(model, "dtype", None)
-    return replica, mesh
+    return {name: jax.make_array_from_single_device_arrays(
+        x.shape, NamedSharding(mesh, specs[name]), [s.data for s in x.addressable_shards])
+        for name, x in gathered.items()}, mesh
 
 
 def _allgather_json(obj) -> list:
@@ -125,6 +131,14 @@ class MultihostSampler:
                  **sampler_kwargs):
         replica, mesh = local_replica(model, local_mesh)
         self.sampler = Sampler(replica, tokenizer, mesh=mesh, **sampler_kwargs)
+        self.local_mesh = {a: mesh.shape[a] for a in MESH_AXES}
+
+    def set_params(self, params: dict[str, jax.Array]) -> None:
+        """Swaps in new weights (on the mesh over all processes, e.g. after fine-tuning): each
+        process's replica is remade from them. Collective: call everywhere."""
+        devices = list(params["embed"].sharding.mesh.devices.flat)
+        self.sampler.set_params(replicate(self.sampler.cfg, params, devices,
+                                          self.local_mesh)[0])
 
     def __call__(self, prompts: Sequence[Prompt], params: SamplingParams, **kwargs
                  ) -> list[list[Sample]]:
