@@ -21,7 +21,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.experimental.pallas.ops.tpu import splash_attention as sa
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
@@ -39,6 +38,14 @@ def forced(interpret: bool = True):
         yield
     finally:
         _FORCED.clear()
+
+
+def _sa():
+    """JAX's splash attention package, imported where used: Pallas costs every process that
+    imports the model a noticeable start-up otherwise, and only TPU programs need it."""
+    from jax.experimental.pallas.ops.tpu import splash_attention
+
+    return splash_attention
 
 
 def platform(mesh: Mesh | None) -> str:
@@ -61,6 +68,7 @@ def _block(T: int) -> int:
 @functools.lru_cache(maxsize=64)
 def _kernel(T: int, N: int, window: int, softcap: float | None, interpret: bool):
     """The kernel for N query heads over T tokens, causal, within `window` (0: unlimited)."""
+    sa = _sa()
     if window:  # key s is in the window of query t when t - window < s <= t
         mask = sa.LocalMask((T, T), window_size=(window - 1, 0), offset=0)
     else:
@@ -139,10 +147,11 @@ def _sharded(q, k, v, segment_ids, window, scale, softcap, mesh):
         k, v = (jnp.repeat(x, N // x.shape[1], axis=1) for x in (k, v))
     heads = N // (mesh.shape[q_spec[1]] if q_spec[1] is not None and mesh is not None else 1)
     kernel = _kernel(T + pad, heads, window, softcap, _FORCED.get("interpret", False))
+    segments = _sa().SegmentIds
 
     def rows(q, k, v, seg):
         one = lambda q, k, v, s: kernel(q, k, v, segment_ids=None if s is None
-                                        else sa.SegmentIds(q=s, kv=s))
+                                        else segments(q=s, kv=s))
         return jax.vmap(one)(q, k, v, seg)
 
     if any(q_spec):
