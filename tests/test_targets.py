@@ -10,7 +10,7 @@ import pytest
 from s2jax.core.errors import S2JaxError
 from s2jax.models.transformer import forward, param_specs
 from s2jax.parallel.targets import libtpu_missing, parse_target, target_mesh
-from s2jax.run.plan import hand_estimate, plan
+from s2jax.run.plan import OutOfMemory, _memory, hand_estimate, plan
 from s2jax.train.config import TrainConfig
 from tests.test_plan import _small
 
@@ -77,3 +77,26 @@ def test_a_plan_compiled_for_a_tpu_slice():
     assert r.sample_params == pytest.approx(h["sample_params"], rel=0.01)
     assert r.fits_train and r.fits_sample
     assert "TPU_WORKER_HOSTNAMES" not in os.environ  # set only while libtpu loaded
+
+
+def test_a_program_the_tpu_compiler_refuses_is_reported_with_its_temporaries():
+    # the compiler's own verdict is the plan's answer: this message came from compiling
+    # Llama-2-70B's prefill of 64 x 4096 on v5p-64 with an unsharded prompt cache
+    message = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, the "
+               "total memory required for HLO temporaries (167.90G) exceeds available HBM "
+               "(95.73G). HLO module: jit_prefill_into.")
+
+    class Refused:
+        def compile(self):
+            raise jax.errors.JaxRuntimeError(message)
+
+    arg = jax.ShapeDtypeStruct((1024, 1024), jnp.float32,
+                               sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    got = _memory(Refused(), {"w": arg})
+    assert isinstance(got, OutOfMemory) and got.argument_size_in_bytes == 4 * 2**20
+    assert got.temp_size_in_bytes == int(167.90 * 2**30)
+    with pytest.raises(jax.errors.JaxRuntimeError):  # any other failure is not a verdict
+        class Broken:
+            def compile(self):
+                raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+        _memory(Broken(), {})
