@@ -10,7 +10,7 @@ from s2jax.cli import main
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.run.plan import GiB, hand_estimate, plan
+from s2jax.run.plan import GiB, hand_estimate, plan, plan_inputs
 from s2jax.train.config import LoraConfig, TrainConfig
 
 SHAPES = Path(__file__).resolve().parents[1] / "configs" / "models"
@@ -91,6 +91,7 @@ def test_bad_mesh_or_devices_is_one_line_error(mesh, devices, match):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow  # ~30-55 s: two plans (six programs) compiled on 4 fake devices
 def test_sampling_planned_on_a_mesh_of_its_own():
     # tensor parallel for decode, fsdp for the step: each stage's terms split by its own mesh
     cfg = _small()
@@ -105,6 +106,45 @@ def test_sampling_planned_on_a_mesh_of_its_own():
     assert r.hand["kv_cache"] == r.kv_cache and one.hand["kv_cache"] == one.kv_cache
     with pytest.raises(S2JaxError, match="--sample-mesh .* needs 2 devices"):
         plan(cfg, train, dict(fsdp=4), 4, 1.0, 8, 128, sample_mesh=dict(tensor=2))
+
+
+def test_a_run_config_plans_each_stage_on_its_own_mesh(tmp_path):
+    # a run samples on `mesh` and trains on `train.mesh`; --mesh alone puts both on one mesh
+    shape = tmp_path / "config.json"
+    write_json(shape, _small().to_hf())
+    config = tmp_path / "exp.py"
+    config.write_text(
+        "from s2jax.run.config import ExperimentConfig\n"
+        "from s2jax.train.config import TrainConfig\n"
+        "def get_config(arg=None):\n"
+        f"    return ExperimentConfig(name='x', model={str(shape)!r}, task='last_letter',\n"
+        "        method='rar_1step', mesh='tensor=4', train=TrainConfig(mesh='fsdp=4'))\n")
+    mesh = lambda **kw: dict(data=1, fsdp=1, tensor=1) | kw
+    p = plan_inputs(str(config), 4)
+    assert (p.mesh, p.sample_mesh) == (mesh(fsdp=4), mesh(tensor=4))
+    p = plan_inputs(str(config), 4, mesh="data=4")
+    assert (p.mesh, p.sample_mesh) == (mesh(data=4), mesh(data=4))
+    p = plan_inputs(str(config), 4, mesh="data=4", sample_mesh="data=2,tensor=2")
+    assert p.sample_mesh == mesh(data=2, tensor=2)
+    p = plan_inputs(str(shape), 4)  # a bare model: fsdp over every device, for both
+    assert (p.mesh, p.sample_mesh) == (mesh(fsdp=4), mesh(fsdp=4))
+
+
+def test_hand_only_plans_without_compiling(tmp_path, capsys):
+    shape = tmp_path / "config.json"
+    write_json(shape, _small().to_hf())
+    out = tmp_path / "hand.json"
+    argv = ["plan", str(shape), "--hand-only", "--devices", "4", "--mesh", "fsdp=4",
+            "--sample-mesh", "tensor=4", "--json", str(out), "--device-memory"]
+    assert main([*argv, "80"]) == 0
+    text = capsys.readouterr().out
+    assert "train on fsdp=4, sample on tensor=4" in text and "train: fits" in text
+    report = json.loads(out.read_text())
+    assert report["sample_mesh"] == dict(data=1, fsdp=1, tensor=4)
+    assert report["hand"]["train_total"] > 0
+    # a stage that does not fit exits 1, as a compiled plan does
+    assert main([*argv, "0.001"]) == 1
+    assert "does NOT fit" in capsys.readouterr().out
 
 
 @pytest.mark.slow

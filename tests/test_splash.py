@@ -60,6 +60,7 @@ def test_splash_equals_the_einsum_reference(packed, window):
                                          mask, scale=0.3), q, k, v, seg, key)
 
 
+@pytest.mark.slow  # ~20 s: two kernels (a window each) in interpret mode, with gradients
 def test_splash_soft_cap_and_a_traced_window():
     # Gemma 2's soft-capped scores; a window that a layer scan passes as a traced value picks
     # one of the model's windows
@@ -113,6 +114,7 @@ def test_forward_with_splash_equals_the_einsum_forward_and_its_gradients():
                                    err_msg=name)
 
 
+@pytest.mark.slow  # ~30 s: a model's prefill with the kernel in interpret mode
 def test_prefill_with_splash_equals_chunked_prefill():
     # on TPU a prompt is prefilled in one pass through splash; elsewhere in 128-token chunks
     cfg, params = _model(sliding_windows=(0, 24, 0))

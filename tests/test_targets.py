@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import pytest
 
 from s2jax.core.errors import S2JaxError
-from s2jax.models.transformer import forward, param_specs
+from s2jax.models.params import param_specs
+from s2jax.models.transformer import forward
 from s2jax.parallel.targets import libtpu_missing, parse_target, target_mesh
 from s2jax.run.plan import OutOfMemory, _memory, hand_estimate, plan
 from s2jax.train.config import TrainConfig

@@ -43,7 +43,7 @@ def forced(interpret: bool = True):
 def _sa():
     """JAX's splash attention package, imported where used: Pallas costs every process that
     imports the model a noticeable start-up otherwise, and only TPU programs need it."""
-    from jax.experimental.pallas.ops.tpu import splash_attention
+    from jax.experimental.pallas.ops.tpu import splash_attention  # start-up: see above
 
     return splash_attention
 

@@ -446,6 +446,8 @@ def _meshes(mesh_sizes, sample_mesh, devices, target):
         devs = jax.devices()[:devices]
         return (make_mesh(**mesh_sizes, devices=devs), make_mesh(**sample_mesh, devices=devs),
                 "XLA:CPU")
+    if devices != target.chips:
+        raise S2JaxError(f"--devices {devices}: {target.name} has {target.chips} chips")
     return (target_mesh(target, mesh_sizes), target_mesh(target, sample_mesh),
             f"TPU {target.name}")
 
@@ -481,8 +483,6 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
         remat = "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them"
     _check(train_cfg, mesh_sizes, sample_mesh, devices, sample_batch,
            None if tpu else len(jax.devices()))
-    if tpu and devices != tpu.chips:
-        raise S2JaxError(f"--devices {devices}: {tpu.name} has {tpu.chips} chips")
     mesh, smesh, compiler = _meshes(mesh_sizes, sample_mesh, devices, tpu)
     memory = device_memory_gib or (tpu.hbm_gib if tpu else 0)
     sample_dtype = sample_dtype or train_cfg.compute_dtype
