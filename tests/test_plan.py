@@ -142,9 +142,10 @@ def test_hand_only_plans_without_compiling(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["sample_mesh"] == dict(data=1, fsdp=1, tensor=4)
     assert report["hand"]["train_total"] > 0
-    # a stage that does not fit exits 1, as a compiled plan does
-    assert main([*argv, "0.001"]) == 1
-    assert "does NOT fit" in capsys.readouterr().out
+    # a stage that does not fit is a non-result (exit 4), as a compiled plan's
+    assert main([*argv, "0.001"]) == 4
+    out, err = capsys.readouterr()
+    assert "does NOT fit" in out and "would not fit in 0.001 GiB" in err
 
 
 @pytest.mark.slow
