@@ -139,6 +139,9 @@ def _check(args) -> int:
         why = None if args.hand_only else libtpu_missing()  # hand figures need no compiler
         if why:
             raise S2JaxError(f"--target {args.target}: {why}")
+        if "jax" not in sys.modules:  # libtpu reads these when JAX loads it (parse_mesh, below)
+            for k, v in quiet_env().items():
+                os.environ.setdefault(k, v)
     elif args.devices is None or args.device_memory is None:
         raise S2JaxError("--devices and --device-memory are required without --target")
     if args.devices < 1:
@@ -196,9 +199,6 @@ def _require_fit(args, fits_run: bool, fits_sample: bool) -> None:
 
 def run(args) -> int:
     devices = _check(args)
-    if args.target and "jax" not in sys.modules:  # libtpu reads these when JAX loads it
-        for k, v in quiet_env().items():
-            os.environ.setdefault(k, v)
     if not args.hand_only and not _jax_ready(devices, bool(args.target)):
         _inputs(args)  # JAX is up already: a bad config is reported here, in this process
         return _rerun(args, devices)

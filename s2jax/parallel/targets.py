@@ -91,10 +91,12 @@ def libtpu_missing() -> str | None:
 def quiet_env() -> dict[str, str]:
     """Environment for a process that only compiles for TPUs: libtpu would otherwise look for
     TPU workers and a metadata server at start-up and print errors when there are none, and
-    hold a machine-wide lock (/tmp/libtpu_lockfile) that stops a second planning process."""
+    hold a machine-wide lock (/tmp/libtpu_lockfile) that stops a second planning process. JAX's
+    persistent compilation cache is off there: a compile-only program cannot be loaded back
+    from it (without a TPU client JAX warns on every cached entry)."""
     return {"TPU_ACCELERATOR_TYPE": "v5p-8", "TPU_WORKER_HOSTNAMES": "localhost",
             "TPU_SKIP_MDS_QUERY": "1", "TPU_MIN_LOG_LEVEL": "3",
-            "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+            "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "JAX_ENABLE_COMPILATION_CACHE": "false"}
 
 
 def target_devices(target: TpuTarget) -> list:

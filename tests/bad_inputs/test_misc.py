@@ -61,6 +61,16 @@ CASES = {
                                       "nan"], None, "--device-memory nan"),
     "plan --mesh for other devices": Case([*PLAN, "--mesh", "fsdp=4"], None,
                                           "needs 4 devices but --devices is 1"),
+    "plan without --devices or --target": Case(["plan", SHAPE, "--device-memory", "1"], None,
+                                               "--devices and --device-memory are required"),
+    "plan --target of a GPU": Case(["plan", SHAPE, "--target", "h100-8"], None,
+                                   "expected a TPU slice"),
+    "plan --target of no slice size": Case(["plan", SHAPE, "--target", "v5p-6"], None,
+                                           "6 TensorCores"),
+    "plan --target with other --devices": Case(
+        ["plan", SHAPE, "--target", "v5p-8", "--devices", "8"], None, "v5p-8 has 4 chips"),
+    "plan --sample-mesh for other devices": Case([*PLAN, "--sample-mesh", "tensor=2"], None,
+                                                 "--sample-mesh tensor=2 needs 2 devices"),
     "plan of a missing model": Case(["plan", "{tmp}/nope.json", "--devices", "1",
                                      "--device-memory", "1"], None, "no such file"),
     "plan of a config.json nested deep": Case(
