@@ -140,8 +140,10 @@ def test_eight_devices_agree_with_one(hf_checkpoint, tmp_path):
     one, _ = _run(hf_checkpoint, tmp_path, "one", family="qwen2", weight_decay=0.1)
     eight, _ = _run(hf_checkpoint, tmp_path, "eight", family="qwen2", weight_decay=0.1,
                     mesh="data=2,fsdp=2,tensor=2")
+    # the step ran on the train mesh's 8 devices; the trained weights come back onto the
+    # model's own shardings (one device here), as finetune hands them back to the sampler
     q = eight.param("layers.q").get_value()
-    assert len(q.sharding.device_set) == 8 and q.addressable_shards[0].data.size < q.size
+    assert len(q.sharding.device_set) == 1
     start, _ = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
     a, b, s = _params(one), _params(eight), _params(start)
     for name in a:
