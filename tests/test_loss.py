@@ -52,11 +52,13 @@ def test_fused_loss_and_grads_equal_the_unchunked_reference(head_kind, chunk):
     def fused(head, x, weights, targets):
         return fused_loss(logits_fn, chunk, head, x, targets, weights)[0]
 
-    want, want_g = jax.jit(jax.value_and_grad(reference, (0, 1, 2)))(head, x, weights, targets)
-    got, got_g = jax.jit(jax.value_and_grad(fused, (0, 1, 2)))(head, x, weights, targets)
+    want, want_g = jax.jit(jax.value_and_grad(reference, (0, 1)))(head, x, weights, targets)
+    got, got_g = jax.jit(jax.value_and_grad(fused, (0, 1)))(head, x, weights, targets)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    # weights are data (a position of weight 0 is never scored): their cotangent is zero
+    assert not jax.grad(fused, 2)(head, x, weights, targets).any()
     # masked tokens contribute nothing: any target there gives the same loss and gradients
     noise = jax.random.randint(jax.random.PRNGKey(9), (B, T), 0, V)
     masked = jnp.where(weights > 0, targets, noise)
@@ -127,3 +129,93 @@ def test_auto_remat_is_dots_on_cpu_with_the_gradients_of_no_remat():
     assert "optimization_barrier" not in lowered["none"]
     for name in params:
         np.testing.assert_array_equal(grads["auto"][name], grads["none"][name], err_msg=name)
+
+
+def _packed_answers(B=4, T=40, seed=0):
+    """A packed batch shaped like distillation data: examples of 6-14 tokens whose last 1-3
+    targets carry loss (prompts long, answers short)."""
+    rng = np.random.default_rng(seed)
+    seg = np.zeros((B, T), np.int32)
+    w = np.zeros((B, T), np.float32)
+    for b in range(B):
+        at, s = 0, 1
+        while at < T - 3:
+            n = min(int(rng.integers(6, 15)), T - at)
+            a = int(rng.integers(1, 4))
+            seg[b, at:at + n], w[b, at + n - 1 - a:at + n - 1] = s, 1
+            at, s = at + n, s + 1
+    return dict(tokens=rng.integers(0, 64, (B, T)).astype(np.int32),
+                targets=rng.integers(0, 64, (B, T)).astype(np.int32), segment_ids=seg, weights=w)
+
+
+TINY = ModelConfig(architecture="LlamaForCausalLM", vocab_size=64, hidden_size=16,
+                   intermediate_size=24, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=4)
+
+
+def _assert_close(got, want, tol=1e-6):
+    """Equal up to `tol` of the largest magnitude (the loss; each gradient array)."""
+    for name in want:
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        assert np.abs(g - w).max() <= tol * np.abs(w).max(), name
+
+
+@pytest.mark.parametrize("chunk", [0, 8, 1000])
+def test_packed_answer_only_loss_equals_the_full_logits_loss(chunk):
+    # the head scores only the loss positions: loss and gradients as with every position's
+    # logits, to 1e-6 (of the largest gradient entry)
+    params = Transformer(TINY, rngs=nnx.Rngs(1)).params()
+    batch = _packed_answers()
+    tokens, targets, seg, w = (batch[k] for k in ("tokens", "targets", "segment_ids", "weights"))
+
+    def reference(p):
+        logits, _ = forward(TINY, p, tokens, segment_ids=seg)
+        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, targets) * w)
+
+    want, want_g = jax.jit(jax.value_and_grad(reference))(params)
+    tcfg = TrainConfig(loss_chunk=chunk, remat="none")
+    (got, _), got_g = jax.jit(jax.value_and_grad(
+        lambda p: _sums(TINY, tcfg, None, p, batch), has_aux=True))(params)
+    _assert_close({"loss": got, **got_g}, {"loss": want, **want_g})
+
+
+def test_the_head_runs_on_chunks_of_loss_positions_only():
+    x, targets, _, heads = _data(3)
+    weights = jnp.zeros((B, T)).at[0, 3].set(1.0).at[0, 9].set(1.0).at[1, 0].set(1.0)
+    calls = []
+
+    def logits_fn(head, x):
+        jax.debug.callback(lambda: calls.append(1))
+        return jnp.einsum("...d,vd->...v", x, head["embed"])
+
+    head = {"embed": heads["embed"]}
+    fused = jax.jit(lambda h, x: fused_loss(logits_fn, 2, h, x, targets, weights)[0])
+    jax.block_until_ready(jax.grad(fused, (0, 1))(head, x))
+    # 1 position per row and chunk; row 0 has the most loss positions: 2 of T = 11 positions
+    assert len(calls) == 2
+    calls.clear()
+    jax.block_until_ready(fused(head, x))
+    assert len(calls) == 2
+    calls.clear()
+    jax.block_until_ready(jax.jit(lambda h, x: fused_loss(logits_fn, 2, h, x, targets,
+                                                          jnp.zeros((B, T)))[0])(head, x))
+    assert not calls  # no loss token: no chunk at all
+
+
+def test_sharded_loss_and_gradients_equal_one_device():
+    from s2jax.models.transformer import param_shardings
+    from s2jax.sharding import make_mesh
+    from s2jax.train.step import batch_sharding
+
+    params = Transformer(TINY, rngs=nnx.Rngs(2)).params()
+    batch = _packed_answers(B=8, T=24, seed=1)
+    tcfg = TrainConfig(loss_chunk=16, remat="none")
+    results = []
+    for mesh in (make_mesh(devices=jax.devices()[:1]), make_mesh(data=2, fsdp=2, tensor=2)):
+        p = jax.device_put(params, param_shardings(TINY, mesh))
+        b = jax.device_put(batch, batch_sharding(mesh, (8, 24)))
+        fn = jax.jit(jax.value_and_grad(lambda p, b, mesh=mesh: _sums(TINY, tcfg, mesh, p, b),
+                                        has_aux=True))
+        (loss, hits), grads = fn(p, b)
+        results.append({"loss": loss, "hits": hits, **grads})
+    assert len(results[1]["embed"].sharding.device_set) == 8
+    _assert_close(results[1], results[0])

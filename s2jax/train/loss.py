@@ -6,6 +6,10 @@ soft-cap), reduces them to per-token statistics and drops them, so the peak hold
 logits, not the whole micro-batch's: at Gemma's 262,144-token vocabulary, 8 x 512 tokens of
 fp32 logits are 4 GiB, and their softmax and gradient as much again each.
 
+Only the positions that carry loss (a non-zero weight) reach the head: each row's loss positions
+are gathered to its front and the chunks stop when every row's are scored, so on distillation
+data (prompts of hundreds of tokens, answers of tens) the head's cost follows the answers.
+
 Training wants the weighted sum of the losses, whose cotangent is one scalar, so `fused_loss`
 computes the gradient of each chunk in the forward pass, while its logits are at hand: the
 head's gradient is one matmul per chunk (the logits' VJP) added into one [V, D] accumulator,
@@ -86,6 +90,9 @@ def fused_loss(logits_fn: LogitsFn, chunk: int, head: dict, x: Float[Array, "B T
                ) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """(sum of weights x cross-entropy, sum of weights x argmax hits), chunk by chunk.
 
+    Only positions with a non-zero weight reach the LM head (see `loss_positions`): the head's
+    cost follows the answer tokens, not the row length.
+
     Args:
       logits_fn: `logits_fn(head, x)` -> fp32 logits, the model's output layer.
       chunk: tokens per chunk over the whole batch (rounded to whole positions per row);
@@ -93,57 +100,84 @@ def fused_loss(logits_fn: LogitsFn, chunk: int, head: dict, x: Float[Array, "B T
       head: the weights `logits_fn` reads (e.g. {"embed": [V, D]} when tied).
       x: final-normed hidden states; targets: next tokens; weights: loss weight per token.
 
-    Differentiable in `head`, `x` and `weights`; the hit count is piecewise constant, so its
-    cotangent is zero and ignored.
+    Differentiable in `head` and `x`. `weights` are data: their cotangent is zero (a token of
+    weight 0 is never scored, so its loss, the derivative in its weight, is not known). The hit
+    count is piecewise constant, so its cotangent is zero and ignored.
     """
-    loss, correct, _ = _scan(logits_fn, chunk, head, x, targets, weights, with_grad=False)
+    loss, correct, _ = _loop(logits_fn, chunk, head, x, targets, weights, with_grad=False)
     return loss, correct
 
 
-def _scan(logits_fn, chunk, head, x, targets, weights, *, with_grad: bool):
-    """The chunk loop; with `with_grad`, also d(loss)/d(head, x, weights) for a cotangent of 1."""
-    B, T, _ = x.shape
-    C = chunk_len(B, T, chunk)
-    unflat = lambda a: a.reshape(B, C, *a.shape[1:])
+def loss_positions(weights: Float[Array, "B T"]) -> tuple[Int[Array, "B T"], Int[Array, " B"]]:
+    """Per row, the positions of non-zero weight first (in order), then the others; and their
+    count. The loss gathers each row's loss positions to its front and scores chunks of them
+    until every row's are done, so a row of 512 tokens with 40 answer tokens costs one chunk
+    of the LM head, not four. Per row, the gather keeps the batch axis (split over the mesh's
+    data and fsdp axes) where it is: each device scores its own rows."""
+    order = jnp.argsort(weights == 0, axis=1, stable=True).astype(jnp.int32)
+    return order, jnp.sum(weights != 0, axis=1, dtype=jnp.int32)
 
-    def body(d_head, xs):
+
+def _take(a: Array, order: Int[Array, "B T"]) -> Array:
+    """a [B, T, ...] with each row's positions in `order`."""
+    return jnp.take_along_axis(a, order.reshape(*order.shape, *[1] * (a.ndim - 2)), axis=1)
+
+
+def _loop(logits_fn, chunk, head, x, targets, weights, *, with_grad: bool):
+    """The chunk loop over the loss positions; with `with_grad`, also d(loss)/d(head, x) for a
+    cotangent of 1. Its trip count is data-dependent: this is never differentiated (the
+    custom VJP's forward computes the gradients)."""
+    B, T, D = x.shape
+    C = chunk_len(B, T, chunk)
+    n = -(-T // C)
+    order, count = loss_positions(weights)
+    pad = lambda a: jnp.pad(a, [(0, 0), (0, n * C - T)] + [(0, 0)] * (a.ndim - 2))
+    xs, ts, ws = (pad(_take(a, order)) for a in (x, targets, weights))
+
+    def body(i, carry):
+        d_head, loss, correct, dx = carry
         # one [B*C, D] token axis: the head's gradient then contracts one axis, which XLA:CPU
         # runs in place; over (B, C) it wrote a transposed copy of every chunk's logit gradient
-        x_c, t_c, w_c = (a.reshape(B * C, *a.shape[2:]) for a in xs)
+        x_c, t_c, w_c = (jax.lax.dynamic_slice_in_dim(a, i * C, C, axis=1)
+                         .reshape(B * C, *a.shape[2:]) for a in (xs, ts, ws))
         if not with_grad:
-            _, nll, correct = _stats(logits_fn(head, x_c), t_c)
-            return d_head, (unflat(nll * w_c), unflat(correct * w_c), None)
+            _, nll, hit = _stats(logits_fn(head, x_c), t_c)
+            return d_head, loss + jnp.sum(nll * w_c), correct + jnp.sum(hit * w_c), dx
         logits, vjp = jax.vjp(logits_fn, head, x_c)
-        lse, nll, correct = _stats(logits, t_c)
+        lse, nll, hit = _stats(logits, t_c)
         # d(w * nll)/d logits = w * (softmax - onehot), built in one elementwise pass
-        hit = jnp.arange(logits.shape[-1]) == t_c[..., None]
-        d_logits = (jnp.exp(logits - lse[..., None]) - hit) * w_c[..., None]
-        dh, dx = vjp(d_logits)
+        onehot = jnp.arange(logits.shape[-1]) == t_c[..., None]
+        d_logits = (jnp.exp(logits - lse[..., None]) - onehot) * w_c[..., None]
+        dh, dx_c = vjp(d_logits)
         d_head = jax.tree.map(lambda a, g: a + g.astype(a.dtype), d_head, dh)
-        return d_head, (unflat(nll * w_c), unflat(correct * w_c), (unflat(dx), unflat(nll)))
+        dx = jax.lax.dynamic_update_slice_in_dim(dx, dx_c.reshape(B, C, D), i * C, axis=1)
+        return d_head, loss + jnp.sum(nll * w_c), correct + jnp.sum(hit * w_c), dx
 
     # the head's gradient accumulates in fp32 whatever the weights' dtype
     d_head = jax.tree.map(lambda h: jnp.zeros(h.shape, jnp.float32), head) if with_grad else None
-    xs = (_chunks(x, C), _chunks(targets, C), _chunks(weights, C))
-    d_head, (loss, correct, grads) = jax.lax.scan(body, d_head, xs)
+    dx = jnp.zeros_like(xs) if with_grad else None
+    zero = jnp.zeros((), jnp.float32)
+    trips = (jnp.max(count) + C - 1) // C  # chunks until every row's loss positions are done
+    d_head, loss, correct, dx = jax.lax.fori_loop(0, trips, body, (d_head, zero, zero, dx))
     if not with_grad:
-        return jnp.sum(loss), jnp.sum(correct), None
-    dx, nll = grads
-    return jnp.sum(loss), jnp.sum(correct), (d_head, _unchunk(dx, T), _unchunk(nll, T))
+        return loss, correct, None
+    # back to each row's own order: the positions that were never scored get a zero gradient
+    dx = _take(dx[:, :T], jnp.argsort(order, axis=1).astype(jnp.int32))
+    return loss, correct, (d_head, dx)
 
 
 def _fused_fwd(logits_fn, chunk, head, x, targets, weights):
-    loss, correct, (d_head, dx, nll) = _scan(logits_fn, chunk, head, x, targets, weights,
-                                             with_grad=True)
+    loss, correct, (d_head, dx) = _loop(logits_fn, chunk, head, x, targets, weights,
+                                        with_grad=True)
     d_head = jax.tree.map(lambda d, h: d.astype(h.dtype), d_head, head)
-    return (loss, correct), (d_head, dx, nll)
+    return (loss, correct), (d_head, dx)
 
 
 def _fused_bwd(logits_fn, chunk, res, cotangents):
-    d_head, dx, nll = res
+    d_head, dx = res
     g = cotangents[0]  # the loss's; the hit count's is zero (see `fused_loss`)
     scale = lambda d: (g * d).astype(d.dtype)
-    return jax.tree.map(scale, d_head), scale(dx), None, g * nll
+    return jax.tree.map(scale, d_head), scale(dx), None, None
 
 
 fused_loss.defvjp(_fused_fwd, _fused_bwd)

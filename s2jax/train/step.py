@@ -36,6 +36,10 @@ def output_head(cfg: ModelConfig, params: dict[str, Array], dtype) -> tuple[Logi
 def _hidden(cfg, params, tokens, segment_ids, dtype, remat, mesh) -> Float[Array, "B T D"]:
     x, _ = forward(cfg, params, tokens, segment_ids=segment_ids, dtype=dtype, remat=remat,
                    mesh=mesh, return_hidden=True)
+    if mesh is not None and mesh.size > 1:
+        # rows split like the batch: the loss gathers each row's loss positions in place (the
+        # final norm's output otherwise took the head's sharding, and the gather replicated it)
+        x = jax.lax.with_sharding_constraint(x, batch_sharding(mesh, x.shape[:2]))
     return x
 
 
