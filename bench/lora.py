@@ -65,16 +65,16 @@ def measure(mode: str, args) -> dict:
                             "segment_ids": np.ones((1, args.batch, args.seq_len), np.int32),
                             "weights": np.ones((1, args.batch, args.seq_len), np.float32)})
     t0 = time.perf_counter()
-    step = step.lower(state, frozen, batch).compile()
+    step = step.lower(state, frozen, {}, batch).compile()
     compile_s = time.perf_counter() - t0
     a = step.memory_analysis()
     xla = compiled_total(a)
-    state, metrics = step(state, frozen, batch)  # warm-up
+    state, metrics = step(state, frozen, {}, batch)  # warm-up
     jax.block_until_ready(metrics)
     times, losses = [], []
     for _ in range(args.steps):
         t = time.perf_counter()
-        state, metrics = step(state, frozen, batch)
+        state, metrics = step(state, frozen, {}, batch)
         losses.append(float(metrics["loss"]))
         times.append(time.perf_counter() - t)
     stats = jax.devices()[0].memory_stats() or {}

@@ -124,7 +124,7 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], N
     state_box = [state]
 
     def run() -> None:
-        state_box[0], metrics = step(state_box[0], {}, data)  # no frozen weights (no LoRA)
+        state_box[0], metrics = step(state_box[0], {}, {}, data)  # no frozen weights or teacher
         jax.block_until_ready(metrics)
 
     run()  # compiles

@@ -7,13 +7,20 @@ not aliased to the donated state. The model is a Llama-family config with Gemma 
 (vocab 262,144, d 640, 18 layers, 4 query / 1 KV heads of 256, MLP 2048, tied embeddings);
 Gemma's extra norms and soft-caps change none of the big buffers.
 
+With `--kd`, also the token-level distillation step (`train.kd`) at each chunk: a frozen
+teacher of the same shapes (its weights in `--teacher-dtype`, counted in the peak) runs on its
+own rows of `seq_len` tokens in the same step, and the fused loss holds both models' logits
+for `loss_chunk / 2` tokens at a time; the ratio is against the cross-entropy step.
+
   python bench/train_memory.py                          # batch 8 x 512, chunks 0 and 1024
   python bench/train_memory.py --chunks 0,256,1024,4096 --remat full
+  python bench/train_memory.py --chunks 1024 --kd forward_kl,reverse_kl,jsd
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -28,18 +35,22 @@ GEMMA3_270M = dict(architecture="LlamaForCausalLM", vocab_size=262144, hidden_si
 
 def main() -> None:
     import jax
+    import jax.numpy as jnp
 
     from s2jax.models.config import ModelConfig
     from s2jax.models.params import num_params
     from s2jax.parallel.sharding import make_mesh
     from s2jax.run.plan import GiB, compiled_total, hand_estimate, train_memory
-    from s2jax.train.config import TrainConfig
+    from s2jax.train.config import KDConfig, TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--chunks", default="0,1024", help="loss_chunk values (0: all at once)")
     p.add_argument("--remat", default="full", choices=("none", "full", "dots"))
+    p.add_argument("--kd", default="", help="divergences of distillation steps to compile too, "
+                   "e.g. forward_kl,reverse_kl,jsd")
+    p.add_argument("--teacher-dtype", default="float32", choices=("float32", "bfloat16"))
     args = p.parse_args()
     cfg = ModelConfig(**GEMMA3_270M)
     mesh = make_mesh(devices=jax.devices()[:1])
@@ -59,6 +70,15 @@ def main() -> None:
         print(f"{chunk or 'all':>10} {analysis.argument_size_in_bytes / GiB:14.2f} "
               f"{analysis.temp_size_in_bytes / GiB:9.2f} {peaks[chunk] / GiB:9.2f} "
               f"{hand / GiB:20.2f}", flush=True)
+        for kind in filter(None, args.kd.split(",")):
+            kd = dataclasses.replace(tcfg, kd=KDConfig(kind))
+            a, _, _ = train_memory(cfg, kd, mesh, teacher_dtype=jnp.dtype(args.teacher_dtype))
+            peak = compiled_total(a)
+            teacher = cfg.num_params() * jnp.dtype(args.teacher_dtype).itemsize
+            print(f"{'  kd ' + kind:>10} {a.argument_size_in_bytes / GiB:14.2f} "
+                  f"{a.temp_size_in_bytes / GiB:9.2f} {peak / GiB:9.2f}   "
+                  f"{peak / peaks[chunk]:.3f}x of cross-entropy (teacher weights "
+                  f"{teacher / GiB:.2f} GiB of it)", flush=True)
     if 0 in peaks and len(peaks) > 1:
         best = min(peaks, key=peaks.get)
         print(f"chunk {best} saves {(peaks[0] - peaks[best]) / GiB:.2f} GiB of peak "

@@ -44,7 +44,7 @@ from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
 from s2jax.train.optim import learning_rate_schedule, make_optimizer
 from s2jax.train.state import plan_state
-from s2jax.train.step import batch_sharding, make_train_step
+from s2jax.train.step import TeacherModel, batch_shapes, batch_sharding, make_train_step
 
 GiB = 2**30
 DEFAULT_SAMPLE_BATCH = 64  # decode rows when neither an option nor a config says
@@ -63,12 +63,23 @@ class PlanInputs:
     max_len: int  # sampler cache slots per row
     sample_dtype: str | None
     name: str  # the model's name in the report
+    teacher: ModelConfig | None = None  # a teacher apart from the student (None: the student)
+    teacher_name: str = ""
+    teacher_dtype: str | None = None  # the teacher's weights (None: the sampling dtype)
+
+
+def _name(shape: str) -> str:
+    """A model's name in the report: a file's stem, else the directory or fetched name (whose
+    dots, as in qwen2.5-coder-0.5b-instruct, are not a suffix)."""
+    path = Path(shape)
+    return path.stem if path.suffix in (".json", ".gguf") else path.name
 
 
 def plan_inputs(config: str, devices: int, *, mesh: str | None = None,
                 sample_mesh: str | None = None, train_changes: Mapping[str, Any] | None = None,
                 change_name: Callable[[str], str] = set_flag, sample_batch: int | None = None,
-                max_len: int | None = None, sample_dtype: str | None = None) -> PlanInputs:
+                max_len: int | None = None, sample_dtype: str | None = None,
+                teacher: str | None = None, teacher_dtype: str | None = None) -> PlanInputs:
     """The inputs of `plan` for `config`, an experiment config `path.py[:arg]` (its
     `model_shape`, else its `model`; its train config, mesh and sampler sizes) or a model (an
     HF config.json, checkpoint dir, .gguf or fetched model's name: its shapes, with a default
@@ -80,7 +91,8 @@ def plan_inputs(config: str, devices: int, *, mesh: str | None = None,
     config's, else fsdp over every device; the sampling mesh is `sample_mesh`, else `mesh` (one
     mesh for both stages), else the config's, else the train step's. The sample batch defaults
     to the config's `max_batch` (else 64), the cache length to the config's `max_len` (else the
-    model's max positions).
+    model's max positions). The teacher (a model, as `config`'s) defaults to the config's
+    separate teacher (its `model_shape`, else its model), else none (the student).
     """
     exp = load_config(config)[0] if config.partition(":")[0].endswith(".py") else None
     shape = (exp.model_shape or exp.model) if exp else config
@@ -88,12 +100,18 @@ def plan_inputs(config: str, devices: int, *, mesh: str | None = None,
     train = override(exp.train if exp else TrainConfig(), train_changes or {}, name=change_name)
     run_mesh = exp.mesh if exp else ""
     train_mesh = mesh or train.mesh or run_mesh or f"fsdp={devices}"
+    if teacher is None and exp is not None and exp.separate_teacher:
+        teacher = exp.teacher.model_shape or exp.teacher_model
+    teacher_cfg = load_model_config(teacher) if teacher else None
+    check_teacher_vocabulary(model, train, teacher_cfg, _name(teacher) if teacher else "")
     return PlanInputs(
         model=model, train=train, mesh=parse_mesh(train_mesh),
         sample_mesh=parse_mesh(sample_mesh or mesh or run_mesh or train_mesh),
         sample_batch=sample_batch or (exp.max_batch if exp else DEFAULT_SAMPLE_BATCH),
         max_len=max_len or (exp.max_len if exp else None) or model.max_position_embeddings,
-        sample_dtype=sample_dtype or (exp.dtype if exp else None), name=Path(shape).stem)
+        sample_dtype=sample_dtype or (exp.dtype if exp else None), name=_name(shape),
+        teacher=teacher_cfg, teacher_name=_name(teacher) if teacher else "",
+        teacher_dtype=teacher_dtype or (exp.teacher_dtype if exp else None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +149,18 @@ class PlanReport:
     sample_mesh: dict[str, int] | None = None  # prefill and decode's, where not `mesh`
     # programs the TPU compiler refused for want of memory (their temporaries as it reported)
     out_of_memory: tuple[str, ...] = ()
+    # the teacher: with token-level distillation (train.kd) its frozen weights are arguments of
+    # the train step (counted as their own: an upper bound where they are the student's loaded
+    # weights, which a run shares); a teacher apart from the student also samples System 2
+    teacher: str = ""  # its name when it is another model, "student" for the student's own
+    teacher_train: int = 0  # its weights in the train step (train.kd), per device
+    teacher_sample_params: int = 0  # a separate teacher's weights in the sampling dtype
+    teacher_sample_total: int = 0  # its decode step (weights + decode state + temporaries)
+    teacher_prefill_total: int = 0  # its prefill of the longest prompts
+
+    @property
+    def separate_teacher(self) -> bool:
+        return bool(self.teacher) and self.teacher != "student"
 
     @property
     def fits_train(self) -> bool:
@@ -141,15 +171,24 @@ class PlanReport:
         """Training inside a `s2jax run` process: the loaded model keeps its weights (the
         sampler's, in the sampling dtype) beside the train state; with LoRA they are the frozen
         base, counted already."""
-        return self.train_total + (0 if self.frozen else self.sample_params)
+        loaded = 0 if self.frozen or self.teacher == "student" else self.sample_params
+        # a separate teacher stays loaded for sampling; in a KD step its weights are counted
+        teacher = self.teacher_sample_params if self.separate_teacher and \
+            not self.teacher_train else 0
+        return self.train_total + loaded + teacher
 
     @property
     def fits_run(self) -> bool:
         return self.run_total <= self.device_memory
 
     @property
+    def sample_peak(self) -> int:
+        return max(self.sample_total, self.prefill_total, self.teacher_sample_total,
+                   self.teacher_prefill_total)
+
+    @property
     def fits_sample(self) -> bool:
-        return max(self.sample_total, self.prefill_total) <= self.device_memory
+        return self.sample_peak <= self.device_memory
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "fits_train": self.fits_train,
@@ -173,9 +212,17 @@ class PlanReport:
                 ("sampling total", self.sample_total, "sample_total"),
                 ("prefill temp", self.prefill_temp, None),
                 ("prefill total", self.prefill_total, None)]
+        if self.teacher_train:
+            rows.insert(rows.index(("train total", self.train_total, "train_total")),
+                        ("frozen teacher (KD)", self.teacher_train, None))
+        if self.separate_teacher:
+            rows += [("teacher sampling params", self.teacher_sample_params, None),
+                     ("teacher sampling total", self.teacher_sample_total, None),
+                     ("teacher prefill total", self.teacher_prefill_total, None)]
         lines = [f"{self.model}: {self.num_params / 1e9:.2f}B params, mesh {mesh} "
                  f"({math.prod(self.mesh.values())} devices x {cap:.0f} GiB)"
-                 + (f"; LoRA {self.lora}" if self.lora else ""),
+                 + (f"; LoRA {self.lora}" if self.lora else "")
+                 + (f"; teacher {self.teacher}" if self.teacher else ""),
                  f"{'per device':<28}{self.compiler + ' GiB':>20}{'hand GiB':>10}"]
         for name, value, key in rows:
             hand = f"{self.hand[key] / GiB:10.2f}" if key else f"{'-':>10}"
@@ -184,11 +231,12 @@ class PlanReport:
                                      f"does NOT fit ({total / GiB:.1f} > {cap:.0f} GiB)")
         lines.append(f"train: {verdict(self.fits_train, self.train_total)}")
         if not self.frozen:
-            lines.append(f"train in a `s2jax run` process (+ the loaded model's weights): "
+            loaded = "weights" if not self.separate_teacher else "and teacher's weights"
+            lines.append(f"train in a `s2jax run` process (+ the loaded model's {loaded}): "
                          f"{verdict(self.fits_run, self.run_total)}")
-        sample_peak = max(self.sample_total, self.prefill_total)
-        lines.append(f"sample (batch {self.sample_batch} x {self.sample_max_len} slots, "
-                     f"prefill and decode): {verdict(self.fits_sample, sample_peak)}")
+        who = " (student and teacher)" if self.separate_teacher else ""
+        lines.append(f"sample{who} (batch {self.sample_batch} x {self.sample_max_len} slots, "
+                     f"prefill and decode): {verdict(self.fits_sample, self.sample_peak)}")
         if self.out_of_memory:
             lines.append(f"{self.compiler} ran out of memory compiling "
                          f"{', '.join(self.out_of_memory)}: its temporaries as it reported them")
@@ -213,9 +261,12 @@ def _full(sizes: dict[str, int]) -> dict[str, int]:
 
 
 def _check(train_cfg: TrainConfig, mesh_sizes: dict[str, int], sample_mesh: dict[str, int],
-           devices: int, sample_batch: int, available: int | None) -> None:
+           devices: int, sample_batch: int, available: int | None,
+           model_cfg: ModelConfig | None = None, teacher_cfg: ModelConfig | None = None,
+           teacher_name: str = "") -> None:
     """Both meshes name known axes, use `devices` devices, and split their batches evenly;
-    `available`: the devices this process can plan for (None: a TPU target's own)."""
+    `available`: the devices this process can plan for (None: a TPU target's own); a KD
+    teacher shares the student's vocabulary."""
     for flag, sizes in (("--mesh", mesh_sizes), ("--sample-mesh", sample_mesh)):
         unknown = set(sizes) - set(MESH_AXES)
         if unknown:
@@ -232,6 +283,8 @@ def _check(train_cfg: TrainConfig, mesh_sizes: dict[str, int], sample_mesh: dict
         rows = sizes.get("data", 1) * sizes.get("fsdp", 1)
         if value % rows:
             raise S2JaxError(f"{name} {value}: expected a multiple of data x fsdp = {rows}")
+    if model_cfg is not None:
+        check_teacher_vocabulary(model_cfg, train_cfg, teacher_cfg, teacher_name)
 
 
 def _lora_bytes(cfg: ModelConfig, lora, mesh_sizes: dict[str, int], itemsize: int) -> int:
@@ -297,9 +350,10 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
         saved = L * (layer - scores) + layer
     else:
         saved = L * layer
-    # the fused LM head + loss holds one chunk's fp32 logits and their gradient at a time
+    # the fused LM head + loss holds one chunk's fp32 logits at a time, their gradient written
+    # over them (XLA gives both one buffer: bench/train_memory.py's step at 262k tokens)
     chunk = rows * chunk_len(tcfg.batch_size, T, tcfg.loss_chunk)
-    logits = 2 * chunk * V * 4 // tensor
+    logits = chunk * V * 4 // tensor
     # the global-norm clip needs every gradient before it scales any, so the clipped update
     # is a second gradient-sized buffer
     temp = 2 * grads + saved + logits
@@ -349,23 +403,37 @@ def frozen_weights(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype
     return {**_abstract_weights(cfg, mesh, base_dtype), LORA_SCALE: scale}
 
 
-def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype=None):
+def teacher_weights(tcfg: TrainConfig, mesh: Mesh, teacher_cfg: ModelConfig | None, dtype
+                    ) -> dict[str, jax.ShapeDtypeStruct]:
+    """The frozen teacher's weights in the train step, abstract with their shardings (none
+    unless `tcfg.kd` is on)."""
+    return _abstract_weights(teacher_cfg, mesh, dtype) if tcfg.kd.enabled else {}
+
+
+def train_memory(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh, base_dtype=None,
+                 teacher_cfg: ModelConfig | None = None, teacher_dtype=None):
     """(compiled train step's memory analysis, abstract state with shardings, abstract batch).
 
-    `base_dtype`: with LoRA, the frozen base's dtype (default: the compute dtype).
+    `base_dtype`: with LoRA, the frozen base's dtype (default: the compute dtype). With
+    `tcfg.kd` on, the step also holds a frozen teacher of shapes `teacher_cfg` (default: the
+    student's) in `teacher_dtype` (default: `base_dtype`).
     """
     tx = make_optimizer(tcfg, 1000)
     _, target = plan_state(cfg, tx, mesh, jnp.dtype(tcfg.param_dtype), tcfg.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
-    frozen = frozen_weights(cfg, tcfg, mesh, base_dtype or jnp.dtype(tcfg.compute_dtype))
+    base_dtype = base_dtype or jnp.dtype(tcfg.compute_dtype)
+    frozen = frozen_weights(cfg, tcfg, mesh, base_dtype)
+    teacher_cfg = teacher_cfg or cfg
+    teacher = teacher_weights(tcfg, mesh, teacher_cfg, teacher_dtype or base_dtype)
     step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 1000), shardings, mesh,
-                           jax.tree.map(lambda x: x.sharding, frozen))
-    shape = (tcfg.grad_accum, tcfg.batch_size, tcfg.seq_len)
-    sharding = batch_sharding(mesh, shape)
+                           jax.tree.map(lambda x: x.sharding, frozen),
+                           TeacherModel(teacher_cfg, jax.tree.map(lambda x: x.sharding, teacher))
+                           if tcfg.kd.enabled else None)
     batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32 if k == "weights" else jnp.int32,
-                                     sharding=sharding)
-             for k in ("tokens", "targets", "segment_ids", "weights")}
-    return _memory(step.lower(target, frozen, batch), (target, frozen, batch)), target, batch
+                                     sharding=batch_sharding(mesh, shape))
+             for k, shape in batch_shapes(tcfg, (tcfg.grad_accum,)).items()}
+    args = (target, frozen, teacher, batch)
+    return _memory(step.lower(*args), args), target, batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,17 +520,52 @@ def _meshes(mesh_sizes, sample_mesh, devices, target):
             f"TPU {target.name}")
 
 
+def _planned(train_cfg: TrainConfig) -> tuple[TrainConfig, str]:
+    """(the train config as planned, its remat policy's description): "auto" is planned as
+    the policy of a GPU or TPU run."""
+    if train_cfg.remat != "auto":
+        return train_cfg, train_cfg.remat
+    return (dataclasses.replace(train_cfg, remat=planned_remat(train_cfg.remat)),
+            "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them")
+
+
+def _sampling_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
+    """(`_decode_memory`'s triple, the prefill's memory analysis) of the sampler."""
+    return (_decode_memory(cfg, mesh, batch, max_len, dtype),
+            prefill_memory(cfg, mesh, batch, max_len, max_len, dtype))
+
+
+def _teacher_fields(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh, smesh: Mesh,
+                    teacher_cfg: ModelConfig | None, name: str, dtype, batch: int,
+                    max_len: int) -> tuple[dict, tuple]:
+    """The teacher's `PlanReport` fields, and its compiled programs by name: its frozen weights
+    in the train step (with `train_cfg.kd`; the student's own without `teacher_cfg`), and a
+    separate teacher's sampling of System 2 with its own weights and KV cache on `smesh`."""
+    in_step = teacher_weights(train_cfg, mesh, teacher_cfg or model_cfg, dtype)
+    fields = dict(teacher=name if teacher_cfg is not None else
+                  ("student" if train_cfg.kd.enabled else ""),
+                  teacher_train=sum(_shard_bytes(x) for x in in_step.values()))
+    if teacher_cfg is None:
+        return fields, ()
+    (decode, params, _), prefill = _sampling_memory(teacher_cfg, smesh, batch, max_len, dtype)
+    return (dict(fields, teacher_sample_params=params, teacher_sample_total=compiled_total(
+        decode), teacher_prefill_total=compiled_total(prefill)),
+            (("teacher decode", decode), ("teacher prefill", prefill)))
+
+
 def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, int],
          devices: int, device_memory_gib: float | None, sample_batch: int, sample_max_len: int,
          *, sample_dtype: str | None = None, name: str = "model",
-         sample_mesh: dict[str, int] | None = None, target: str | None = None) -> PlanReport:
-    """Compiles the train step, a prefill and a decode step and reports their memory per device.
+         sample_mesh: dict[str, int] | None = None, target: str | None = None,
+         teacher_cfg: ModelConfig | None = None, teacher_name: str = "teacher",
+         teacher_dtype: str | None = None) -> PlanReport:
+    """Compiles the train step, a prefill and a decode step; returns a `PlanReport` of their
+    memory per device and whether training and sampling fit.
 
     Args:
       model_cfg: the model's shapes (e.g. `ModelConfig.from_file(config.json)`).
       train_cfg: batch, sequence length, dtypes and remat of the fine-tuning run.
-      mesh_sizes: {data, fsdp, tensor} sizes of the train step's mesh (missing axes are 1);
-        their product is `devices`.
+      mesh_sizes: the train step's {data, fsdp, tensor} sizes (missing: 1; product: devices).
       devices: devices to plan for; this process must have at least that many (without
         `target`) or the slice exactly that many chips.
       device_memory_gib: memory of one device, GiB (None with a `target`: its chips' HBM).
@@ -471,33 +574,32 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
       name: the model's name in the report.
       sample_mesh: the mesh of prefill and decode (default: `mesh_sizes`).
       target: a TPU slice (`v5p-64`, ...): compile for its chips with the TPU compiler.
-
-    Returns:
-      A `PlanReport` of per-device bytes and whether training and sampling fit.
+      teacher_cfg, teacher_name, teacher_dtype: a teacher apart from the student (it samples
+        System 2; with `train_cfg.kd` it runs frozen in the train step), its name in the
+        report, its weights' dtype (default `sample_dtype`); None: the student teaches itself.
     """
     tpu = parse_target(target) if target else None
     mesh_sizes, sample_mesh = _full(mesh_sizes), _full(sample_mesh or mesh_sizes)
-    remat = train_cfg.remat
-    if remat == "auto":
-        train_cfg = dataclasses.replace(train_cfg, remat=planned_remat(remat))
-        remat = "auto, planned as none (GPU/TPU); CPU runs use dots: --remat dots plans them"
+    train_cfg, remat = _planned(train_cfg)
     _check(train_cfg, mesh_sizes, sample_mesh, devices, sample_batch,
-           None if tpu else len(jax.devices()))
+           None if tpu else len(jax.devices()), model_cfg, teacher_cfg, teacher_name)
     mesh, smesh, compiler = _meshes(mesh_sizes, sample_mesh, devices, tpu)
-    memory = device_memory_gib or (tpu.hbm_gib if tpu else 0)
     sample_dtype = sample_dtype or train_cfg.compute_dtype
     t0 = time.perf_counter()
-    train, state, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
+    t_dtype = jnp.dtype(teacher_dtype or sample_dtype)
+    train, state, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype),
+                                       teacher_cfg, t_dtype)
     frozen = frozen_weights(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
-    decode, sample_params, kv = _decode_memory(model_cfg, smesh, sample_batch, sample_max_len,
-                                               jnp.dtype(sample_dtype))
-    prefill = prefill_memory(model_cfg, smesh, sample_batch, sample_max_len, sample_max_len,
-                             jnp.dtype(sample_dtype))
+    (decode, sample_params, kv), prefill = _sampling_memory(
+        model_cfg, smesh, sample_batch, sample_max_len, jnp.dtype(sample_dtype))
+    teacher, teacher_programs = _teacher_fields(model_cfg, train_cfg, mesh, smesh, teacher_cfg,
+                                                teacher_name, t_dtype, sample_batch, sample_max_len)
     seconds = time.perf_counter() - t0
     total = lambda tree: sum(_shard_bytes(x) for x in jax.tree.leaves(tree))
     return PlanReport(
         model=name, num_params=num_params(model_cfg), mesh=mesh_sizes,
-        device_memory=int(memory * GiB), params=total(state.params),
+        device_memory=int((device_memory_gib or (tpu.hbm_gib if tpu else 0)) * GiB),
+        params=total(state.params),
         opt_state=total(state.opt_state), frozen=total(frozen), batch=total(batch),
         activations=train.temp_size_in_bytes, train_arguments=train.argument_size_in_bytes,
         train_total=compiled_total(train), sample_params=sample_params, kv_cache=kv,
@@ -509,8 +611,19 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
                            sample_dtype, sample_mesh=sample_mesh, flash=tpu is not None),
         remat=remat, lora=_lora_summary(model_cfg, train_cfg), compiler=compiler,
         sample_mesh=sample_mesh, out_of_memory=tuple(
-            name for name, a in (("train step", train), ("decode", decode), ("prefill", prefill))
-            if isinstance(a, OutOfMemory)))
+            name for name, a in (("train step", train), ("decode", decode), ("prefill", prefill),
+                                 *teacher_programs) if isinstance(a, OutOfMemory)), **teacher)
+
+
+def check_teacher_vocabulary(model_cfg: ModelConfig, train_cfg: TrainConfig,
+                             teacher_cfg: ModelConfig | None, teacher_name: str) -> None:
+    """Refuses token-level distillation (`train_cfg.kd`) from a teacher of another vocabulary."""
+    if train_cfg.kd.enabled and teacher_cfg is not None and \
+            teacher_cfg.vocab_size != model_cfg.vocab_size:
+        raise S2JaxError(f"--kd {train_cfg.kd.divergence}: the teacher {teacher_name} has "
+                         f"{teacher_cfg.vocab_size} tokens, the student {model_cfg.vocab_size}; "
+                         "token-level distillation needs one vocabulary (plan without --kd for "
+                         "distillation through text)")
 
 
 def _lora_summary(cfg: ModelConfig, tcfg: TrainConfig) -> str:

@@ -1,6 +1,7 @@
 """`TrainConfig`: every knob of a fine-tuning run, one commented field each (`LoraConfig`: the
 low-rank adapters of a LoRA run, also read from and written to PEFT's adapter_config.json;
-`CurriculumConfig`: the trace-removal curriculum of stepwise internalization)."""
+`CurriculumConfig`: the trace-removal curriculum of stepwise internalization; `KDConfig`: the
+token-level distillation loss)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,42 @@ from typing import Literal, get_args, get_type_hints
 
 from s2jax.core.errors import S2JaxError
 from s2jax.models.lora_config import LORA_TARGETS, LoraConfig  # noqa: F401 (re-exported)
+
+
+DIVERGENCES = ("none", "forward_kl", "reverse_kl", "jsd")
+
+
+@dataclasses.dataclass(frozen=True)
+class KDConfig:
+    """Token-level distillation: the student's next-token distribution pulled toward a frozen
+    teacher's at every loss token, mixed with cross-entropy on the targets:
+    loss = ce_weight * CE + (1 - ce_weight) * divergence (s2jax/train/divergence.py)."""
+
+    # "none": cross-entropy only (SFT); "forward_kl": KL(teacher || student); "reverse_kl":
+    # KL(student || teacher); "jsd": generalized JSD of GKD, beta KL(t || m) + (1 - beta)
+    # KL(s || m) with m = beta t + (1 - beta) s (beta -> 0 behaves as forward, -> 1 as reverse)
+    divergence: Literal["none", "forward_kl", "reverse_kl", "jsd"] = "none"
+    beta: float = 0.5  # the JSD's mixture weight, in (0, 1)
+    ce_weight: float = 0.0  # share of cross-entropy on the targets in the loss, in [0, 1]
+    teacher_seq_len: int = 0  # tokens per row of the teacher's context; 0: the student's
+
+    def __post_init__(self):
+        if self.divergence not in DIVERGENCES:
+            raise S2JaxError(f"train config kd.divergence={self.divergence!r}: expected one of "
+                             f"{DIVERGENCES}")
+        if not (isinstance(self.beta, (int, float)) and 0 < self.beta < 1):
+            raise S2JaxError(f"train config kd.beta={self.beta!r}: expected 0 < beta < 1 (0 "
+                             "and 1 are forward_kl and reverse_kl)")
+        if not (isinstance(self.ce_weight, (int, float)) and 0 <= self.ce_weight <= 1):
+            raise S2JaxError(f"train config kd.ce_weight={self.ce_weight!r}: expected a number "
+                             "in [0, 1]")
+        if self.teacher_seq_len < 0 or self.teacher_seq_len == 1:
+            raise S2JaxError(f"train config kd.teacher_seq_len={self.teacher_seq_len}: expected "
+                             ">= 2 (or 0: the student's seq_len)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.divergence != "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +138,8 @@ class TrainConfig:
     lora: LoraConfig = LoraConfig()
     # -- stepwise internalization: remove the examples' traces a few tokens per stage
     curriculum: CurriculumConfig = CurriculumConfig()  # off unless tokens_per_stage > 0
+    # -- token-level distillation from a frozen teacher (divergence "none": plain SFT)
+    kd: KDConfig = KDConfig()
 
     def __post_init__(self):
         for name, hint in get_type_hints(type(self)).items():
@@ -128,3 +167,7 @@ class TrainConfig:
     @property
     def rows_per_step(self) -> int:
         return self.batch_size * self.grad_accum
+
+    @property
+    def teacher_seq_len(self) -> int:
+        return self.kd.teacher_seq_len or self.seq_len

@@ -36,11 +36,21 @@ Batch = dict[str, np.ndarray]  # tokens, targets, segment_ids (int32), weights (
 
 @dataclasses.dataclass(frozen=True)
 class TokenizedExample:
-    """Token ids and, per token, whether the model is trained to predict it."""
+    """Token ids and, per token, whether the model is trained to predict it; for token-level
+    distillation where the teacher reads another context (e.g. the System 2 prompt), the
+    teacher's ids and mask too, whose loss tokens are the same answer tokens."""
 
     ids: np.ndarray  # int32 [n]
     loss_mask: np.ndarray  # bool [n]; loss_mask[0] is ignored (nothing predicts token 0)
     trace: tuple[int, int] = (0, 0)  # [start, end) of the removable trace tokens; empty: none
+    teacher_ids: np.ndarray | None = None  # int32 [m]; None: the teacher reads `ids`
+    teacher_loss_mask: np.ndarray | None = None  # bool [m]
+
+    def teacher(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, loss mask) of the teacher's context."""
+        if self.teacher_ids is None:
+            return self.ids, self.loss_mask
+        return self.teacher_ids, self.teacher_loss_mask
 
 
 def read_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -170,10 +180,28 @@ def _row_trace(row: Any, where: str) -> str | None:
     return trace or None
 
 
+def with_teacher_context(example: TokenizedExample, teacher: TokenizedExample, where: str
+                         ) -> TokenizedExample:
+    """`example` with the teacher's context `teacher` beside it; both must train on the same
+    answer tokens (token-level distillation compares the two models' distributions there)."""
+    answer, teacher_answer = example.ids[example.loss_mask], teacher.ids[teacher.loss_mask]
+    if not np.array_equal(answer, teacher_answer):
+        raise S2JaxError(f"{where}: the teacher's context has answer tokens {len(teacher_answer)}"
+                         f" that differ from the student's {len(answer)} (another tokenizer or "
+                         "answer?); token-level distillation needs one tokenizer: distil "
+                         "through text instead (sequence-level)")
+    return dataclasses.replace(example, teacher_ids=teacher.ids,
+                               teacher_loss_mask=teacher.loss_mask)
+
+
 def tokenize_examples(tokenizer, examples: Iterable[Any], loss_on: str = "assistant",
-                      source: str = "examples", stop_ids: Iterable[int] = ()
-                      ) -> list[TokenizedExample]:
-    """Tokenizes rows (dicts as `read_examples` gives), chats, texts or `TokenizedExample`s."""
+                      source: str = "examples", stop_ids: Iterable[int] = (),
+                      teacher_tokenizer=None) -> list[TokenizedExample]:
+    """Tokenizes rows (dicts as `read_examples` gives), chats, texts or `TokenizedExample`s.
+
+    With `teacher_tokenizer`, a row's `teacher_messages` (the chat the teacher reads, ending
+    with the same answer) are tokenized with it beside the student's chat.
+    """
     out = []
     for i, ex in enumerate(examples):
         where = f"{source} row {i}"
@@ -181,36 +209,61 @@ def tokenize_examples(tokenizer, examples: Iterable[Any], loss_on: str = "assist
             out.append(ex)
             continue
         chat = row_messages(ex, where) if isinstance(ex, dict) else ex
-        out.append(tokenize_chat(tokenizer, chat, loss_on, where, stop_ids,
-                                 _row_trace(ex, where)))
+        tokenized = tokenize_chat(tokenizer, chat, loss_on, where, stop_ids,
+                                  _row_trace(ex, where))
+        context = ex.get("teacher_messages") if isinstance(ex, dict) else None
+        if teacher_tokenizer is not None and context is not None:
+            teacher = tokenize_chat(teacher_tokenizer, row_messages(
+                {"messages": context}, f"{where} teacher_messages"), loss_on, where, stop_ids)
+            tokenized = with_teacher_context(tokenized, teacher, where)
+        out.append(tokenized)
     if not out:
         raise S2JaxError(f"{source}: no examples")
     return out
 
 
+def _rows(examples: Sequence[TokenizedExample], order: Sequence[int], seq_len: int,
+          packed: bool, teacher_seq_len: int | None) -> list[list[int]]:
+    """Next-fit packing (or one example per row): a row takes examples while they fit, and with
+    a teacher while their teacher contexts fit its rows too."""
+    rows: list[list[int]] = []
+    used = used_t = seq_len  # forces a new row for the first example
+    for i in order:
+        n = min(len(examples[i].ids), seq_len)
+        m = min(len(examples[i].teacher()[0]), teacher_seq_len or 0)
+        if not packed or used + n > seq_len or (teacher_seq_len and used_t + m > teacher_seq_len):
+            rows.append([])
+            used = used_t = 0
+        rows[-1].append(i)
+        used, used_t = used + n, used_t + m
+    return rows
+
+
 def pack(examples: Sequence[TokenizedExample], order: Sequence[int], seq_len: int,
-         packed: bool = True) -> Batch:
+         packed: bool = True, teacher_seq_len: int | None = None) -> Batch:
     """Rows [R, seq_len] of the examples in `order`: next-fit packing, or one per row.
 
     targets[t] is the token after tokens[t] within the same example; weights[t] is 1 where that
     target is a loss token. Examples longer than `seq_len` are cut to `seq_len`.
+
+    With `teacher_seq_len`, also the teacher's rows [R, teacher_seq_len] (`teacher_tokens`,
+    `teacher_segment_ids`: each example's teacher context, cut likewise) and `teacher_index`
+    [R, seq_len]: at a loss position, the teacher position predicting the same answer token
+    (the k-th loss target of the student is the k-th of the teacher). A loss token whose
+    teacher position was cut off gets weight 0.
     """
-    rows: list[list[int]] = []
-    used = seq_len  # forces a new row for the first example
-    for i in order:
-        n = min(len(examples[i].ids), seq_len)
-        if not packed or used + n > seq_len:
-            rows.append([])
-            used = 0
-        rows[-1].append(i)
-        used += n
+    rows = _rows(examples, order, seq_len, packed, teacher_seq_len)
     R = len(rows)
     batch = {"tokens": np.zeros((R, seq_len), np.int32),
              "targets": np.zeros((R, seq_len), np.int32),
              "segment_ids": np.zeros((R, seq_len), np.int32),
              "weights": np.zeros((R, seq_len), np.float32)}
+    if teacher_seq_len:
+        batch |= {"teacher_tokens": np.zeros((R, teacher_seq_len), np.int32),
+                  "teacher_segment_ids": np.zeros((R, teacher_seq_len), np.int32),
+                  "teacher_index": np.zeros((R, seq_len), np.int32)}
     for r, row in enumerate(rows):
-        at = 0
+        at = at_t = 0
         for s, i in enumerate(row, 1):
             ids, mask = examples[i].ids[:seq_len], examples[i].loss_mask[:seq_len]
             n = len(ids)
@@ -218,8 +271,27 @@ def pack(examples: Sequence[TokenizedExample], order: Sequence[int], seq_len: in
             batch["targets"][r, at:at + n - 1] = ids[1:]
             batch["weights"][r, at:at + n - 1] = mask[1:]
             batch["segment_ids"][r, at:at + n] = s
+            if teacher_seq_len:
+                at_t += _place_teacher(batch, r, s, at, at_t, mask, examples[i],
+                                       teacher_seq_len)
             at += n
     return batch
+
+
+def _place_teacher(batch: Batch, r: int, s: int, at: int, at_t: int, mask: np.ndarray,
+                   example: TokenizedExample, teacher_seq_len: int) -> int:
+    """Writes one example's teacher context into row r at `at_t` and aligns its loss positions
+    with the student's (at `at`); returns its length."""
+    ids_t, mask_t = (a[:teacher_seq_len] for a in example.teacher())
+    m = len(ids_t)
+    batch["teacher_tokens"][r, at_t:at_t + m] = ids_t
+    batch["teacher_segment_ids"][r, at_t:at_t + m] = s
+    student = np.flatnonzero(mask[1:])  # positions whose target is a loss token
+    teacher = np.flatnonzero(mask_t[1:])
+    k = min(len(student), len(teacher))
+    batch["teacher_index"][r, at + student[:k]] = at_t + teacher[:k]
+    batch["weights"][r, at + student[k:]] = 0.0  # no teacher distribution there
+    return m
 
 
 class Batches:
@@ -230,10 +302,11 @@ class Batches:
     """
 
     def __init__(self, examples: Sequence[TokenizedExample], *, seq_len: int, batch_size: int,
-                 grad_accum: int = 1, packed: bool = True, seed: int = 0):
+                 grad_accum: int = 1, packed: bool = True, seed: int = 0,
+                 teacher_seq_len: int | None = None):
         self.examples = examples
         self.seq_len, self.batch_size, self.grad_accum = seq_len, batch_size, grad_accum
-        self.packed, self.seed = packed, seed
+        self.packed, self.seed, self.teacher_seq_len = packed, seed, teacher_seq_len
         self.epoch, self.row = 0, 0
         self._rows: Batch | None = None
 
@@ -247,7 +320,8 @@ class Batches:
 
     def _epoch_rows(self) -> Batch:
         if self._rows is None:
-            self._rows = pack(self._epoch_examples(), self._order(), self.seq_len, self.packed)
+            self._rows = pack(self._epoch_examples(), self._order(), self.seq_len, self.packed,
+                              self.teacher_seq_len)
         return self._rows
 
     def rows_per_epoch(self) -> int:
@@ -277,16 +351,17 @@ class Batches:
             need -= take
             if self.row == len(rows["tokens"]):
                 self.epoch, self.row, self._rows = self.epoch + 1, 0, None
-        shape = (self.grad_accum, self.batch_size, self.seq_len)
+        shape = (self.grad_accum, self.batch_size, -1)
         return {k: np.concatenate([p[k] for p in parts]).reshape(shape) for k in parts[0]}
 
 
 def eval_batches(examples: Sequence[TokenizedExample], *, seq_len: int, batch_size: int,
-                 packed: bool = True) -> list[Batch]:
+                 packed: bool = True, teacher_seq_len: int | None = None) -> list[Batch]:
     """Held-out rows in a fixed order, as micro-batches [batch_size, seq_len] (padded rows)."""
-    rows = pack(examples, range(len(examples)), seq_len, packed)
+    rows = pack(examples, range(len(examples)), seq_len, packed, teacher_seq_len)
     R = len(rows["tokens"])
     pad = -R % batch_size
-    rows = {k: np.concatenate([v, np.zeros((pad, seq_len), v.dtype)]) for k, v in rows.items()}
+    rows = {k: np.concatenate([v, np.zeros((pad, v.shape[1]), v.dtype)])
+            for k, v in rows.items()}
     return [{k: v[i:i + batch_size] for k, v in rows.items()}
             for i in range(0, R + pad, batch_size)]

@@ -53,7 +53,12 @@ from s2jax.train.data import Batch, Batches, TokenizedExample, eval_batches, tok
 from s2jax.train.metrics import MetricsLog
 from s2jax.train.optim import learning_rate_schedule, make_optimizer
 from s2jax.train.state import plan_state
-from s2jax.train.step import batch_sharding, make_eval_step, make_train_step
+from s2jax.train.step import (
+    TeacherModel,
+    batch_shardings,
+    make_eval_step,
+    make_train_step,
+)
 
 # Fields that may differ between a killed run and its resumption without changing its math.
 _RESUMABLE_CHANGES = ("progress", "export", "log_every", "eval_every")
@@ -175,9 +180,9 @@ def _check_finite(params: dict, step: int, checkpoints: Checkpoints) -> None:
                          f"{bad[0]}); this state was not saved; {kept}; lower learning_rate")
 
 
-def _put(batch: Batch, sharding) -> dict[str, jax.Array]:
+def _put(batch: Batch, shardings: dict) -> dict[str, jax.Array]:
     """The batch on the mesh; each process hands over only the slices its devices hold."""
-    return {k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+    return {k: jax.make_array_from_callback(v.shape, shardings[k], lambda idx, v=v: v[idx])
             for k, v in batch.items()}
 
 
@@ -197,20 +202,29 @@ def _step_schedule(config: TrainConfig, total: int, stages: int):
     return within_stage
 
 
+def _describe(model) -> dict:
+    """What identifies a teacher in train_config.json (a resumed run must have the same)."""
+    return {"architecture": model.config.architecture, "params": model.config.num_params()}
+
+
 @functools.lru_cache(maxsize=8)
-def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int = 0):
+def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int = 0,
+                 teacher_cfg=None):
     """State init, restore target, the jitted train and eval steps of a run, the shardings
     of the frozen weights (with LoRA the base and the adapters' scale; else none), and the
-    jitted optimizer reset of a curriculum's stages."""
+    jitted optimizer reset of a curriculum's stages. `teacher_cfg`: the frozen teacher's
+    shapes, with `config.kd` on."""
     # Cached: a process that calls `finetune` again with one config (the demo) compiles once.
     tx = make_optimizer(config, schedule_steps(config, total))
     init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype), config.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
     frozen = ({**param_shardings(cfg, mesh), LORA_SCALE: NamedSharding(mesh, PartitionSpec())}
               if config.lora.enabled else {})
+    teacher = (TeacherModel(teacher_cfg, param_shardings(teacher_cfg, mesh))
+               if config.kd.enabled else None)
     train_step = make_train_step(cfg, config, tx, _step_schedule(config, total, stages),
-                                 shardings, mesh, frozen)
-    evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh)
+                                 shardings, mesh, frozen, teacher)
+    evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh, teacher)
     reset = jax.jit(tx.init, in_shardings=(shardings.params,),
                     out_shardings=shardings.opt_state)
     return init, target, train_step, evaluate, frozen, reset
@@ -265,11 +279,18 @@ class _Progress:
         self.bar.close()
 
 
-def _batches(data: list[TokenizedExample], config: TrainConfig) -> tuple[Batches, int, int]:
+def _batches(data: list[TokenizedExample], config: TrainConfig, teacher_seq_len: int | None
+             ) -> tuple[Batches, int, int]:
     """The run's batch stream, its total steps, and its curriculum stages (0: none)."""
     kwargs = dict(seq_len=config.seq_len, batch_size=config.batch_size,
-                  grad_accum=config.grad_accum, packed=config.pack, seed=config.seed)
+                  grad_accum=config.grad_accum, packed=config.pack, seed=config.seed,
+                  teacher_seq_len=teacher_seq_len)
     c = config.curriculum
+    if c.enabled and any(ex.teacher_ids is not None for ex in data):
+        # the trace removal shortens the student's answer only: the k-th loss token of each
+        # would no longer be the same answer token
+        raise S2JaxError("train config curriculum.tokens_per_stage > 0 with rows' "
+                         "teacher_messages (a teacher context): not supported; drop one of them")
     if c.enabled:
         stages = num_stages(data, c)
         return (StagedBatches(data, c, stages, **kwargs),
@@ -291,7 +312,8 @@ def _write_back(model, params: dict) -> None:
 
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
-             mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None):
+             mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
+             teacher=None, teacher_tokenizer=None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -309,6 +331,10 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
       on_stage: with a curriculum, `on_stage(stage, step)` after each stage's last step (its
         checkpoint written, the model holding its weights); it must be idempotent (see the
         module docstring).
+      teacher: with `config.kd` on, the frozen teacher (a `Transformer` over the student's
+        vocabulary); default: the student's own weights as they were loaded (no copy).
+      teacher_tokenizer: renders rows' `teacher_messages` (the teacher's own context);
+        default: `tokenizer`. Rows without them show the teacher the student's context.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype).
@@ -322,16 +348,30 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if config.batch_size % split:
         raise S2JaxError(f"train config batch_size={config.batch_size}: expected a multiple of "
                          f"data x fsdp = {split} (rows are split over them)")
-    data = tokenize_examples(tokenizer, examples, config.loss_on, stop_ids=cfg.eos_token_ids)
+    kd = config.kd.enabled
+    teacher = teacher if teacher is not None or not kd else model
+    if kd and teacher.config.vocab_size != cfg.vocab_size:
+        raise S2JaxError(f"train config kd.divergence={config.kd.divergence}: the teacher's "
+                         f"vocabulary ({teacher.config.vocab_size}) is not the student's "
+                         f"({cfg.vocab_size}); distil through text (sequence-level) instead")
+    if kd and teacher_tokenizer is not None and teacher_tokenizer is not tokenizer and \
+            teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise S2JaxError(f"train config kd.divergence={config.kd.divergence}: the teacher's "
+                         "tokenizer is not the student's; token-level distillation needs one "
+                         "tokenizer (distil through text, sequence-level, instead)")
+    t_tok = (teacher_tokenizer or tokenizer) if kd else None
+    t_len = config.teacher_seq_len if kd else None
+    data = tokenize_examples(tokenizer, examples, config.loss_on, stop_ids=cfg.eos_token_ids,
+                             teacher_tokenizer=t_tok)
     if eval_examples is None:
         data, held = _split(data, config.eval_examples, config.seed)
     else:
         held = tokenize_examples(tokenizer, eval_examples, config.loss_on, "eval examples",
-                                 cfg.eos_token_ids)
+                                 cfg.eos_token_ids, teacher_tokenizer=t_tok)
     _check_loss_tokens(data, config.seq_len)
     _check_host_rows(data, config)
     cut = sum(len(e.ids) > config.seq_len for e in data)
-    batches, total, stages = _batches(data, config)
+    batches, total, stages = _batches(data, config, t_len)
     staged = lambda s: stage_of(s, config.curriculum, stages)
     ends_stage = lambda s: bool(stages) and stage_ends(s, total, config.curriculum, stages)
 
@@ -341,14 +381,19 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
-                            "model": cfg.architecture, "base": base}, resuming=start > 0,
-                  writer=writer)
+                            "model": cfg.architecture, "base": base,
+                            "teacher": _describe(teacher) if kd else None},
+                  resuming=start > 0, writer=writer)
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
-        cfg, config, total, mesh, stages)
+        cfg, config, total, mesh, stages, teacher.config if kd else None)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
               if lora.enabled else {})
+    # the teacher's weights as loaded (the student's own, by default: with LoRA the frozen
+    # base, in full fine-tuning the loaded model's, which the optimizer never updates in place)
+    teacher_params = (jax.device_put(teacher.params(), param_shardings(teacher.config, mesh))
+                      if kd else {})
     if start:
         state, data_state = checkpoints.restore(start, target)
         batches.restore(data_state)
@@ -357,12 +402,12 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     else:
         state = init(model.params())
     held_batches = eval_batches(held, seq_len=config.seq_len, batch_size=config.batch_size,
-                                packed=config.pack) if held else []
-    b_sharding = batch_sharding(mesh, (config.grad_accum, config.batch_size, config.seq_len))
-    e_sharding = batch_sharding(mesh, (config.batch_size, config.seq_len))
+                                packed=config.pack, teacher_seq_len=t_len) if held else []
+    b_sharding = batch_shardings(mesh, config, (config.grad_accum,))
+    e_sharding = batch_shardings(mesh, config)
 
     def run_eval(step: int) -> dict[str, float]:
-        sums = [evaluate({**frozen, **state.params}, _put(b, e_sharding))
+        sums = [evaluate({**frozen, **state.params}, teacher_params, _put(b, e_sharding))
                 for b in held_batches]
         total_sums = {k: float(sum(s[k] for s in jax.device_get(sums))) for k in sums[0]}
         n = max(total_sums["loss_tokens"], 1.0)
@@ -392,7 +437,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                 log.write(s, {"stage": staged(s)})
                 if s > 1 and config.curriculum.reset_optimizer:
                     state = dataclasses.replace(state, opt_state=reset(state.params))
-            state, metrics = train_step(state, frozen, _put(next(batches), b_sharding))
+            state, metrics = train_step(state, frozen, teacher_params,
+                                        _put(next(batches), b_sharding))
             progress.push(s, metrics)
             save = (s == total or ends_stage(s)
                     or (config.checkpoint_every and s % config.checkpoint_every == 0))

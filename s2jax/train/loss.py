@@ -20,12 +20,24 @@ Shapes use the package's einsum letters; C is the tokens of one chunk per row.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
+
+from s2jax.train import divergence
+from s2jax.train.config import KDConfig
+
+# A distillation chunk holds `loss_chunk / KD_SPLIT` tokens. Cross-entropy keeps one [tokens, V]
+# fp32 array per chunk at its peak (the gradient is written over the logits); a divergence
+# keeps both models' logits, their log-softmaxes and the gradient, which XLA:CPU materialises
+# separately: at Gemma 3 270M shapes, a quarter of the tokens keeps the step's peak below the
+# cross-entropy step's (bench/train_memory.py --kd; half of them was 1.24x for forward KL and
+# 1.41x for JSD, with the teacher's weights).
+KD_SPLIT = 4
 
 # logits_fn(head, x) -> fp32 logits [..., V]; `head` is the pytree of the weights it reads
 LogitsFn = Callable[[dict, Float[Array, "*B D"]], Float[Array, "*B V"]]
@@ -84,7 +96,22 @@ def chunked_losses(logits_fn: LogitsFn, head: dict, x: Float[Array, "B T D"],
     return _unchunk(nll, T), _unchunk(correct, T)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+@partial(jax.tree_util.register_dataclass, data_fields=["head", "x", "index"],
+         meta_fields=["logits_fn"])
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A frozen teacher's side of the distillation loss: its output layer and hidden states.
+
+    `x[b, index[b, t]]` is the teacher's final-normed hidden state whose next-token
+    distribution is compared with the student's at position t of row b (the teacher reads its
+    own context, e.g. the System 2 prompt, so its positions are not the student's)."""
+
+    logits_fn: LogitsFn  # the teacher's output layer (static)
+    head: dict  # the weights it reads
+    x: Float[Array, "B S E"]  # the teacher's hidden states over its own rows (S tokens, E dims)
+    index: Int[Array, "B T"]  # per student position, the teacher position aligned with it
+
+
 def fused_loss(logits_fn: LogitsFn, chunk: int, head: dict, x: Float[Array, "B T D"],
                targets: Int[Array, "B T"], weights: Float[Array, "B T"]
                ) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -104,8 +131,33 @@ def fused_loss(logits_fn: LogitsFn, chunk: int, head: dict, x: Float[Array, "B T
     weight 0 is never scored, so its loss, the derivative in its weight, is not known). The hit
     count is piecewise constant, so its cotangent is zero and ignored.
     """
-    loss, correct, _ = _loop(logits_fn, chunk, head, x, targets, weights, with_grad=False)
+    loss, correct, _ = fused_distill_loss(KDConfig(), logits_fn, chunk, head, x, targets,
+                                          weights, None)
     return loss, correct
+
+
+def fused_distill_loss(kd: KDConfig, logits_fn: LogitsFn, chunk: int, head: dict,
+                       x: Float[Array, "B T D"], targets: Int[Array, "B T"],
+                       weights: Float[Array, "B T"], teacher: Teacher | None
+                       ) -> tuple[Float[Array, ""], Float[Array, ""], Float[Array, ""]]:
+    """(sum of weights x loss, sum of weights x argmax hits, sum of weights x cross-entropy),
+    where a token's loss is `kd`'s mix of cross-entropy and divergence from `teacher`
+    (s2jax/train/divergence.py; cross-entropy alone when `kd` is off).
+
+    As `fused_loss`, chunk by chunk over the loss positions; with a teacher, a chunk holds
+    `chunk / KD_SPLIT` tokens of each model's logits, so that `chunk` still bounds the memory
+    of the loss at about cross-entropy's. Differentiable in `head` and `x` through the loss
+    (the first output) only: the teacher is frozen, and the other two outputs are metrics.
+    """
+    if kd.enabled != (teacher is not None):
+        raise ValueError(f"kd.divergence={kd.divergence!r} with teacher={teacher is not None}")
+    return _fused(kd, logits_fn, chunk, head, x, targets, weights, teacher)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused(kd, logits_fn, chunk, head, x, targets, weights, teacher):
+    sums, _ = _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, with_grad=False)
+    return sums
 
 
 def loss_positions(weights: Float[Array, "B T"]) -> tuple[Int[Array, "B T"], Int[Array, " B"]]:
@@ -119,65 +171,70 @@ def loss_positions(weights: Float[Array, "B T"]) -> tuple[Int[Array, "B T"], Int
 
 
 def _take(a: Array, order: Int[Array, "B T"]) -> Array:
-    """a [B, T, ...] with each row's positions in `order`."""
+    """a [B, S, ...] at positions `order` of each row -> [B, T, ...]."""
     return jnp.take_along_axis(a, order.reshape(*order.shape, *[1] * (a.ndim - 2)), axis=1)
 
 
-def _loop(logits_fn, chunk, head, x, targets, weights, *, with_grad: bool):
-    """The chunk loop over the loss positions; with `with_grad`, also d(loss)/d(head, x) for a
-    cotangent of 1. Its trip count is data-dependent: this is never differentiated (the
-    custom VJP's forward computes the gradients)."""
+def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad: bool):
+    """The chunk loop over the loss positions: ((loss, hits, nll) sums, grads or None), the
+    grads being d(loss)/d(head, x) for a cotangent of 1. Its trip count is data-dependent:
+    this is never differentiated (the custom VJP's forward computes the gradients)."""
     B, T, D = x.shape
-    C = chunk_len(B, T, chunk)
+    C = chunk_len(B, T, max(1, chunk // KD_SPLIT) if teacher is not None and chunk > 0 else chunk)
     n = -(-T // C)
     order, count = loss_positions(weights)
     pad = lambda a: jnp.pad(a, [(0, 0), (0, n * C - T)] + [(0, 0)] * (a.ndim - 2))
-    xs, ts, ws = (pad(_take(a, order)) for a in (x, targets, weights))
+    rows = {"x": x, "t": targets, "w": weights}
+    if teacher is not None:  # the teacher's states at the student's positions, in loss order
+        rows["xt"] = _take(teacher.x, _take(teacher.index, order))
+    rows = {k: pad(v if k == "xt" else _take(v, order)) for k, v in rows.items()}
 
     def body(i, carry):
-        d_head, loss, correct, dx = carry
+        d_head, sums, dx = carry
         # one [B*C, D] token axis: the head's gradient then contracts one axis, which XLA:CPU
         # runs in place; over (B, C) it wrote a transposed copy of every chunk's logit gradient
-        x_c, t_c, w_c = (jax.lax.dynamic_slice_in_dim(a, i * C, C, axis=1)
-                         .reshape(B * C, *a.shape[2:]) for a in (xs, ts, ws))
+        c = {k: jax.lax.dynamic_slice_in_dim(v, i * C, C, axis=1).reshape(B * C, *v.shape[2:])
+             for k, v in rows.items()}
+        z_t = None if teacher is None else teacher.logits_fn(teacher.head, c["xt"])
+        if with_grad:
+            z, vjp = jax.vjp(logits_fn, head, c["x"])
+        else:
+            z = logits_fn(head, c["x"])
+        loss, nll, hit, d_z = divergence.token_terms(kd, z, c["t"], z_t)
+        w = c["w"]
+        sums = tuple(s + jnp.sum(v * w) for s, v in zip(sums, (loss, hit, nll), strict=True))
         if not with_grad:
-            _, nll, hit = _stats(logits_fn(head, x_c), t_c)
-            return d_head, loss + jnp.sum(nll * w_c), correct + jnp.sum(hit * w_c), dx
-        logits, vjp = jax.vjp(logits_fn, head, x_c)
-        lse, nll, hit = _stats(logits, t_c)
-        # d(w * nll)/d logits = w * (softmax - onehot), built in one elementwise pass
-        onehot = jnp.arange(logits.shape[-1]) == t_c[..., None]
-        d_logits = (jnp.exp(logits - lse[..., None]) - onehot) * w_c[..., None]
-        dh, dx_c = vjp(d_logits)
+            return d_head, sums, dx
+        dh, dx_c = vjp(d_z * w[:, None])
         d_head = jax.tree.map(lambda a, g: a + g.astype(a.dtype), d_head, dh)
         dx = jax.lax.dynamic_update_slice_in_dim(dx, dx_c.reshape(B, C, D), i * C, axis=1)
-        return d_head, loss + jnp.sum(nll * w_c), correct + jnp.sum(hit * w_c), dx
+        return d_head, sums, dx
 
     # the head's gradient accumulates in fp32 whatever the weights' dtype
     d_head = jax.tree.map(lambda h: jnp.zeros(h.shape, jnp.float32), head) if with_grad else None
-    dx = jnp.zeros_like(xs) if with_grad else None
-    zero = jnp.zeros((), jnp.float32)
+    dx = jnp.zeros_like(rows["x"]) if with_grad else None
+    sums = (jnp.zeros((), jnp.float32),) * 3
     trips = (jnp.max(count) + C - 1) // C  # chunks until every row's loss positions are done
-    d_head, loss, correct, dx = jax.lax.fori_loop(0, trips, body, (d_head, zero, zero, dx))
+    d_head, sums, dx = jax.lax.fori_loop(0, trips, body, (d_head, sums, dx))
     if not with_grad:
-        return loss, correct, None
+        return sums, None
     # back to each row's own order: the positions that were never scored get a zero gradient
     dx = _take(dx[:, :T], jnp.argsort(order, axis=1).astype(jnp.int32))
-    return loss, correct, (d_head, dx)
+    return sums, (d_head, dx)
 
 
-def _fused_fwd(logits_fn, chunk, head, x, targets, weights):
-    loss, correct, (d_head, dx) = _loop(logits_fn, chunk, head, x, targets, weights,
-                                        with_grad=True)
+def _fused_fwd(kd, logits_fn, chunk, head, x, targets, weights, teacher):
+    sums, (d_head, dx) = _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher,
+                               with_grad=True)
     d_head = jax.tree.map(lambda d, h: d.astype(h.dtype), d_head, head)
-    return (loss, correct), (d_head, dx)
+    return sums, (d_head, dx)
 
 
-def _fused_bwd(logits_fn, chunk, res, cotangents):
+def _fused_bwd(kd, logits_fn, chunk, res, cotangents):
     d_head, dx = res
-    g = cotangents[0]  # the loss's; the hit count's is zero (see `fused_loss`)
+    g = cotangents[0]  # the loss's; the hit count's is zero, the nll sum's is ignored
     scale = lambda d: (g * d).astype(d.dtype)
-    return jax.tree.map(scale, d_head), scale(dx), None, None
+    return jax.tree.map(scale, d_head), scale(dx), None, None, None
 
 
-fused_loss.defvjp(_fused_fwd, _fused_bwd)
+_fused.defvjp(_fused_fwd, _fused_bwd)

@@ -9,6 +9,7 @@ fp32 logits for the whole micro-batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -21,7 +22,7 @@ from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
 from s2jax.parallel.sharding import named_sharding
 from s2jax.train.config import TrainConfig
-from s2jax.train.loss import LogitsFn, chunked_losses, fused_loss
+from s2jax.train.loss import LogitsFn, Teacher, chunked_losses, fused_distill_loss
 from s2jax.train.state import TrainState
 
 Metrics = dict[str, Array]
@@ -68,12 +69,27 @@ def token_losses(
     return chunked_losses(logits_fn, head, x, targets, loss_chunk)
 
 
-def _sums(cfg, tcfg, mesh, params, batch):
-    """Summed weighted loss and correct count of one micro-batch (fused LM head + loss)."""
+def run_teacher(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh | None, params: dict,
+                batch: dict) -> Teacher:
+    """The frozen teacher's side of the loss on one micro-batch: a forward pass over its own
+    rows (`teacher_tokens`, `teacher_segment_ids`), never differentiated."""
+    dtype = jnp.dtype(tcfg.compute_dtype)
+    params = jax.lax.stop_gradient(params)
+    x = _hidden(cfg, params, batch["teacher_tokens"], batch["teacher_segment_ids"], dtype,
+                "none", mesh)
+    logits_fn, head = output_head(cfg, params, dtype)
+    return Teacher(logits_fn, head, x, batch["teacher_index"])
+
+
+def _sums(cfg, tcfg, mesh, params, batch, teacher: Teacher | None = None):
+    """(summed weighted loss, correct count, cross-entropy) of one micro-batch (fused LM head
+    and loss; with `tcfg.kd` on, against `teacher`)."""
     dtype = jnp.dtype(tcfg.compute_dtype)
     x = _hidden(cfg, params, batch["tokens"], batch["segment_ids"], dtype, tcfg.remat, mesh)
     logits_fn, head = output_head(cfg, params, dtype)
-    return fused_loss(logits_fn, tcfg.loss_chunk, head, x, batch["targets"], batch["weights"])
+    loss, correct, nll = fused_distill_loss(tcfg.kd, logits_fn, tcfg.loss_chunk, head, x,
+                                            batch["targets"], batch["weights"], teacher)
+    return loss, (correct, nll)
 
 
 def batch_sharding(mesh: Mesh, shape: tuple[int, ...]) -> NamedSharding:
@@ -82,33 +98,72 @@ def batch_sharding(mesh: Mesh, shape: tuple[int, ...]) -> NamedSharding:
     return named_sharding(mesh, axes, shape)
 
 
+def batch_shapes(tcfg: TrainConfig, lead: tuple[int, ...] = ()) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of a batch: `lead` + (batch_size, tokens); with token-level
+    distillation also the teacher's rows and, per student position, its aligned teacher
+    position (`teacher_index`)."""
+    rows = (*lead, tcfg.batch_size)
+    shapes = dict.fromkeys(("tokens", "targets", "segment_ids", "weights"), (*rows, tcfg.seq_len))
+    if tcfg.kd.enabled:
+        shapes |= dict.fromkeys(("teacher_tokens", "teacher_segment_ids"),
+                                (*rows, tcfg.teacher_seq_len))
+        shapes["teacher_index"] = (*rows, tcfg.seq_len)
+    return shapes
+
+
+def batch_shardings(mesh: Mesh, tcfg: TrainConfig, lead: tuple[int, ...] = ()
+                    ) -> dict[str, NamedSharding]:
+    return {k: batch_sharding(mesh, shape) for k, shape in batch_shapes(tcfg, lead).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherModel:
+    """A frozen teacher in the train step: its shapes and its weights' shardings."""
+
+    cfg: ModelConfig
+    shardings: dict[str, NamedSharding]
+
+
 def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, shardings: TrainState, mesh: Mesh,
-                    frozen_shardings: dict | None = None
-                    ) -> Callable[[TrainState, dict, dict], tuple[TrainState, Metrics]]:
-    """`step(state, frozen, batch) -> (state, metrics)`, jitted; `state` is donated.
+                    frozen_shardings: dict | None = None, teacher: TeacherModel | None = None
+                    ) -> Callable[[TrainState, dict, dict, dict], tuple[TrainState, Metrics]]:
+    """`step(state, frozen, teacher_params, batch) -> (state, metrics)`, jitted; `state` is
+    donated.
 
     The model's weights are `{**frozen, **state.params}`, and only `state.params` are trained:
     with LoRA `frozen` is the base (and the adapters' scale), in full fine-tuning it is {}.
-    `frozen_shardings` are its shardings (None: {}). `batch` holds int32 tokens / targets /
-    segment_ids and float32 weights, each [grad_accum, batch_size, seq_len]. Metrics are
-    replicated fp32 scalars.
+    `frozen_shardings` are its shardings (None: {}). With `tcfg.kd` on, `teacher` describes the
+    frozen teacher whose weights are `teacher_params` (else {}). `batch` holds the arrays of
+    `batch_shapes(tcfg, (grad_accum,))`: int32 tokens / targets / segment_ids (and the
+    teacher's), float32 weights. Metrics are replicated fp32 scalars ("ce": the cross-entropy
+    part of a distillation loss).
     """
+    if tcfg.kd.enabled != (teacher is not None):
+        raise ValueError(f"kd.divergence={tcfg.kd.divergence!r} with teacher={teacher}")
 
-    def step(state: TrainState, frozen: dict, batch: dict) -> tuple[TrainState, Metrics]:
-        grad_fn = jax.value_and_grad(
-            lambda p, mb: _sums(cfg, tcfg, mesh, {**frozen, **p}, mb), has_aux=True)
+    def sums(params, frozen, teacher_params, mb):
+        t = (None if teacher is None else
+             run_teacher(teacher.cfg, tcfg, mesh, teacher_params, mb))
+        return _sums(cfg, tcfg, mesh, {**frozen, **params}, mb, t)
 
+    grad_fn = jax.value_and_grad(sums, has_aux=True)
+
+    def step(state: TrainState, frozen: dict, teacher_params: dict, batch: dict
+             ) -> tuple[TrainState, Metrics]:
         def micro(carry, mb):
-            grads, loss, correct = carry
-            (mb_loss, mb_correct), g = grad_fn(state.params, mb)
-            return (jax.tree.map(jnp.add, grads, g), loss + mb_loss, correct + mb_correct), None
+            grads, totals = carry
+            (loss, (correct, nll)), g = grad_fn(state.params, frozen, teacher_params, mb)
+            totals = jax.tree.map(jnp.add, totals, (loss, correct, nll))
+            return (jax.tree.map(jnp.add, grads, g), totals), None
 
         if batch["tokens"].shape[0] == 1:
-            (loss, correct), grads = grad_fn(state.params, jax.tree.map(lambda x: x[0], batch))
+            (loss, (correct, nll)), grads = grad_fn(state.params, frozen, teacher_params,
+                                                    jax.tree.map(lambda x: x[0], batch))
         else:
             zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (grads, loss, correct), _ = jax.lax.scan(micro, (zeros, 0.0, 0.0), batch)
+            (grads, (loss, correct, nll)), _ = jax.lax.scan(micro, (zeros, (0.0, 0.0, 0.0)),
+                                                            batch)
         count = jnp.sum(batch["weights"])
         denom = jnp.maximum(count, 1.0)
         grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
@@ -118,28 +173,32 @@ def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTrans
                    "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step),
                    "loss_tokens": count,
                    "tokens": jnp.sum(batch["segment_ids"] != 0).astype(jnp.float32)}
+        if teacher is not None:
+            metrics["ce"] = nll / denom
         return TrainState(state.step + 1, params, opt_state), metrics
 
-    shape = (tcfg.grad_accum, tcfg.batch_size, tcfg.seq_len)
-    b_sharding = batch_sharding(mesh, shape)
-    batch_shardings = dict.fromkeys(("tokens", "targets", "segment_ids", "weights"), b_sharding)
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(step, in_shardings=(shardings, frozen_shardings or {}, batch_shardings),
-                   out_shardings=(shardings, replicated), donate_argnums=0)
+    in_shardings = (shardings, frozen_shardings or {}, teacher.shardings if teacher else {},
+                    batch_shardings(mesh, tcfg, (tcfg.grad_accum,)))
+    return jax.jit(step, in_shardings=in_shardings, out_shardings=(shardings, replicated),
+                   donate_argnums=0)
 
 
-def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, mesh: Mesh
-                   ) -> Callable[[dict, dict], Metrics]:
-    """`eval(params, batch) -> {"loss_sum", "correct", "loss_tokens"}` for a [B, T] batch.
+def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, mesh: Mesh,
+                   teacher: TeacherModel | None = None) -> Callable[[dict, dict, dict], Metrics]:
+    """`eval(params, teacher_params, batch) -> {"loss_sum", "correct", "loss_tokens"}` for a
+    [B, T] batch (the loss of the train step: with `tcfg.kd` on, against the teacher).
 
     `params` is every weight the forward reads (with LoRA, the base and the adapters).
     """
 
-    def evaluate(params, batch):
-        loss, correct = _sums(cfg, tcfg, mesh, params, batch)
+    def evaluate(params, teacher_params, batch):
+        t = None if teacher is None else run_teacher(teacher.cfg, tcfg, mesh, teacher_params,
+                                                      batch)
+        loss, (correct, _) = _sums(cfg, tcfg, mesh, params, batch, t)
         return {"loss_sum": loss, "correct": correct, "loss_tokens": jnp.sum(batch["weights"])}
 
-    b_sharding = batch_sharding(mesh, (tcfg.batch_size, tcfg.seq_len))
-    batch_shardings = dict.fromkeys(("tokens", "targets", "segment_ids", "weights"), b_sharding)
-    return jax.jit(evaluate, in_shardings=(param_shardings, batch_shardings),
+    in_shardings = (param_shardings, teacher.shardings if teacher else {},
+                    batch_shardings(mesh, tcfg))
+    return jax.jit(evaluate, in_shardings=in_shardings,
                    out_shardings=NamedSharding(mesh, PartitionSpec()))

@@ -1,0 +1,292 @@
+"""Token-level distillation: the divergences' closed-form gradients, the fused chunked loss
+against full logits, GKD's reduction to SFT, finite differences through a tiny model, teacher
+contexts packed beside the student's, and the sharded step."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import s2jax
+from s2jax.errors import S2JaxError
+from s2jax.models.config import ModelConfig
+from s2jax.models.module import Transformer
+from s2jax.train import TrainConfig, finetune
+from s2jax.train.config import KDConfig
+from s2jax.train.data import pack, tokenize_examples
+from s2jax.train.divergence import token_terms
+from s2jax.train.loss import Teacher, fused_distill_loss
+from s2jax.train.step import _sums, run_teacher
+
+KINDS = [KDConfig("forward_kl"), KDConfig("reverse_kl"), KDConfig("jsd", beta=0.3),
+         KDConfig("jsd", beta=0.9, ce_weight=0.4), KDConfig("reverse_kl", ce_weight=0.5)]
+
+
+def reference_terms(kd: KDConfig, z, targets, z_t):
+    """A token's loss by the definitions, from full log-softmaxes (differentiated by JAX)."""
+    logp, logq = jax.nn.log_softmax(z), jax.nn.log_softmax(z_t)
+    p, q = jnp.exp(logp), jnp.exp(logq)
+    ce = optax.softmax_cross_entropy_with_integer_labels(z, targets)
+    if kd.divergence == "forward_kl":
+        div = jnp.sum(q * (logq - logp), -1)
+    elif kd.divergence == "reverse_kl":
+        div = jnp.sum(p * (logp - logq), -1)
+    else:
+        m = kd.beta * q + (1 - kd.beta) * p
+        div = (kd.beta * jnp.sum(q * (logq - jnp.log(m)), -1)
+               + (1 - kd.beta) * jnp.sum(p * (logp - jnp.log(m)), -1))
+    return kd.ce_weight * ce + (1 - kd.ce_weight) * div
+
+
+@pytest.mark.parametrize("kd", KINDS, ids=str)
+def test_closed_form_gradients_equal_autodiff_of_the_definitions(kd):
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    z, z_t = 2 * jax.random.normal(k[0], (6, 23)), 2 * jax.random.normal(k[1], (6, 23))
+    targets = jax.random.randint(k[2], (6,), 0, 23)
+    loss, nll, _, d_z = token_terms(kd, z, targets, z_t)
+    want = reference_terms(kd, z, targets, z_t)
+    np.testing.assert_allclose(loss, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nll, optax.softmax_cross_entropy_with_integer_labels(z, targets),
+                               rtol=1e-6)
+    grad = jax.grad(lambda z: jnp.sum(reference_terms(kd, z, targets, z_t)))(z)
+    np.testing.assert_allclose(d_z, grad, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(loss) > 0) and np.abs(np.asarray(d_z)).max() > 1e-2
+    # a divergence from itself is zero, with no gradient
+    same, _, _, d_same = token_terms(dataclasses.replace(kd, ce_weight=0.0), z, targets, z)
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+    np.testing.assert_allclose(d_same, 0.0, atol=1e-6)
+
+
+B, T, S, D, E, V = 2, 11, 14, 8, 6, 37
+
+
+def _teacher_data(seed=0):
+    """Student states [B, T, D]; a teacher over its own rows of S tokens ([B, S, E]) whose
+    positions are aligned with the student's by `index`; targets, weights and both heads."""
+    k = jax.random.split(jax.random.PRNGKey(seed), 7)
+    x = jax.random.normal(k[0], (B, T, D))
+    xt = jax.random.normal(k[1], (B, S, E))
+    index = jax.random.randint(k[2], (B, T), 0, S)
+    targets = jax.random.randint(k[3], (B, T), 0, V)
+    weights = (jax.random.uniform(k[4], (B, T)) > 0.4).astype(jnp.float32)
+    head = {"embed": 0.5 * jax.random.normal(k[5], (V, D))}
+    t_head = {"lm_head": 0.7 * jax.random.normal(k[6], (V, E))}
+    return x, xt, index, targets, weights, head, t_head
+
+
+STUDENT = lambda h, x: 3.0 * jnp.tanh(jnp.einsum("...d,vd->...v", x, h["embed"]) / 3.0)
+TEACHER = lambda h, x: jnp.einsum("...d,vd->...v", x, h["lm_head"])
+
+
+@pytest.mark.parametrize("chunk", [0, 2, 24, 100])
+@pytest.mark.parametrize("kd", KINDS[:3], ids=str)
+def test_chunked_kd_equals_the_unchunked_reference(kd, chunk):
+    x, xt, index, targets, weights, head, t_head = _teacher_data()
+
+    def reference(head, x):
+        z_t = TEACHER(t_head, jnp.take_along_axis(xt, index[..., None], axis=1))
+        return jnp.sum(reference_terms(kd, STUDENT(head, x), targets, z_t) * weights)
+
+    def fused(head, x, chunk=chunk):
+        teacher = Teacher(TEACHER, t_head, xt, index)
+        return fused_distill_loss(kd, STUDENT, chunk, head, x, targets, weights, teacher)[0]
+
+    # against full logits differentiated by JAX (the closed forms round differently: 5e-6),
+    # and against the fused loss computing every logit at once (1e-6)
+    for ref, tol in ((reference, 5e-6), (lambda h, x: fused(h, x, 0), 1e-6)):
+        want, want_g = jax.jit(jax.value_and_grad(ref, (0, 1)))(head, x)
+        got, got_g = jax.jit(jax.value_and_grad(fused, (0, 1)))(head, x)
+        assert abs(float(got) - float(want)) <= tol * abs(float(want))
+        for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
+            assert np.abs(g - w).max() <= tol * np.abs(w).max()
+    # positions of weight 0 are never scored: any teacher position there changes nothing
+    moved = jnp.where(weights > 0, index, (index + 5) % S)
+    again = jax.jit(lambda h, x: fused_distill_loss(
+        kd, STUDENT, chunk, h, x, targets, weights, Teacher(TEACHER, t_head, xt, moved))[0])
+    assert float(again(head, x)) == float(got)
+
+
+TINY = dict(architecture="LlamaForCausalLM", vocab_size=64, hidden_size=16,
+            intermediate_size=24, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=4)
+
+
+def _model_batch(seed=0):
+    """A packed student batch (3 segments in row 0) and a teacher batch of other tokens."""
+    rng = np.random.default_rng(seed)
+    Bm, Tm, Sm = 2, 12, 15
+    tokens = rng.integers(0, 64, (Bm, Tm)).astype(np.int32)
+    seg = np.ones((Bm, Tm), np.int32)
+    seg[0, 4:9], seg[0, 9:] = 2, 3
+    weights = np.zeros((Bm, Tm), np.float32)
+    weights[:, [2, 3, 6, 7, 10]] = 1.0
+    return dict(tokens=tokens, targets=rng.integers(0, 64, (Bm, Tm)).astype(np.int32),
+                segment_ids=seg, weights=weights,
+                teacher_tokens=rng.integers(0, 64, (Bm, Sm)).astype(np.int32),
+                teacher_segment_ids=np.ones((Bm, Sm), np.int32),
+                teacher_index=rng.integers(0, Sm, (Bm, Tm)).astype(np.int32))
+
+
+@pytest.mark.parametrize("ce_weight", [0.0, 0.3])
+def test_gkd_with_a_one_hot_teacher_is_sft(ce_weight):
+    # GKD without sampling (on the fixed data) with forward KL from a one-hot teacher is the
+    # cross-entropy on the targets: the same loss and gradients, to 1e-6
+    cfg = ModelConfig(**TINY)
+    params = Transformer(cfg, rngs=nnx.Rngs(1)).params()
+    batch = _model_batch()
+    kd = TrainConfig(kd=KDConfig("forward_kl", ce_weight=ce_weight), loss_chunk=6, remat="none")
+    sft = dataclasses.replace(kd, kd=KDConfig())
+    # a teacher whose logits are 1e4 x onehot(target): exactly one-hot after its softmax
+    onehot = Teacher(lambda h, x: 1e4 * x, {}, jax.nn.one_hot(batch["targets"], 64),
+                     jnp.broadcast_to(jnp.arange(12), (2, 12)))
+    want, want_g = jax.value_and_grad(lambda p: _sums(cfg, sft, None, p, batch)[0])(params)
+    got, got_g = jax.value_and_grad(lambda p: _sums(cfg, kd, None, p, batch, onehot)[0])(params)
+    assert abs(float(got) - float(want)) <= 1e-6 * abs(float(want))
+    for name in params:
+        assert np.abs(got_g[name] - want_g[name]).max() <= 1e-6 * np.abs(want_g[name]).max()
+
+
+@pytest.mark.parametrize("kd", [KDConfig("forward_kl"), KDConfig("reverse_kl"),
+                                KDConfig("jsd", beta=0.5, ce_weight=0.2)], ids=str)
+def test_kd_gradients_match_finite_differences_on_a_tiny_model(kd):
+    cfg = ModelConfig(**TINY)
+    t_cfg = ModelConfig(**{**TINY, "hidden_size": 24, "num_layers": 1})
+    # weights 10x the init's scale: peaked distributions, a loss of ~10 and gradients ~1 that
+    # central differences in fp32 resolve to ~1e-3
+    sharpen = lambda p: {k: v if "norm" in k else 10 * v for k, v in p.items()}
+    params = sharpen(Transformer(cfg, rngs=nnx.Rngs(3)).params())
+    t_params = sharpen(Transformer(t_cfg, rngs=nnx.Rngs(4)).params())
+    batch = _model_batch(1)
+
+    def loss_fn(tcfg):
+        teacher = lambda: (run_teacher(t_cfg, tcfg, None, t_params, batch)
+                           if tcfg.kd.enabled else None)
+        return jax.jit(lambda p: _sums(cfg, tcfg, None, p, batch, teacher())[0])
+
+    f = loss_fn(TrainConfig(kd=kd, loss_chunk=8, remat="none"))
+    grad = jax.jit(jax.grad(f))(params)
+    sft = jax.jit(jax.grad(loss_fn(TrainConfig(loss_chunk=8, remat="none"))))(params)
+    rng = np.random.default_rng(0)
+    for name in ("embed", "layers.q", "layers.k", "layers.down", "final_norm"):
+        # along the gradient, tilted by a random direction
+        g, r = np.asarray(grad[name]), rng.standard_normal(params[name].shape)
+        v = (g / np.linalg.norm(g) + 0.5 * r / np.linalg.norm(r)).astype(np.float32)
+        v /= np.linalg.norm(v)
+        eps = 3e-3 * float(np.linalg.norm(params[name]))
+        shift = lambda s, name=name, v=v: {**params, name: params[name] + s * v}
+        fd = (float(f(shift(eps))) - float(f(shift(-eps)))) / (2 * eps)
+        exact = float(jnp.sum(grad[name] * v))
+        assert abs(fd - exact) <= 1e-2 * abs(exact), (name, fd, exact)
+        # the check can fail: the cross-entropy's gradient is not this loss's
+        if kd.ce_weight == 0:
+            assert abs(fd - float(jnp.sum(sft[name] * v))) > 5e-2 * abs(exact), name
+
+
+WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "star", "coin", "fox"]
+
+
+def _context_examples(n: int, seed: int = 0) -> list[dict]:
+    """Chats whose teacher reads a longer context (a hint before the question), answering the
+    same words: context distillation's data."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        question = f"Item {i}: " + " ".join(rng.choice(WORDS, i % 4 + 1))
+        answer = {"role": "assistant", "content": " ".join(rng.choice(WORDS, 3))}
+        hint = "Hint: " + " ".join(rng.choice(WORDS, 6)) + ". "
+        rows.append({"messages": [{"role": "user", "content": question}, answer],
+                     "teacher_messages": [{"role": "user", "content": hint + question}, answer]})
+    return rows
+
+
+def test_teacher_contexts_pack_beside_the_students_aligned_on_answer_tokens(hf_checkpoint):
+    _, tok = s2jax.load(hf_checkpoint("llama3"))
+    data = tokenize_examples(tok, _context_examples(9), teacher_tokenizer=tok)
+    assert all(len(e.teacher_ids) > len(e.ids) for e in data)
+    b = pack(data, range(9), 128, teacher_seq_len=192)
+    r, t = np.nonzero(b["weights"])
+    i = b["teacher_index"][r, t]
+    # the teacher's position predicts the same answer token, within the same example
+    np.testing.assert_array_equal(b["teacher_tokens"][r, i + 1], b["targets"][r, t])
+    np.testing.assert_array_equal(b["teacher_segment_ids"][r, i], b["segment_ids"][r, t])
+    assert len(t) == sum(int(e.loss_mask[1:].sum()) for e in data)
+    assert b["segment_ids"].max() > 1  # packed, and no row over either length
+    assert (b["teacher_segment_ids"] > 0).sum() == sum(len(e.teacher_ids) for e in data)
+    # a teacher cut short of the answer: those answer tokens carry no loss
+    cut = len(data[0].teacher_ids) - 3
+    kept = data[0].teacher_loss_mask[1:cut].sum()
+    assert 0 < kept < data[0].loss_mask[1:].sum()
+    short = pack(data[:1], [0], 64, teacher_seq_len=cut)
+    assert short["weights"].sum() == kept
+    bad = [{**_context_examples(1)[0], "teacher_messages": [
+        {"role": "user", "content": "x"}, {"role": "assistant", "content": "another answer"}]}]
+    with pytest.raises(S2JaxError, match="examples row 0: the teacher's context has answer"):
+        tokenize_examples(tok, bad, teacher_tokenizer=tok)
+
+
+def _kd_run(hf_checkpoint, tmp_path, name, **overrides):
+    model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    teacher, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    base = dict(steps=3, seq_len=48, batch_size=8, learning_rate=1e-3, progress=False,
+                export=False, kd=KDConfig("jsd", beta=0.5, ce_weight=0.25, teacher_seq_len=64))
+    cfg = TrainConfig(**{**base, **overrides})
+    return finetune(model, tok, _context_examples(24), cfg, tmp_path / name, teacher=teacher)
+
+
+def _metrics(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_kd_step_on_eight_devices_equals_one(hf_checkpoint, tmp_path):
+    one = _kd_run(hf_checkpoint, tmp_path, "one")
+    eight = _kd_run(hf_checkpoint, tmp_path, "eight", mesh="data=2,fsdp=2,tensor=2")
+    assert len(eight.param("layers.q").get_value().sharding.device_set) == 8
+    start, _ = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    for name, value in one.params().items():
+        a, b = np.asarray(value), np.asarray(eight.param(name).get_value())
+        assert np.abs(a - np.asarray(start.param(name).get_value())).max() > 1e-4, name
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=0, err_msg=name)
+    rows = [_metrics(tmp_path / run / "metrics.jsonl") for run in ("one", "eight")]
+    for key in ("loss", "ce", "grad_norm"):
+        np.testing.assert_allclose([r[key] for r in rows[0]], [r[key] for r in rows[1]],
+                                   rtol=1e-5, err_msg=key)
+    assert all(r["ce"] != r["loss"] for r in rows[0])  # the mix is not the cross-entropy
+
+
+def test_context_distillation_with_lora_from_the_frozen_base(hf_checkpoint, tmp_path):
+    # the default teacher is the student's own base; with LoRA it is the frozen base itself.
+    # It reads the hinted context, the student the bare question: the student's divergence
+    # from it falls as the adapters learn
+    from s2jax.train.config import LoraConfig
+
+    model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    cfg = TrainConfig(steps=12, seq_len=48, batch_size=8, learning_rate=1e-2, progress=False,
+                      export=False, lora=LoraConfig(rank=4, alpha=8.0),
+                      kd=KDConfig("reverse_kl", teacher_seq_len=64))
+    finetune(model, tok, _context_examples(16), cfg, tmp_path / "lora")
+    rows = _metrics(tmp_path / "lora" / "metrics.jsonl")
+    assert rows[0]["loss"] > 1e-3  # the contexts differ, so the distributions do
+    assert rows[-1]["loss"] < 0.7 * rows[0]["loss"], [r["loss"] for r in rows]
+    record = json.loads((tmp_path / "lora" / "train_config.json").read_text())
+    assert record["kd"]["divergence"] == "reverse_kl" and record["teacher"]["params"] > 0
+    # the same data without teacher contexts: student and teacher agree, nothing to learn
+    plain = [{"messages": r["messages"]} for r in _context_examples(16)]
+    model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    finetune(model, tok, plain, dataclasses.replace(cfg, steps=1), tmp_path / "same")
+    assert abs(_metrics(tmp_path / "same" / "metrics.jsonl")[0]["loss"]) < 1e-6
+
+
+def test_kd_refuses_a_teacher_of_another_vocabulary(hf_checkpoint, tmp_path):
+    model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    other = Transformer(ModelConfig(**TINY), rngs=nnx.Rngs(0))  # 64 tokens, not 320
+    with pytest.raises(S2JaxError, match="teacher's vocabulary .64. is not the student's .320"):
+        finetune(model, tok, _context_examples(8), TrainConfig(kd=KDConfig("forward_kl")),
+                 tmp_path / "run", teacher=other)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(S2JaxError, match="kd.beta=1"):
+        KDConfig("jsd", beta=1)
+
