@@ -290,3 +290,66 @@ def test_kd_refuses_a_teacher_of_another_vocabulary(hf_checkpoint, tmp_path):
     with pytest.raises(S2JaxError, match="kd.beta=1"):
         KDConfig("jsd", beta=1)
 
+
+def _echo_task():
+    """last_letter with an extractor that reads any text, so a random model yields answers."""
+    from s2jax.tasks import TASKS
+
+    return dataclasses.replace(TASKS["last_letter"], name="echo",
+                               extract=lambda t: t.strip().split()[0] if t.strip() else "?")
+
+
+def _run_config(hf_checkpoint, teacher, **train):
+    from s2jax.experiment import DataConfig, ExperimentConfig
+    from s2jax.text_generator import SamplingParams
+
+    return ExperimentConfig(
+        name="kd", model=str(hf_checkpoint("llama2")), task="echo", method="rar_1step",
+        unlabeled=DataConfig(synthetic=6, seed=1), test=DataConfig(synthetic=3, seed=2),
+        sampling=SamplingParams(n=2, max_new_tokens=6),
+        eval_sampling=SamplingParams(max_new_tokens=6), teacher=teacher, dtype="float32",
+        train=TrainConfig(steps=2, seq_len=96, batch_size=2, progress=False, **train),
+        max_batch=8, max_len=256)
+
+
+def test_a_teacher_apart_from_the_student_runs_system2_and_teaches_its_context(
+        hf_checkpoint, tmp_path):
+    import pyarrow.parquet as pq
+
+    from s2jax.experiment import TeacherConfig
+    from s2jax.pipeline import run_experiment
+
+    teacher = TeacherConfig(model=str(hf_checkpoint("qwen2")), method="rar_2step")
+    config = _run_config(hf_checkpoint, teacher, kd=KDConfig("jsd", teacher_seq_len=256))
+    results = run_experiment(config, tmp_path / "run", tasks={"echo": _echo_task()},
+                             log=lambda _: None)
+    assert results["teacher"] == teacher.model and results["method"] == "rar_2step"
+    assert [r["system"] for r in results["rows"]] == ["system1", "system2", "distilled"]
+    gens = [json.loads(x) for x in (tmp_path / "run/generations.jsonl").read_text().splitlines()]
+    assert {g["method"] for g in gens} == {"rar_2step"}
+    rephrased = {s["stages"]["rephrase"]["text"].strip() for g in gens for s in g["samples"]}
+    rows = pq.read_table(tmp_path / "run/distill/train.parquet").to_pylist()
+    assert rows
+    for row in rows:  # the teacher read its own System 2 prompt, answering as the student does
+        assert row["teacher_messages"][-1] == row["messages"][-1]
+        assert any(r and r in row["teacher_messages"][-2]["content"] for r in rephrased)
+        assert row["teacher_messages"][-2] != row["messages"][-2]
+    record = json.loads((tmp_path / "run/train/train_config.json").read_text())
+    qwen, _ = s2jax.load(teacher.model)
+    assert record["teacher"]["params"] == qwen.config.num_params()
+    assert all("ce" in r for r in _metrics(tmp_path / "run/train/metrics.jsonl") if "loss" in r)
+
+
+def test_another_tokenizer_distils_through_text_and_not_by_tokens(hf_checkpoint, tmp_path):
+    from s2jax.experiment import TeacherConfig
+    from s2jax.pipeline import run_experiment
+
+    # a Gemma-style teacher: its own tokenizer and chat template (the same vocabulary size)
+    teacher = TeacherConfig(model=str(hf_checkpoint("gemma3")), method="rar_1step")
+    config = _run_config(hf_checkpoint, teacher)
+    results = run_experiment(config, tmp_path / "seq", tasks={"echo": _echo_task()},
+                             log=lambda _: None)
+    assert results["teacher"] == teacher.model and len(results["rows"]) == 3
+    kd = _run_config(hf_checkpoint, teacher, kd=KDConfig("forward_kl"))
+    with pytest.raises(S2JaxError, match="needs one tokenizer"):
+        run_experiment(kd, tmp_path / "tok", tasks={"echo": _echo_task()}, log=lambda _: None)

@@ -11,7 +11,7 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.run.plan import GiB, hand_estimate, plan, plan_inputs
-from s2jax.train.config import LoraConfig, TrainConfig
+from s2jax.train.config import KDConfig, LoraConfig, TrainConfig
 
 SHAPES = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -209,3 +209,33 @@ def test_lora_plan_freezes_the_base_and_trains_adapters_only():
                          tensor=2), 8, 128, "bfloat16")
     assert r.opt_state < full["adam"] / 10 and r.fits_train
     assert "frozen base (LoRA)" in r.table() and "rank 8 on q,v,o,down" in r.table()
+
+
+def test_a_teacher_is_counted_in_the_step_and_in_sampling():
+    student = _small()
+    teacher = dataclasses.replace(student, hidden_size=512, intermediate_size=1024,
+                                  num_layers=4, sliding_windows=(0,) * 4)
+    mesh = dict(fsdp=2, tensor=2)
+    train = TrainConfig(batch_size=8, seq_len=64, remat="full")
+    sft = plan(student, train, mesh, 4, 1.0, 8, 128, name="student")
+    kd_train = dataclasses.replace(train, kd=KDConfig("reverse_kl"))
+    kd = plan(student, kd_train, mesh, 4, 1.0, 8, 128, name="student", teacher_cfg=teacher,
+              teacher_name="big", teacher_dtype="bfloat16")
+    # the frozen teacher's bf16 weights, split over fsdp x tensor, are arguments of the step
+    teacher_bytes = teacher.num_params() * 2 / 4
+    _close(kd.teacher_train, teacher_bytes, "teacher weights per device", 0.02)
+    _close(kd.train_arguments - sft.train_arguments, teacher_bytes, "step arguments", 0.05)
+    # ... and it samples System 2 with its own weights beside the student's
+    _close(kd.teacher_sample_params, teacher_bytes, "teacher sampling weights", 0.02)
+    assert kd.teacher_sample_total > kd.teacher_sample_params and kd.separate_teacher
+    assert kd.run_total == kd.train_total + kd.sample_params  # its KD weights are the loaded ones
+    table = kd.table()
+    assert "frozen teacher (big)" in table and "teacher sampling total" in table
+    # sequence-level: the teacher only samples, and stays loaded while the student trains
+    seq = plan(student, train, mesh, 4, 1.0, 8, 128, teacher_cfg=teacher, teacher_name="big",
+               teacher_dtype="bfloat16")
+    assert seq.teacher_train == 0 and seq.train_total == sft.train_total
+    assert seq.run_total == sft.run_total + seq.teacher_sample_params
+    # no teacher named, KD on: the student's own weights, counted once more in the step
+    own = plan(student, kd_train, mesh, 4, 1.0, 8, 128)
+    assert own.teacher == "student" and own.teacher_train == sft.params

@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-targets", default=None, help="adapted projections, e.g. q,k,v,o")
     p.add_argument("--hand-only", action="store_true", help="only the closed-form estimate "
                    "(docs/plan.md), with flash attention: no compile (e.g. for GPU nodes)")
+    p.add_argument("--teacher", default=None, help="a teacher apart from the student (same "
+                   "forms as CONFIG's model): it samples System 2 and, with --kd, runs frozen "
+                   "in the train step")
+    p.add_argument("--teacher-dtype", choices=("float32", "bfloat16"), default=None,
+                   help="the teacher's weights (default: --sample-dtype)")
+    p.add_argument("--kd", choices=("none", "forward_kl", "reverse_kl", "jsd"), default=None,
+                   help="token-level distillation in the train step (train.kd.divergence)")
     p.add_argument("--json", default=None, help="also write the report here")
     # a plan compiles for devices it does not use: it never joins a multi-process runtime
     p.set_defaults(func=run, distributed=False)
@@ -109,7 +116,7 @@ def _config_path(config: str) -> str:
 TRAIN_FLAGS = {"batch": "batch_size", "seq_len": "seq_len", "grad_accum": "grad_accum",
                "param_dtype": "param_dtype", "compute_dtype": "compute_dtype", "remat": "remat",
                "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
-               "lora_targets": "lora.targets"}
+               "lora_targets": "lora.targets", "kd": "kd.divergence"}
 
 
 def _argv(args) -> list[str]:
@@ -120,7 +127,7 @@ def _argv(args) -> list[str]:
     for name in ("mesh", "sample_mesh", "target", "devices", "device_memory", "batch",
                  "seq_len", "grad_accum", "param_dtype", "compute_dtype", "remat",
                  "sample_batch", "max_len", "sample_dtype", "lora_rank", "lora_alpha",
-                 "lora_targets", "json"):
+                 "lora_targets", "teacher", "teacher_dtype", "kd", "json"):
         value = getattr(args, name)
         if value is not None:
             out += [f"--{name.replace('_', '-')}", str(value)]
@@ -151,6 +158,8 @@ def _check(args) -> int:
         raise S2JaxError(f"--device-memory {args.device_memory}: expected GiB > 0")
     if args.json:
         check_file(args.json, "--json", PLAN_REPORT, marked_inside=True)
+    if args.teacher:
+        _config_path(args.teacher)
     # parse_mesh's module imports JAX, which the parser must not; checked before JAX starts
     from s2jax.parallel.sharding import parse_mesh
 
@@ -172,7 +181,8 @@ def _inputs(args):
                        train_changes={key: getattr(args, flag) for flag, key in
                                       TRAIN_FLAGS.items() if getattr(args, flag) is not None},
                        change_name=flag_of.__getitem__, sample_batch=args.sample_batch,
-                       max_len=args.max_len, sample_dtype=args.sample_dtype)
+                       max_len=args.max_len, sample_dtype=args.sample_dtype,
+                       teacher=args.teacher, teacher_dtype=args.teacher_dtype)
 
 
 def _rerun(args, devices: int) -> int:
@@ -210,7 +220,8 @@ def run(args) -> int:
 
     report = plan(p.model, p.train, p.mesh, devices, args.device_memory, p.sample_batch,
                   p.max_len, sample_dtype=p.sample_dtype, name=p.name, sample_mesh=p.sample_mesh,
-                  target=args.target)
+                  target=args.target, teacher_cfg=p.teacher, teacher_name=p.teacher_name,
+                  teacher_dtype=p.teacher_dtype)
     print(report.table())
     if args.json:
         write_owned_json(args.json, PLAN_REPORT, report.to_json(), what="--json")

@@ -10,7 +10,9 @@ instead, for stepwise internalization (`s2jax.distill.trace`): every stage's out
 directory, written atomically as a whole, holds:
 
     train.parquet     columns id: str, messages: [{role, content}], answer: str
-                      (target "trace": and trace: str)
+                      (target "trace": and trace: str; for token-level context distillation,
+                      teacher_messages: the System 2 program's final prompt of the winning
+                      sample, then the same answer)
     provenance.json   method, task, N, filter, threshold, tie policy, model, sampling,
                       config hash, counts
     vote_stats.json   `s2jax.distill.vote.VoteStats`: kept, drop reasons, samples, abstentions
@@ -40,6 +42,7 @@ from s2jax.distill.vote import (
     usc_vote,
     vote_stats,
 )
+from s2jax.methods.program import Program
 from s2jax.methods.records import final_texts
 from s2jax.tasks.task import Task
 
@@ -110,12 +113,36 @@ def decide(record: Mapping, task: Task, config: DistillConfig) -> tuple[Decision
     return decision, answers + other
 
 
+def winner_index(record: Mapping, task: Task, answers: Sequence[Answer], answer: str) -> int:
+    """The index of the first sample (of the original input) whose answer has the winner's
+    key."""
+    want = task.key(answer)
+    return next(i for i, (_, a) in enumerate(zip(record["samples"], answers, strict=False))
+                if a is not None and task.key(a) == want)
+
+
 def winning_sample(record: Mapping, task: Task, answers: Sequence[Answer], answer: str
                    ) -> Mapping:
     """The first sample (of the original input) whose answer has the winner's key."""
-    want = task.key(answer)
-    return next(s for s, a in zip(record["samples"], answers, strict=False)
-                if a is not None and task.key(a) == want)
+    return record["samples"][winner_index(record, task, answers, answer)]
+
+
+def system2_context(program: Program, record: Mapping, sample: int) -> list[dict]:
+    """The chat the teacher read at its final stage for `sample` of `record`: the last stage's
+    prompt over the input's fields and that sample's earlier stages' outputs (for S2A, the
+    answer prompt holding the rewritten question, without the user's opinion)."""
+    final = program.stages[-1]
+    if final.fan_out is not None or record["final_stage"] != final.name:
+        raise S2JaxError(f"record {record['id']}: no single final prompt of {program.name} "
+                         f"to show a teacher (final stage {record['final_stage']!r})")
+    stages = record["samples"][sample]["stages"]
+    fields = dict(record["fields"])
+    for stage in program.stages[:-1]:
+        text = stages[stage.name]["text"]
+        fields[stage.name] = stage.clean(text) if stage.clean else text
+    messages = final.render(fields, chat=True)
+    assert isinstance(messages, list)
+    return messages
 
 
 def winning_reply(record: Mapping, task: Task, answers: Sequence[Answer], answer: str) -> str:
@@ -159,13 +186,17 @@ def _example(record: Mapping, task: Task, config: DistillConfig, answers: Sequen
     return system1_example(task, record["id"], record["fields"], answer, reply, trace)
 
 
-def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillConfig) -> DistillSet:
+def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillConfig,
+                      context: Program | None = None) -> DistillSet:
     """Applies the filter to every record and makes System 1 examples of the kept ones.
 
     Args:
       records: generations.jsonl records.
       task: their task.
       config: the filter.
+      context: the System 2 program that made them, to give each example the teacher's own
+        context (`teacher_messages`: its final prompt for the winning sample, then the same
+        answer) for token-level context distillation; None: no teacher context.
 
     Returns:
       The distillation set, decisions and statistics.
@@ -177,7 +208,12 @@ def build_distill_set(records: Sequence[Mapping], task: Task, config: DistillCon
         decisions.append(decision)
         if decision.kept:
             assert decision.answer is not None
-            examples.append(_example(record, task, config, answers, decision.answer))
+            example = _example(record, task, config, answers, decision.answer)
+            if context is not None:
+                prompt = system2_context(context, record,
+                                         winner_index(record, task, answers, decision.answer))
+                example["teacher_messages"] = [*prompt, example["messages"][-1]]
+            examples.append(example)
     rows = [{"id": r["id"], **d.to_json()} for r, d in zip(records, decisions, strict=True)]
     return DistillSet(examples, rows, vote_stats(decisions, seen))
 
@@ -242,15 +278,16 @@ def write_distill_set(out_dir: str | os.PathLike, dset: DistillSet, prov: Mappin
 
     datasets.disable_progress_bars()  # a bar for writing a few rows would only be noise
 
+    chat = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
     features = datasets.Features({
         "id": datasets.Value("string"),
-        "messages": datasets.List(
-            {"role": datasets.Value("string"), "content": datasets.Value("string")}
-        ),
+        "messages": chat,
         "answer": datasets.Value("string"),
         **({"trace": datasets.Value("string")}
            if any("trace" in row for row in dset.examples) else {}),
     })
+    if dset.examples and "teacher_messages" in dset.examples[0]:
+        features["teacher_messages"] = chat
     columns = {k: [row[k] for row in dset.examples] for k in features}
     with replace_dir(out_dir, DISTILL_SET, key=prov.get("generations"),
                      what="distillation set dir") as tmp:

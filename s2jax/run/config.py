@@ -78,13 +78,35 @@ Control = Literal["", "system1", "own_unbiased", "gold", "shuffled"]
 
 
 @dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """The model that runs System 2 and that the student learns from. An empty field takes the
+    student's: by default one model plays both roles (the paper's self-distillation).
+
+    The teacher's kept System 2 answers (or whole final replies, `distill.target`) are the
+    student's targets as text, which works across tokenizers (sequence-level distillation).
+    With `train.kd` on, the teacher also runs frozen in every train step and the student
+    learns its next-token distributions on the answer tokens (token-level; one vocabulary).
+    """
+
+    model: str = ""  # checkpoint dir, .gguf or fetched model name; "": the student `model`
+    model_shape: str = ""  # config.json of its shapes, for `s2jax plan`; "": `model`'s
+    method: str = ""  # its System 2 program, a key of `s2jax.methods.METHODS`; "": `method`
+    sampling: SamplingParams | None = None  # its System 2 sampling; None: the run's `sampling`
+    dtype: str | None = None  # its weight dtype; None: the run's `dtype`
+    # what the teacher reads in token-level distillation: "system2", the final prompt of its
+    # System 2 program for the kept sample (S2A: the rewritten question; context distillation),
+    # or "system1", the student's own prompt
+    context: Literal["system2", "system1"] = "system2"
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One System 2 distillation run: generate -> vote -> train -> evaluate."""
 
     name: str  # the run's name, used for run directories and reports
-    model: str  # local HF checkpoint directory of the model (one model plays both roles)
+    model: str  # the student: local HF checkpoint dir, .gguf or fetched model name
     task: str  # a key of `s2jax.tasks.TASKS` (or of the toy world's tasks)
-    method: str  # a System 2 method, a key of `s2jax.methods.METHODS`
+    method: str  # the teacher's System 2 method, a key of `s2jax.methods.METHODS`
     model_shape: str = ""  # config.json giving the model's shapes without weights (for `plan`)
     test_task: str | None = None  # evaluate on another task of the same answer format (BSM:
     # train on OASST2 inputs, test on MT-bench judgments); None: `task`
@@ -106,6 +128,7 @@ class ExperimentConfig:
     max_batch: int = 64  # sampler rows in flight
     max_len: int | None = None  # sampler cache length; None: the model's max positions
     shard_size: int = 128  # inputs per shard of the sampling stages: a kill loses at most one
+    teacher: TeacherConfig = TeacherConfig()  # the System 2 model; by default the student
     # -- the experimental protocol (`s2jax sweep`; see s2jax.run.protocol)
     validation: DataConfig | None = None  # labelled inputs a selection rule reads (never test)
     cross_fit: CrossFit = CrossFit()  # folds over the `test` pool instead of `unlabeled`
@@ -124,6 +147,8 @@ class ExperimentConfig:
             (self.distill.filter != "perturbation" or self.perturb,
              f"distill.filter=perturbation needs perturb=True (got perturb={self.perturb})"),
             (self.dtype in DTYPES, f"dtype={self.dtype!r}: expected one of {DTYPES}"),
+            (self.teacher.dtype in DTYPES,
+             f"teacher.dtype={self.teacher.dtype!r}: expected one of {DTYPES}"),
             (self.max_batch >= 1, f"max_batch={self.max_batch}: expected >= 1"),
             (self.max_len is None or self.max_len >= 2,
              f"max_len={self.max_len}: expected >= 2 (or none for the model's)"),
@@ -159,6 +184,27 @@ class ExperimentConfig:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def teacher_model(self) -> str:
+        return self.teacher.model or self.model
+
+    @property
+    def teacher_method(self) -> str:
+        return self.teacher.method or self.method
+
+    @property
+    def teacher_sampling(self) -> SamplingParams:
+        return self.teacher.sampling or self.sampling
+
+    @property
+    def teacher_dtype(self) -> str | None:
+        return self.teacher.dtype or self.dtype
+
+    @property
+    def separate_teacher(self) -> bool:
+        """Whether the teacher is another checkpoint than the student (two models load)."""
+        return self.teacher_model != self.model or self.teacher_dtype != self.dtype
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the run's artifacts.

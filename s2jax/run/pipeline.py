@@ -84,6 +84,17 @@ class Distillation:
     dtype: str | None = None  # of the reloaded distilled weights
     test_split: str = "test"  # the test examples' split name, recorded in the eval rows
     fail_on_empty: bool = True  # a filter that kept nothing is an error (else a marked row)
+    teacher: str = ""  # the teacher's checkpoint when it is not the student (provenance)
+    teacher_context: bool = False  # examples carry the teacher's System 2 context (train.kd)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherModels:
+    """A teacher loaded apart from the student: its model, tokenizer and sampler."""
+
+    model: Any
+    tokenizer: Any
+    sampler: Any
 
 
 def resolve_task(name: str, tasks: Mapping[str, Task], field: str) -> Task:
@@ -114,24 +125,24 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
 
     `s2jax run --dry-run` calls this and stops; a run calls it and goes on.
     """
-    # the model stack (JAX) only once a run is checked: commands import this module early
-    from s2jax.models.config import ModelConfig
-    from s2jax.models.fetch import resolve as fetched_model
-    from s2jax.models.gguf import find_gguf
-
     task = resolve_task(config.task, tasks, "task")
     test_task = resolve_task(config.test_task or config.task, tasks, "test_task")
-    if config.method not in METHODS:
-        raise S2JaxError(f"config method {config.method!r}: expected one of {', '.join(METHODS)}")
+    for field, name in (("method", config.method), ("teacher.method", config.teacher.method)):
+        if name and name not in METHODS:
+            raise S2JaxError(f"config {field} {name!r}: expected one of {', '.join(METHODS)}")
     if config.perturb and task.perturbation is None:
         raise S2JaxError(f"config perturb: task {task.name} has no perturbation")
-    model_path = fetched_model(config.model)  # a pinned name must be fetched already
-    if find_gguf(model_path) is None:
-        if not (model_path / "config.json").is_file():
-            raise S2JaxError(f"config model {config.model}: no config.json (expected a local HF "
-                             "checkpoint directory, a .gguf file or a fetched model's name)")
-        ModelConfig.from_file(model_path / "config.json")
+    student = _model_config(config.model, "model")
+    teacher = (_model_config(config.teacher_model, "teacher.model")
+               if config.teacher_model != config.model else student)
+    if config.train.kd.enabled and None not in (student, teacher) and \
+            student.vocab_size != teacher.vocab_size:
+        raise S2JaxError(f"config train.kd.divergence={config.train.kd.divergence}: the teacher "
+                         f"{config.teacher_model} has {teacher.vocab_size} tokens, the student "
+                         f"{student.vocab_size}; token-level distillation needs one vocabulary "
+                         "(set train.kd.divergence=none to distil through text)")
     if config.mesh:
+        # JAX only when a mesh is checked against the devices: commands import this module early
         import jax
 
         from s2jax.parallel.sharding import parse_mesh
@@ -143,10 +154,13 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         if need > jax.device_count():
             raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
                              f"{jax.device_count()} available")
-    from s2jax.models.loading import identity
+    from s2jax.models.loading import identity  # the model stack only once a run is checked
 
-    base = identity(model_path)
-    fingerprint = stage_key(config=config.fingerprint(), base=base)  # the weights, not a path
+    base = identity(config.model)
+    # the weights, not a path (a teacher apart from the student's too)
+    teacher_weights = ({"teacher": identity(config.teacher_model)}
+                       if config.teacher_model != config.model else {})
+    fingerprint = stage_key(config=config.fingerprint(), base=base, **teacher_weights)
     if check_claim(run_dir, fingerprint):  # a rerun: what it would replace is checked now
         check_dir(run_dir / "distill", "run dir's distill/", DISTILL_SET, whole=True)
         check_train_dir(run_dir / "train", "run dir's train/", base)
@@ -160,13 +174,32 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         if not examples:
             raise S2JaxError(f"config {field}: no examples (expected at least one input)")
     return Distillation(
-        name=config.name, program=method(config.method, task.system1),
+        name=config.name, program=method(config.teacher_method, task.system1),
         system1=method(SYSTEM1, task.system1), task=task, test_task=test_task, test=test,
-        unlabeled=unlabeled, sampling=config.sampling, eval_sampling=config.eval_sampling,
-        distill=config.distill, train=dataclasses.replace(config.train, export=True),
-        model=config.model, fingerprint=fingerprint, config=config.to_json(),
-        perturb=config.perturb, usc=config.usc, chat=config.chat, shard_size=config.shard_size,
-        dtype=config.dtype, test_split=(config.test.split or "test").partition(":")[0])
+        unlabeled=unlabeled, sampling=config.teacher_sampling,
+        eval_sampling=config.eval_sampling, distill=config.distill,
+        train=dataclasses.replace(config.train, export=True), model=config.model,
+        fingerprint=fingerprint, config=config.to_json(), perturb=config.perturb,
+        usc=config.usc, chat=config.chat, shard_size=config.shard_size, dtype=config.dtype,
+        test_split=(config.test.split or "test").partition(":")[0],
+        teacher=config.teacher_model if config.separate_teacher else "",
+        teacher_context=config.train.kd.enabled and config.teacher.context == "system2")
+
+
+def _model_config(name: str, field: str):
+    """The `ModelConfig` of a model a config names (None for a GGUF file, read at load)."""
+    # the model stack (JAX) only once a run is checked: commands import this module early
+    from s2jax.models.config import ModelConfig
+    from s2jax.models.fetch import resolve as fetched_model
+    from s2jax.models.gguf import find_gguf
+
+    path = fetched_model(name)  # a pinned name must be fetched already
+    if find_gguf(path) is not None:
+        return None
+    if not (path / "config.json").is_file():
+        raise S2JaxError(f"config {field} {name}: no config.json (expected a local HF "
+                         "checkpoint directory, a .gguf file or a fetched model's name)")
+    return ModelConfig.from_file(path / "config.json")
 
 
 def _row_warnings(row: EvalResult) -> list[str]:
@@ -177,18 +210,21 @@ def _row_warnings(row: EvalResult) -> list[str]:
 
 
 def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sampler, *,
-                     mesh=None, log: Log = print, progress: bool = True) -> dict:
+                     mesh=None, log: Log = print, progress: bool = True,
+                     teacher: TeacherModels | None = None) -> dict:
     """The stage sequence on a loaded model and its sampler; returns results.json's contents.
 
     Args:
       d: the resolved run.
       run_dir: where the artifacts go (locked against a second run while this one works).
-      model: the base model; fine-tuning replaces its weights.
+      model: the base model (the student); fine-tuning replaces its weights.
       tokenizer: its tokenizer.
       sampler: a `TextGenerator` on `model` with `set_params` (the distilled weights go in).
       mesh: the device mesh the model was loaded on.
       log: where progress lines and warnings go.
       progress: progress bars on stderr.
+      teacher: the System 2 model when it is not the student: it is evaluated with System 2,
+        samples the distillation set and, with `d.train.kd` on, runs in the train steps.
 
     Returns:
       `{"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
@@ -212,8 +248,11 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             log(f"[{d.name}] done already: {done}")
             return json.loads(done.read_text())
 
-        def evaluate(system: str, program: Program, task: Task = d.test_task) -> EvalResult:
-            row = evaluate_stage(system, program, task, d.test, sampler, d.eval_sampling,
+        system2 = teacher.sampler if teacher else sampler  # the teacher runs System 2
+
+        def evaluate(system: str, program: Program, task: Task = d.test_task,
+                     generate=sampler) -> EvalResult:
+            row = evaluate_stage(system, program, task, d.test, generate, d.eval_sampling,
                                  path=run_dir / "eval" / f"{system}.jsonl", key=d.fingerprint,
                                  shard_size=d.shard_size, chat=d.chat, progress=progress,
                                  split=d.test_split)
@@ -221,12 +260,12 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                 f"tokens/answer")
             return row
 
-        rows = [evaluate("system1", d.system1), evaluate("system2", d.program)]
+        rows = [evaluate("system1", d.system1), evaluate("system2", d.program, generate=system2)]
         write(run_dir / "eval_base.json", [r.to_json() for r in rows])
 
         t0 = time.perf_counter()
         gen_path = run_dir / "generations.jsonl"
-        records = generate_stage(d.program, d.task, d.unlabeled, sampler, d.sampling,
+        records = generate_stage(d.program, d.task, d.unlabeled, system2, d.sampling,
                                  path=gen_path, key=d.fingerprint, shard_size=d.shard_size,
                                  perturb=d.perturb, usc=d.usc, chat=d.chat, progress=progress)
         generate_seconds = time.perf_counter() - t0
@@ -237,8 +276,9 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             warnings = json.loads((distill_dir / "provenance.json").read_text())["warnings"]
         else:
             dset, warnings = distill_stage(records, d.task, d.distill, distill_dir,
-                                           generations=str(gen_path), model=d.model,
-                                           sampling=dataclasses.asdict(d.sampling))
+                                           generations=str(gen_path), model=d.teacher or d.model,
+                                           sampling=dataclasses.asdict(d.sampling),
+                                           context=d.program if d.teacher_context else None)
             stats = dset.stats.to_json()
         log(f"[{d.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs")
         warnings = [*warnings, *(w for r in rows for w in _row_warnings(r))]
@@ -259,7 +299,8 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
             else:  # trained here: `model` holds the weights, resharded onto its own mesh
                 examples = read_examples(distill_dir / PARQUET)
                 finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
-                               on_stage=staged)
+                               on_stage=staged, teacher=teacher.model if teacher else None,
+                               teacher_tokenizer=teacher.tokenizer if teacher else None)
                 weights = model.params()
             sampler.set_params(weights)  # same shapes: compiled programs are reused
             final = evaluate("distilled", d.system1, student)
@@ -270,6 +311,7 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         for w in warnings:
             log(f"[{d.name}] WARNING (non-result?): {w}")
         results = {"name": d.name, "task": d.task.name, "method": d.program.name,
+                   "teacher": d.teacher or None,
                    "rows": [r.to_json() for r in rows], "distill": stats, "warnings": warnings,
                    **({"curriculum": staged.table()} if staged else {}),
                    "seconds": {"generate": round(generate_seconds, 2),
@@ -324,11 +366,24 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
             log(f"[{config.name}] done already: {run_dir / 'results.json'}")
             return json.loads((run_dir / "results.json").read_text())
         mesh = mesh_from_spec(config.mesh)
-        model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
-        # across processes each samples its share of the prompts on a replica over its own
-        # devices (no cross-host collective per token), while training uses the whole mesh
-        kind = Sampler if jax.process_count() == 1 else MultihostSampler
-        sampler = kind(model, tokenizer, max_batch=config.max_batch, max_len=config.max_len,
-                       chat=config.chat, **({"mesh": mesh} if kind is Sampler else {}))
+
+        def loaded(name: str, dtype: str | None):
+            model, tokenizer = load(name, dtype=dtype, mesh=mesh)
+            # across processes each samples its share of the prompts on a replica over its own
+            # devices (no cross-host collective per token), while training uses the whole mesh
+            kind = Sampler if jax.process_count() == 1 else MultihostSampler
+            return model, tokenizer, kind(model, tokenizer, max_batch=config.max_batch,
+                                          max_len=config.max_len, chat=config.chat,
+                                          **({"mesh": mesh} if kind is Sampler else {}))
+
+        model, tokenizer, sampler = loaded(config.model, config.dtype)
+        teacher = (TeacherModels(*loaded(config.teacher_model, config.teacher_dtype))
+                   if config.separate_teacher else None)
+        if teacher and config.train.kd.enabled and \
+                teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise S2JaxError(f"config train.kd.divergence={config.train.kd.divergence}: the "
+                             f"teacher {config.teacher_model} has another tokenizer than the "
+                             f"student {config.model}; token-level distillation needs one "
+                             "tokenizer (train.kd.divergence=none distils through text)")
         return run_distillation(d, run_dir, model, tokenizer, sampler, mesh=mesh, log=log,
-                                progress=progress)
+                                progress=progress, teacher=teacher)

@@ -65,7 +65,10 @@ def with_fields(records: Sequence[Mapping], fields: Mapping[str, Mapping[str, st
 def _retarget(example: dict, task: Task, answer: str) -> dict:
     messages = [*example["messages"][:-1],
                 {"role": "assistant", "content": task.target(answer)}]
-    return {**example, "answer": answer, "messages": messages}
+    out = {**example, "answer": answer, "messages": messages}
+    if "teacher_messages" in example:  # the teacher's context ends with the same answer
+        out["teacher_messages"] = [*example["teacher_messages"][:-1], messages[-1]]
+    return out
 
 
 def apply_control(dset: DistillSet, control: str, task: Task,

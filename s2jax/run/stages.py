@@ -190,6 +190,7 @@ def distill_stage(
     model: str | None = None,
     sampling: Mapping | None = None,
     retarget: Callable[[DistillSet], DistillSet] | None = None,
+    context: Program | None = None,
 ) -> tuple[DistillSet, list[str]]:
     """Filters `records` into the distillation set and writes it to `out_dir` (atomically).
 
@@ -203,6 +204,8 @@ def distill_stage(
       model: the checkpoint that generated them, when known.
       sampling: their sampling parameters, when known.
       retarget: replaces the kept inputs' targets (a control, `s2jax.run.protocol`).
+      context: the System 2 program that made them, to give each example the teacher's
+        System 2 context (token-level context distillation; see `build_distill_set`).
 
     Returns:
       The set and its warnings (see `distill_warnings`). A set that kept nothing is not
@@ -213,7 +216,7 @@ def distill_stage(
     wrong = sorted({r["task"] for r in records} - {task.name})
     if wrong:
         raise S2JaxError(f"{generations} holds task(s) {wrong}, not task {task.name}")
-    dset = build_distill_set(records, task, config)
+    dset = build_distill_set(records, task, config, context)
     if retarget is not None:
         dset = retarget(dset)
     prov = provenance(records, task, config, dset, generations=generations, model=model,
@@ -278,11 +281,14 @@ def check_train_memory(model, config, mesh=None) -> None:
 
 def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
                    mesh=None, eval_examples: Sequence | None = None,
-                   on_stage: Callable[[int, int], None] | None = None):
+                   on_stage: Callable[[int, int], None] | None = None, teacher=None,
+                   teacher_tokenizer=None):
     """Fine-tunes System 1 (resuming from `run_dir`), exports it, and returns the model.
 
     `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights;
-    with a removal curriculum it calls `on_stage(stage, step)` after every stage.
+    with a removal curriculum it calls `on_stage(stage, step)` after every stage. With
+    `config.kd` on, `teacher` (default: the student's own loaded weights) runs frozen in
+    every step on the examples' `teacher_messages` (rendered by `teacher_tokenizer`).
     """
     # the train loop (JAX, optax, orbax) only for fine-tuning: `vote` uses the other stages
     from s2jax.train.loop import finetune
@@ -291,4 +297,5 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
         raise S2JaxError("fine-tuning: no examples (expected a non-empty distillation set)")
     check_train_memory(model, config, mesh)
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
-                    eval_examples=eval_examples, on_stage=on_stage)
+                    eval_examples=eval_examples, on_stage=on_stage, teacher=teacher,
+                    teacher_tokenizer=teacher_tokenizer)
