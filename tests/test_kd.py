@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 import s2jax
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.module import Transformer
 from s2jax.train import TrainConfig, finetune
@@ -300,8 +300,8 @@ def _echo_task():
 
 
 def _run_config(hf_checkpoint, teacher, **train):
-    from s2jax.experiment import DataConfig, ExperimentConfig
-    from s2jax.text_generator import SamplingParams
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.run.config import DataConfig, ExperimentConfig
 
     return ExperimentConfig(
         name="kd", model=str(hf_checkpoint("llama2")), task="echo", method="rar_1step",
@@ -316,8 +316,8 @@ def test_a_teacher_apart_from_the_student_runs_system2_and_teaches_its_context(
         hf_checkpoint, tmp_path):
     import pyarrow.parquet as pq
 
-    from s2jax.experiment import TeacherConfig
-    from s2jax.pipeline import run_experiment
+    from s2jax.run.config import TeacherConfig
+    from s2jax.run.pipeline import run_experiment
 
     teacher = TeacherConfig(model=str(hf_checkpoint("qwen2")), method="rar_2step")
     config = _run_config(hf_checkpoint, teacher, kd=KDConfig("jsd", teacher_seq_len=256))
@@ -341,8 +341,8 @@ def test_a_teacher_apart_from_the_student_runs_system2_and_teaches_its_context(
 
 
 def test_another_tokenizer_distils_through_text_and_not_by_tokens(hf_checkpoint, tmp_path):
-    from s2jax.experiment import TeacherConfig
-    from s2jax.pipeline import run_experiment
+    from s2jax.run.config import TeacherConfig
+    from s2jax.run.pipeline import run_experiment
 
     # a Gemma-style teacher: its own tokenizer and chat template (the same vocabulary size)
     teacher = TeacherConfig(model=str(hf_checkpoint("gemma3")), method="rar_1step")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import s2jax
-from s2jax.errors import S2JaxError
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.sampling import Sampler
-from s2jax.text_generator import SamplingParams
 from s2jax.train.config import KDConfig, TrainConfig
 from s2jax.train.onpolicy import OnPolicyConfig, distill_on_policy, round_prompts
 

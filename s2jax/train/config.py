@@ -12,7 +12,6 @@ from typing import Literal, get_args, get_type_hints
 from s2jax.core.errors import S2JaxError
 from s2jax.models.lora_config import LORA_TARGETS, LoraConfig  # noqa: F401 (re-exported)
 
-
 DIVERGENCES = ("none", "forward_kl", "reverse_kl", "jsd")
 
 

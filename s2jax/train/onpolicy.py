@@ -24,9 +24,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from s2jax.atomic import write_jsonl
-from s2jax.errors import S2JaxError
-from s2jax.text_generator import SamplingParams
+from s2jax.core.atomic import write_jsonl
+from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.train.config import TrainConfig
 
 
@@ -113,7 +113,7 @@ def distill_on_policy(student, tokenizer, prompts: Sequence[dict], config: OnPol
       teacher_tokenizer: renders `teacher_messages`; default `tokenizer`.
       log: where a line per round goes.
     """
-    from s2jax.models.hf import Weights
+    from s2jax.models.weights import Weights
     from s2jax.train.loop import finetune
 
     if not train.kd.enabled or not train.steps:
