@@ -343,9 +343,11 @@ def test_a_teacher_apart_from_the_student_runs_system2_and_teaches_its_context(
 def test_another_tokenizer_distils_through_text_and_not_by_tokens(hf_checkpoint, tmp_path):
     from s2jax.run.config import TeacherConfig
     from s2jax.run.pipeline import run_experiment
+    from tests.hf_fixtures import gemma_tokenizer, make_hf_checkpoint
 
-    # a Gemma-style teacher: its own tokenizer and chat template (the same vocabulary size)
-    teacher = TeacherConfig(model=str(hf_checkpoint("gemma3")), method="rar_1step")
+    # a teacher with its own tokenizer and chat template (Gemma-style; the same vocabulary size)
+    path = make_hf_checkpoint(tmp_path / "teacher", "qwen2", tokenizer=gemma_tokenizer())
+    teacher = TeacherConfig(model=str(path), method="rar_1step")
     config = _run_config(hf_checkpoint, teacher)
     results = run_experiment(config, tmp_path / "seq", tasks={"echo": _echo_task()},
                              log=lambda _: None)
