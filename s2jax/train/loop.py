@@ -202,6 +202,25 @@ def _step_schedule(config: TrainConfig, total: int, stages: int):
     return within_stage
 
 
+def _teacher(model, tokenizer, config: TrainConfig, teacher, teacher_tokenizer):
+    """(teacher model, teacher tokenizer) of a run with `config.kd` on (default: the student
+    and its tokenizer), checked to share the student's vocabulary; (None, None) without KD."""
+    if not config.kd.enabled:
+        return None, None
+    teacher = model if teacher is None else teacher
+    where = f"train config kd.divergence={config.kd.divergence}"
+    if teacher.config.vocab_size != model.config.vocab_size:
+        raise S2JaxError(f"{where}: the teacher's vocabulary ({teacher.config.vocab_size}) is "
+                         f"not the student's ({model.config.vocab_size}); distil through text "
+                         "(sequence-level) instead")
+    if teacher_tokenizer is not None and teacher_tokenizer is not tokenizer and \
+            teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise S2JaxError(f"{where}: the teacher's tokenizer is not the student's; token-level "
+                         "distillation needs one tokenizer (distil through text, "
+                         "sequence-level, instead)")
+    return teacher, teacher_tokenizer or tokenizer
+
+
 def _describe(model) -> dict:
     """What identifies a teacher in train_config.json (a resumed run must have the same)."""
     return {"architecture": model.config.architecture, "params": model.config.num_params()}
@@ -349,17 +368,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         raise S2JaxError(f"train config batch_size={config.batch_size}: expected a multiple of "
                          f"data x fsdp = {split} (rows are split over them)")
     kd = config.kd.enabled
-    teacher = teacher if teacher is not None or not kd else model
-    if kd and teacher.config.vocab_size != cfg.vocab_size:
-        raise S2JaxError(f"train config kd.divergence={config.kd.divergence}: the teacher's "
-                         f"vocabulary ({teacher.config.vocab_size}) is not the student's "
-                         f"({cfg.vocab_size}); distil through text (sequence-level) instead")
-    if kd and teacher_tokenizer is not None and teacher_tokenizer is not tokenizer and \
-            teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise S2JaxError(f"train config kd.divergence={config.kd.divergence}: the teacher's "
-                         "tokenizer is not the student's; token-level distillation needs one "
-                         "tokenizer (distil through text, sequence-level, instead)")
-    t_tok = (teacher_tokenizer or tokenizer) if kd else None
+    teacher, t_tok = _teacher(model, tokenizer, config, teacher, teacher_tokenizer)
     t_len = config.teacher_seq_len if kd else None
     data = tokenize_examples(tokenizer, examples, config.loss_on, stop_ids=cfg.eos_token_ids,
                              teacher_tokenizer=t_tok)
