@@ -230,7 +230,8 @@ def test_a_teacher_is_counted_in_the_step_and_in_sampling():
     assert kd.teacher_sample_total > kd.teacher_sample_params and kd.separate_teacher
     assert kd.run_total == kd.train_total + kd.sample_params  # its KD weights are the loaded ones
     table = kd.table()
-    assert "frozen teacher (big)" in table and "teacher sampling total" in table
+    assert "frozen teacher (KD)" in table and "teacher sampling total" in table
+    assert "; teacher big" in table.splitlines()[0]
     # sequence-level: the teacher only samples, and stays loaded while the student trains
     seq = plan(student, train, mesh, 4, 1.0, 8, 128, teacher_cfg=teacher, teacher_name="big",
                teacher_dtype="bfloat16")

@@ -41,7 +41,7 @@ from s2jax.models.projection import LORA_SCALE
 from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
-from s2jax.train.config import TrainConfig
+from s2jax.train.config import KDConfig, TrainConfig
 from s2jax.train.curriculum import (
     StagedBatches,
     num_stages,
@@ -62,6 +62,8 @@ from s2jax.train.step import (
 
 # Fields that may differ between a killed run and its resumption without changing its math.
 _RESUMABLE_CHANGES = ("progress", "export", "log_every", "eval_every")
+# Fields added to train_config.json later, with the value a run written before them had.
+_ADDED_FIELDS = {"kd": dataclasses.asdict(KDConfig()), "teacher": None}
 
 
 def train_mesh(model, config: TrainConfig, mesh: Mesh | None) -> Mesh:
@@ -108,6 +110,7 @@ def _check_resume(run_dir: Path, record: dict, resuming: bool, writer: bool) -> 
     old = recorded_config(run_dir) if resuming else None
     if old is not None:
         check_base(run_dir, record["base"])
+        old = {**_ADDED_FIELDS, **old}
         diff = [k for k in record if k not in _RESUMABLE_CHANGES and old.get(k) != record[k]]
         if diff:
             k = diff[0]
