@@ -366,3 +366,22 @@ def test_a_run_from_before_kd_resumes_and_a_changed_kd_does_not(tmp_path):
     changed = {**record, "kd": dataclasses.asdict(KDConfig("reverse_kl"))}
     with pytest.raises(S2JaxError, match="train_config.json: kd="):
         _check_resume(tmp_path, changed, resuming=True, writer=False)
+
+
+def test_train_command_distils_from_a_teacher(hf_checkpoint, tmp_path):
+    from s2jax.cli import main
+
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _context_examples(8)))
+    common = ["train", "--model", str(hf_checkpoint("qwen2")), "--data", str(data), "--steps", "2",
+              "--batch-size", "4", "--seq-len", "64", "--no-progress", "--no-export"]
+    assert main([*common, "--out", str(tmp_path / "bad"), "--teacher",
+                 str(hf_checkpoint("llama3"))]) == 2  # a teacher without a divergence
+    assert main([*common, "--out", str(tmp_path / "run"), "--teacher",
+                 str(hf_checkpoint("llama3")), "--kd-divergence", "jsd", "--kd-beta", "0.3",
+                 "--kd-teacher-seq-len", "96"]) == 0
+    record = json.loads((tmp_path / "run/train_config.json").read_text())
+    assert record["kd"]["divergence"] == "jsd" and record["kd"]["beta"] == 0.3
+    llama, _ = s2jax.load(hf_checkpoint("llama3"))
+    assert record["teacher"]["params"] == llama.config.num_params()
+    assert all("ce" in r for r in _metrics(tmp_path / "run/metrics.jsonl"))

@@ -1,5 +1,7 @@
 """`s2jax train --model DIR --data distill.parquet|.jsonl --out RUN_DIR [--<config field> ...]`.
 
+Token-level distillation: `--kd-divergence reverse_kl [--teacher DIR]` (`TrainConfig.kd`).
+
 Every `TrainConfig` field is a flag (`--learning-rate 3e-4`, `--no-pack`), and each field of a
 section is one too (`--lora-rank 16 --lora-targets q,v`), so the CLI and the Python API cannot
 drift apart. Re-running the same command resumes from the last checkpoint.
@@ -23,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rows split off --data)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
                    help="weights of the exported model (default: as stored)")
+    p.add_argument("--teacher", default=None, help="with --kd-divergence: the frozen teacher "
+                   "(checkpoint dir, .gguf or fetched name, the student's tokenizer; default: "
+                   "the student as loaded); rows' teacher_messages are its context")
     add_field_flags(p, TrainConfig)
     p.set_defaults(func=run)
 
@@ -39,18 +44,25 @@ def train_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     import s2jax
+    from s2jax.core.errors import S2JaxError
     from s2jax.models.loading import identity
     from s2jax.parallel.sharding import mesh_from_spec
     from s2jax.run.stages import check_train_dir, finetune_stage
     from s2jax.train import read_examples
 
     config = train_config(args)
+    if args.teacher and not config.kd.enabled:
+        raise S2JaxError(f"--teacher {args.teacher}: expected --kd-divergence too (a teacher "
+                         "teaches through a divergence; without one training is plain SFT)")
     check_train_dir(args.out, "--out", identity(args.model))
     mesh = mesh_from_spec(config.mesh)
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None
     model, tokenizer = s2jax.load(args.model, dtype=args.dtype, mesh=mesh)
-    finetune_stage(model, tokenizer, examples, config, args.out, eval_examples=held, mesh=mesh)
+    teacher, teacher_tokenizer = (s2jax.load(args.teacher, mesh=mesh) if args.teacher
+                                  else (None, None))
+    finetune_stage(model, tokenizer, examples, config, args.out, eval_examples=held, mesh=mesh,
+                   teacher=teacher, teacher_tokenizer=teacher_tokenizer)
     print(f"s2jax train: done; run in {args.out}"
           + (f", model in {args.out}/model" if config.export else ""))
     return 0
