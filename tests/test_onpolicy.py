@@ -55,6 +55,7 @@ def _run(hf_checkpoint, run_dir, rounds):
     return model, lines
 
 
+@pytest.mark.slow
 def test_rounds_resume_to_the_weights_of_an_uninterrupted_run(hf_checkpoint, tmp_path):
     whole, lines = _run(hf_checkpoint, tmp_path / "whole", rounds=2)
     assert len(lines) == 2

@@ -211,6 +211,7 @@ def test_lora_plan_freezes_the_base_and_trains_adapters_only():
     assert "frozen base (LoRA)" in r.table() and "rank 8 on q,v,o,down" in r.table()
 
 
+@pytest.mark.slow
 def test_a_teacher_is_counted_in_the_step_and_in_sampling():
     student = _small()
     teacher = dataclasses.replace(student, hidden_size=512, intermediate_size=1024,
