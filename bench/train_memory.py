@@ -74,7 +74,7 @@ def main() -> None:
             kd = dataclasses.replace(tcfg, kd=KDConfig(kind))
             a, _, _ = train_memory(cfg, kd, mesh, teacher_dtype=jnp.dtype(args.teacher_dtype))
             peak = compiled_total(a)
-            teacher = cfg.num_params() * jnp.dtype(args.teacher_dtype).itemsize
+            teacher = num_params(cfg) * jnp.dtype(args.teacher_dtype).itemsize
             print(f"{'  kd ' + kind:>10} {a.argument_size_in_bytes / GiB:14.2f} "
                   f"{a.temp_size_in_bytes / GiB:9.2f} {peak / GiB:9.2f}   "
                   f"{peak / peaks[chunk]:.3f}x of cross-entropy (teacher weights "

@@ -23,7 +23,7 @@ def main() -> None:
     import s2jax
     from s2jax.core.text_generator import SamplingParams
     from s2jax.distill.evaluate import evaluate
-    from s2jax.methods.programs import SYSTEM1, method
+    from s2jax.methods.catalog import SYSTEM1, method
     from s2jax.sampling import Sampler
     from s2jax.tasks.toy.world import TASKS, _sy_generate, held_out
     from s2jax.toy.demo import base_model_dir

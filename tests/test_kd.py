@@ -16,6 +16,7 @@ import s2jax
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
 from s2jax.models.module import Transformer
+from s2jax.models.params import num_params
 from s2jax.train import TrainConfig, finetune
 from s2jax.train.config import KDConfig
 from s2jax.train.data import pack, tokenize_examples
@@ -336,14 +337,15 @@ def test_a_teacher_apart_from_the_student_runs_system2_and_teaches_its_context(
         assert row["teacher_messages"][-2] != row["messages"][-2]
     record = json.loads((tmp_path / "run/train/train_config.json").read_text())
     qwen, _ = s2jax.load(teacher.model)
-    assert record["teacher"]["params"] == qwen.config.num_params()
+    assert record["teacher"]["params"] == num_params(qwen.config)
     assert all("ce" in r for r in _metrics(tmp_path / "run/train/metrics.jsonl") if "loss" in r)
 
 
 def test_another_tokenizer_distils_through_text_and_not_by_tokens(hf_checkpoint, tmp_path):
     from s2jax.run.config import TeacherConfig
     from s2jax.run.pipeline import run_experiment
-    from tests.hf_fixtures import gemma_tokenizer, make_hf_checkpoint
+    from s2jax.testing.tokenizers import gemma_tokenizer
+    from tests.hf_fixtures import make_hf_checkpoint
 
     # a teacher with its own tokenizer and chat template (Gemma-style; the same vocabulary size)
     path = make_hf_checkpoint(tmp_path / "teacher", "qwen2", tokenizer=gemma_tokenizer())
@@ -383,5 +385,5 @@ def test_train_command_distils_from_a_teacher(hf_checkpoint, tmp_path):
     record = json.loads((tmp_path / "run/train_config.json").read_text())
     assert record["kd"]["divergence"] == "jsd" and record["kd"]["beta"] == 0.3
     llama, _ = s2jax.load(hf_checkpoint("llama3"))
-    assert record["teacher"]["params"] == llama.config.num_params()
+    assert record["teacher"]["params"] == num_params(llama.config)
     assert all("ce" in r for r in _metrics(tmp_path / "run/metrics.jsonl"))

@@ -202,7 +202,7 @@ def test_the_head_runs_on_chunks_of_loss_positions_only():
 
 
 def test_sharded_loss_and_gradients_equal_one_device():
-    from s2jax.models.transformer import param_shardings
+    from s2jax.models.params import param_shardings
     from s2jax.parallel.sharding import make_mesh
     from s2jax.train.step import batch_sharding
 

@@ -10,6 +10,7 @@ from s2jax.cli import main
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
+from s2jax.models.params import num_params
 from s2jax.run.plan import GiB, hand_estimate, plan, plan_inputs
 from s2jax.train.config import KDConfig, LoraConfig, TrainConfig
 
@@ -223,7 +224,7 @@ def test_a_teacher_is_counted_in_the_step_and_in_sampling():
     kd = plan(student, kd_train, mesh, 4, 1.0, 8, 128, name="student", teacher_cfg=teacher,
               teacher_name="big", teacher_dtype="bfloat16")
     # the frozen teacher's bf16 weights, split over fsdp x tensor, are arguments of the step
-    teacher_bytes = teacher.num_params() * 2 / 4
+    teacher_bytes = num_params(teacher) * 2 / 4
     _close(kd.teacher_train, teacher_bytes, "teacher weights per device", 0.02)
     _close(kd.train_arguments - sft.train_arguments, teacher_bytes, "step arguments", 0.05)
     # ... and it samples System 2 with its own weights beside the student's

@@ -36,7 +36,7 @@ from s2jax.core.ownership import TRAIN_RUN, claim_dir
 from s2jax.models.hf import save_model
 from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
-from s2jax.models.params import param_shardings
+from s2jax.models.params import num_params, param_shardings
 from s2jax.models.projection import LORA_SCALE
 from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
@@ -226,7 +226,7 @@ def _teacher(model, tokenizer, config: TrainConfig, teacher, teacher_tokenizer):
 
 def _describe(model) -> dict:
     """What identifies a teacher in train_config.json (a resumed run must have the same)."""
-    return {"architecture": model.config.architecture, "params": model.config.num_params()}
+    return {"architecture": model.config.architecture, "params": num_params(model.config)}
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,7 +27,10 @@ import numpy as np
 from s2jax.core.atomic import write_jsonl
 from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import SamplingParams
+from s2jax.models.loading import load
+from s2jax.models.weights import Weights
 from s2jax.train.config import TrainConfig
+from s2jax.train.loop import finetune
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +87,7 @@ def _done(round_dir: Path) -> bool:
 
 def _load_weights(model, directory: Path) -> None:
     """Puts the weights exported to `directory` into `model` (each in `model`'s dtype)."""
-    import s2jax
-
-    exported, _ = s2jax.load(directory)
+    exported, _ = load(directory)
     for name, value in exported.params().items():
         old = model.param(name).get_value()
         model.param(name).set_value(jax.device_put(value.astype(old.dtype), old.sharding))
@@ -113,9 +114,6 @@ def distill_on_policy(student, tokenizer, prompts: Sequence[dict], config: OnPol
       teacher_tokenizer: renders `teacher_messages`; default `tokenizer`.
       log: where a line per round goes.
     """
-    from s2jax.models.weights import Weights
-    from s2jax.train.loop import finetune
-
     if not train.kd.enabled or not train.steps:
         raise S2JaxError(f"on-policy distillation: train.kd.divergence={train.kd.divergence}, "
                          f"train.steps={train.steps}; expected a divergence (reverse_kl or jsd) "
