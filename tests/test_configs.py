@@ -18,13 +18,16 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def _specs() -> list[str]:
-    """Each experiment config, once per model variant its directory's common.py offers."""
+    """Each experiment config, once per variant: its own VARIANTS where it names them (e.g.
+    real/s2a_capitals_teacher.py's teacher set-ups), else each model its directory's common.py
+    offers."""
     specs = []
     for path in sorted(CONFIGS.rglob("*.py")):
         if path.name == "common.py":
             continue
-        common = runpy.run_path(str(path.with_name("common.py")))
-        specs += [f"{path}:{variant}" for variant in common["MODELS"]]
+        variants = runpy.run_path(str(path)).get("VARIANTS") or \
+            runpy.run_path(str(path.with_name("common.py")))["MODELS"]
+        specs += [f"{path}:{variant}" for variant in variants]
     return specs
 
 

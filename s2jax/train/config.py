@@ -137,8 +137,8 @@ class TrainConfig:
     lora: LoraConfig = LoraConfig()
     # -- stepwise internalization: remove the examples' traces a few tokens per stage
     curriculum: CurriculumConfig = CurriculumConfig()  # off unless tokens_per_stage > 0
-    # -- token-level distillation from a frozen teacher (divergence "none": plain SFT)
-    kd: KDConfig = KDConfig()
+    # -- token-level distillation from a frozen teacher
+    kd: KDConfig = KDConfig()  # the divergence and its mix with cross-entropy ("none": SFT)
 
     def __post_init__(self):
         for name, hint in get_type_hints(type(self)).items():
