@@ -32,7 +32,7 @@ from s2jax.core.hashing import json_hash
 from s2jax.methods.catalog import METHOD_NAMES, method
 from s2jax.methods.program import Program
 from s2jax.models.fetch import resolve as fetched_model
-from s2jax.run.config import ExperimentConfig
+from s2jax.run.config import ExperimentConfig, TeacherConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
 from s2jax.run.protocol import fold_split, unbiased
 from s2jax.run.selection import SPLIT, Selection
@@ -156,6 +156,10 @@ def resolve_arm(name: str, config: ExperimentConfig, arm_dir: Path,
     if config.cross_fit.folds and (config.validation is not None or config.retention):
         raise S2JaxError(f"arm {name}: cross_fit with validation or retention is not supported "
                          "yet (expected one of them)")
+    if config.teacher != TeacherConfig() or config.train.kd.enabled:
+        # the sweep's stages load one model and build no teacher contexts
+        raise S2JaxError(f"arm {name}: a teacher section or train.kd is not supported by s2jax "
+                         "sweep yet (expected neither; s2jax run distils from a teacher)")
     # with folds, System 2 runs on the pool: `unlabeled` is the pool (labels are stripped)
     probe = (dataclasses.replace(config, unlabeled=config.test) if config.cross_fit.folds
              else config)

@@ -41,7 +41,7 @@ from s2jax.models.projection import LORA_SCALE
 from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
-from s2jax.train.config import KDConfig, TrainConfig
+from s2jax.train.config import CurriculumConfig, KDConfig, TrainConfig
 from s2jax.train.curriculum import (
     StagedBatches,
     num_stages,
@@ -63,7 +63,8 @@ from s2jax.train.step import (
 # Fields that may differ between a killed run and its resumption without changing its math.
 _RESUMABLE_CHANGES = ("progress", "export", "log_every", "eval_every")
 # Fields added to train_config.json later, with the value a run written before them had.
-_ADDED_FIELDS = {"kd": dataclasses.asdict(KDConfig()), "teacher": None}
+_ADDED_FIELDS = {"curriculum": dataclasses.asdict(CurriculumConfig()),
+                 "kd": dataclasses.asdict(KDConfig()), "teacher": None}
 
 
 def train_mesh(model, config: TrainConfig, mesh: Mesh | None) -> Mesh:
@@ -78,6 +79,9 @@ def _fingerprint(examples: Sequence[TokenizedExample]) -> str:
         h.update(np.packbits(ex.loss_mask).tobytes())
         if ex.trace != (0, 0):  # sets without traces keep the fingerprints they had
             h.update(np.asarray(ex.trace, np.int64).tobytes())
+        if ex.teacher_ids is not None:  # likewise sets without a teacher context
+            h.update(np.asarray(ex.teacher_ids, np.int32).tobytes())
+            h.update(np.packbits(ex.teacher_loss_mask).tobytes())
     return h.hexdigest()[:16]
 
 
