@@ -4,8 +4,9 @@ import dataclasses
 from pathlib import Path
 
 from s2jax.core.hashing import json_hash
-from s2jax.run.config import PROTOCOL_DEFAULTS, CrossFit, ExperimentConfig
+from s2jax.run.config import PROTOCOL_DEFAULTS, CrossFit, ExperimentConfig, TeacherConfig
 from s2jax.run.stages import stage_key
+from s2jax.train.config import KDConfig, TrainConfig
 
 
 def test_json_hash_is_pinned():
@@ -18,9 +19,15 @@ def test_json_hash_is_pinned():
 
 
 def test_fingerprint_is_the_hash_of_the_config_json():
-    # the sweep's protocol fields count only when set: run dirs made before they existed resume
+    # the sweep's protocol fields, the teacher section and train.kd count only when set: run
+    # dirs made before they existed resume
     config = ExperimentConfig(name="x", model="m", task="coin_flip", method="cot_zero_shot")
-    before = {k: v for k, v in config.to_json().items() if k not in PROTOCOL_DEFAULTS}
+    before = {k: v for k, v in config.to_json().items()
+              if k not in PROTOCOL_DEFAULTS and k != "teacher"}
+    before["train"] = {k: v for k, v in before["train"].items() if k != "kd"}
     assert config.fingerprint() == json_hash(before)
     folds = dataclasses.replace(config, cross_fit=CrossFit(folds=2))
     assert folds.fingerprint() == json_hash({**before, "cross_fit": {"folds": 2, "seed": 0}})
+    kd = dataclasses.replace(config, train=TrainConfig(kd=KDConfig("jsd")))
+    teacher = dataclasses.replace(config, teacher=TeacherConfig(model="big"))
+    assert len({config.fingerprint(), kd.fingerprint(), teacher.fingerprint()}) == 3

@@ -444,3 +444,4 @@ def test_kd_refuses_a_curriculum_over_teacher_contexts_and_a_sweep_refuses_a_tea
                    _run_config(hf_checkpoint, TeacherConfig(), kd=KDConfig("jsd"))):
         with pytest.raises(S2JaxError, match="arm a: a teacher section or train.kd is not "):
             resolve_arm("a", config, tmp_path / "arm", {"echo": _echo_task()})
+

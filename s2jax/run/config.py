@@ -23,7 +23,7 @@ from s2jax.core.overrides import check_types, override
 from s2jax.core.ownership import check_input
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
-from s2jax.train.config import TrainConfig
+from s2jax.train.config import KDConfig, TrainConfig
 
 MAX_SYNTHETIC = 1_000_000  # synthetic inputs of one run: each is held in memory with its samples
 
@@ -209,10 +209,16 @@ class ExperimentConfig:
     def fingerprint(self) -> str:
         """A hash of everything that determines the run's artifacts.
 
-        Protocol fields count only when set, so run dirs made before they existed resume.
+        Protocol fields, the teacher section and `train.kd` count only when set, so run dirs
+        made before they existed resume.
         """
         unset = {k for k, v in PROTOCOL_DEFAULTS.items() if getattr(self, k) == v}
-        return json_hash({k: v for k, v in self.to_json().items() if k not in unset})
+        data = {k: v for k, v in self.to_json().items() if k not in unset}
+        if self.teacher == TeacherConfig():
+            del data["teacher"]
+        if self.train.kd == KDConfig():
+            data["train"] = {k: v for k, v in data["train"].items() if k != "kd"}
+        return json_hash(data)
 
     @property
     def uses_protocol(self) -> bool:
