@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"--teacher {args.teacher}: expected --kd-divergence too (a teacher "
                          "teaches through a divergence; without one training is plain SFT)")
     check_train_dir(args.out, "--out", identity(args.model))
+    if args.teacher:
+        identity(args.teacher)  # a teacher that is not there is refused before any work
     mesh = mesh_from_spec(config.mesh)
     examples = read_examples(args.data)
     held = read_examples(args.eval_data) if args.eval_data else None

@@ -230,7 +230,8 @@ def _teacher(model, tokenizer, config: TrainConfig, teacher, teacher_tokenizer):
 
 def _describe(model) -> dict:
     """What identifies a teacher in train_config.json (a resumed run must have the same)."""
-    return {"architecture": model.config.architecture, "params": num_params(model.config)}
+    return {"architecture": model.config.architecture, "params": num_params(model.config),
+            "identity": getattr(model, "identity", None) or params_identity(model.params())}
 
 
 @functools.lru_cache(maxsize=8)

@@ -91,6 +91,7 @@ def _load_weights(model, directory: Path) -> None:
     for name, value in exported.params().items():
         old = model.param(name).get_value()
         model.param(name).set_value(jax.device_put(value.astype(old.dtype), old.sharding))
+    model.identity = None  # no longer the files' it was loaded from (as finetune's write-back)
 
 
 def distill_on_policy(student, tokenizer, prompts: Sequence[dict], config: OnPolicyConfig,

@@ -2,6 +2,9 @@
 and the command line
 itself: usage errors are one line and exit 2 like every other bad input."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from s2jax.core.errors import EXIT_NON_RESULT
@@ -20,6 +23,9 @@ from tests.bad_inputs.harness import (
 MODEL = str(base_model_dir())
 SHAPE = str(base_model_dir() / "config.json")
 PLAN = ["plan", SHAPE, "--devices", "1", "--device-memory", "1"]
+# the toy model's shapes with twice its vocabulary: a teacher logit KD cannot use
+OTHER_VOCAB = json.dumps({**(shape := json.loads(Path(SHAPE).read_text())),
+                          "vocab_size": 2 * shape["vocab_size"]})
 DEMO = ["demo", "--quick", "--out", "{tmp}/d", "--no-progress"]
 
 
@@ -84,6 +90,10 @@ CASES = {
     "plan of a config file calling sys.exit(0)": Case(
         ["plan", "{f}", "--devices", "1", "--device-memory", "1"],
         file("c.py", "import sys\nsys.exit(0)\n"), "called sys.exit(0)"),
+    "plan --teacher missing": Case([*PLAN, "--teacher", "{tmp}/nope.json"], None, "no such file"),
+    "plan --kd with a teacher of another vocabulary": Case(
+        [*PLAN, "--kd", "forward_kl", "--teacher", "{f}"], file("config.json", OTHER_VOCAB),
+        "needs one vocabulary"),
     "plan --json under a file": Case([*PLAN, "--json", "{tmp}/f/r.json"],
                                      with_(None, user_file("f")), "is a file, not a"),
     # a plan that does not fit is a non-result: its table on stdout, one line, exit 4

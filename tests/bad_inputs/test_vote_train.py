@@ -139,6 +139,15 @@ CASES = {
     "train --model missing": Case(["train", "--model", "{tmp}/nope", "--data", "{f}", "--out",
                                    "{tmp}/run"], DATA, "nope"),
     "train --out under a file": Case([*TRAIN[:6], "{f}/run"], DATA, "is a file, not a"),
+    # token-level distillation (TrainConfig.kd)
+    "train --teacher without --kd-divergence": Case([*TRAIN, "--teacher", MODEL], DATA,
+                                                    "expected --kd-divergence too"),
+    "train --kd-beta 1": Case([*TRAIN, "--kd-divergence", "jsd", "--kd-beta", "1"], DATA,
+                              "kd.beta=1"),
+    "train --kd-divergence unknown": Case([*TRAIN, "--kd-divergence", "kl"], DATA,
+                                          "invalid choice"),
+    "train --teacher missing": Case([*TRAIN, "--kd-divergence", "jsd", "--teacher",
+                                     "{tmp}/nope"], DATA, "nope"),
 }
 
 
