@@ -154,16 +154,7 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         if need > jax.device_count():
             raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
                              f"{jax.device_count()} available")
-    from s2jax.models.loading import identity  # the model stack only once a run is checked
-
-    base = identity(config.model)
-    # the weights, not a path (a teacher apart from the student's too)
-    teacher_weights = ({"teacher": identity(config.teacher_model)}
-                       if config.teacher_model != config.model else {})
-    fingerprint = stage_key(config=config.fingerprint(), base=base, **teacher_weights)
-    if check_claim(run_dir, fingerprint):  # a rerun: what it would replace is checked now
-        check_dir(run_dir / "distill", "run dir's distill/", DISTILL_SET, whole=True)
-        check_train_dir(run_dir / "train", "run dir's train/", base)
+    fingerprint = _run_key(config, run_dir)
     # a schedule that stays at 0 is known now when the steps are fixed (else from the data)
     from s2jax.train.loop import check_schedule
 
@@ -184,6 +175,21 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         test_split=(config.test.split or "test").partition(":")[0],
         teacher=config.teacher_model if config.separate_teacher else "",
         teacher_context=config.train.kd.enabled and config.teacher.context == "system2")
+
+
+def _run_key(config: ExperimentConfig, run_dir: Path) -> str:
+    """The run's fingerprint: its config's and its weights' (not their paths); a rerun in
+    `run_dir` is checked against it, and what it would replace there, now."""
+    from s2jax.models.loading import identity  # the model stack only once a run is checked
+
+    base = identity(config.model)
+    teacher = ({"teacher": identity(config.teacher_model)}
+               if config.teacher_model != config.model else {})
+    fingerprint = stage_key(config=config.fingerprint(), base=base, **teacher)
+    if check_claim(run_dir, fingerprint):
+        check_dir(run_dir / "distill", "run dir's distill/", DISTILL_SET, whole=True)
+        check_train_dir(run_dir / "train", "run dir's train/", base)
+    return fingerprint
 
 
 def _model_config(name: str, field: str):
