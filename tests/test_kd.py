@@ -369,8 +369,9 @@ def test_another_tokenizer_distils_through_text_and_not_by_tokens(hf_checkpoint,
 def test_a_run_from_before_kd_resumes_and_a_changed_kd_does_not(tmp_path):
     from s2jax.train.loop import _check_resume
 
-    record = {"steps": 3, "kd": dataclasses.asdict(KDConfig()), "teacher": None}
-    (tmp_path / "train_config.json").write_text(json.dumps({"steps": 3}))  # written before kd
+    record = {"steps": 3, "base": "b", "kd": dataclasses.asdict(KDConfig()), "teacher": None}
+    before = {"steps": 3, "base": "b"}  # written before kd
+    (tmp_path / "train_config.json").write_text(json.dumps(before))
     _check_resume(tmp_path, record, resuming=True, writer=False)
     changed = {**record, "kd": dataclasses.asdict(KDConfig("reverse_kl"))}
     with pytest.raises(S2JaxError, match="train_config.json: kd="):
