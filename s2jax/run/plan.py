@@ -574,9 +574,10 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
       name: the model's name in the report.
       sample_mesh: the mesh of prefill and decode (default: `mesh_sizes`).
       target: a TPU slice (`v5p-64`, ...): compile for its chips with the TPU compiler.
-      teacher_cfg, teacher_name, teacher_dtype: a teacher apart from the student (it samples
-        System 2; with `train_cfg.kd` it runs frozen in the train step), its name in the
-        report, its weights' dtype (default `sample_dtype`); None: the student teaches itself.
+      teacher_cfg: a teacher apart from the student (it samples System 2; with `train_cfg.kd`
+        it runs frozen in the train step); None: the student teaches itself.
+      teacher_name: the teacher's name in the report.
+      teacher_dtype: the teacher's weight dtype (default `sample_dtype`).
     """
     tpu = parse_target(target) if target else None
     mesh_sizes, sample_mesh = _full(mesh_sizes), _full(sample_mesh or mesh_sizes)
