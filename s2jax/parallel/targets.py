@@ -12,8 +12,10 @@ device per chip: megacore), `v5e-N` (also `v5litepod-N`) and `v6e-N` count chips
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import importlib.util
+import itertools
 import math
 import os
 import re
@@ -111,18 +113,31 @@ def target_devices(target: TpuTarget) -> list:
     kwargs = {"chip_config_name": "megacore"} if target.generation in ("v4", "v5p") else {}
     # libtpu reads its environment when it is loaded (here, the first time); set only for that,
     # since TPU_WORKER_HOSTNAMES would make child processes think they run on a TPU pod
-    added = {k: v for k, v in quiet_env().items() if k not in os.environ}
-    os.environ.update(added)
+    before = _process_environ()
+    os.environ.update({k: v for k, v in quiet_env().items() if k not in os.environ})
     try:
         devices = topologies.get_topology_desc(topology_name=target.topology, platform="tpu",
                                                **kwargs).devices
     finally:
-        for k in added:
+        # libtpu also sets variables of its own (TPU_WORKER_ID, CLOUD_TPU_TASK_ID, ...) in the
+        # C environment, which os.environ does not see but child processes inherit
+        for k in _process_environ() - before:
             os.environ.pop(k, None)
+            os.unsetenv(k)
     if len(devices) != target.chips:
         raise S2JaxError(f"--target {target.name}: topology {target.topology} has "
                          f"{len(devices)} devices, expected {target.chips}")
     return list(devices)
+
+
+def _process_environ() -> set[str]:
+    """The names in this process's C environment (`environ`), which libraries loaded into the
+    process may change behind `os.environ`'s back."""
+    names, env = set(), ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    for i in itertools.count():
+        if env[i] is None:
+            return names
+        names.add(env[i].split(b"=", 1)[0].decode(errors="replace"))
 
 
 def target_mesh(target: TpuTarget, sizes: dict[str, int]):

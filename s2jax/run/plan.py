@@ -566,8 +566,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
       model_cfg: the model's shapes (e.g. `ModelConfig.from_file(config.json)`).
       train_cfg: batch, sequence length, dtypes and remat of the fine-tuning run.
       mesh_sizes: the train step's {data, fsdp, tensor} sizes (missing: 1; product: devices).
-      devices: devices to plan for; this process must have at least that many (without
-        `target`) or the slice exactly that many chips.
+      devices: devices to plan for (at least this process's, or a `target`'s chip count).
       device_memory_gib: memory of one device, GiB (None with a `target`: its chips' HBM).
       sample_batch: decode rows of the sampler; sample_max_len: its cache slots per row.
       sample_dtype: weight and cache dtype of the sampler (default: the train compute dtype).
