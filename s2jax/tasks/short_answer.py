@@ -26,7 +26,8 @@ _COURTESY = re.compile(
     r"good question|well|ah|oh|hmm|hello|hi|okay|ok|that's (?:right|correct)|"
     r"you(?:'re| are) (?:right|correct|absolutely right|not wrong|close)|"
     r"i(?:'m| am) (?:sorry|not sure|happy to help)|i understand(?: your [a-z]+)?|"
-    r"i see|thank you|thanks|not quite|close|almost|so|however|in fact|in short|therefore|thus)\b[^.!?\n,]{0,40}?[,.!:;]\s+)+",
+    r"i see|thank you|thanks|not quite|close|almost|so|however|in fact|in short|therefore|"
+    r"thus)\b[^.!?\n,]{0,40}?[,.!:;]\s+)+",
     re.IGNORECASE)
 _NOT_AN_ANSWER = re.compile(r"(?:based|that|simple|straightforward|clear|complex|quite|very|"
                             r"as follows|below|above|not (?:a|an|the)|a bit)\b", re.IGNORECASE)
@@ -36,10 +37,22 @@ _SENTENCE_END = re.compile(r"(?<!\b[A-Z])(?<!\b(?:Mr|Dr|St|Mt|vs|No))[.!?](?:\s+
 _DETAIL = re.compile(
     r",?\s+(?:which|who|because|since|after|before|during|while|when|where|although|though|"
     r"as it|as the|and it|and is|and was|making|marking|but|however|"
-    r"according to|due to|thanks to)\b|,\s+(?-i:(?=[a-z]))(?!specifically|namely|precisely|more precisely|that is)|\s+[-–—]\s+|\s*[;:(]",
+    r"according to|due to|thanks to)\b"
+    # a comma and a lowercase word, but not one that narrows the answer down ("specifically")
+    r"|,\s+(?-i:(?=[a-z]))(?!specifically|namely|precisely|more precisely|that is)"
+    r"|\s+[-–—]\s+|\s*[;:(]",
     re.IGNORECASE)
-_NAMED = re.compile(r"\d|(?<=\S\s)[A-Z]")  # a digit, or a capital after the first word
+# a digit, or a capital after the first word ("I" aside)
+_NAMED = re.compile(r"\d|(?<=\S\s)(?!I\b|I['’])[A-Z]")
+_NEGATED_CUE = re.compile(r"\banswer\b[^.!?\n]*?\bis not\b", re.IGNORECASE)
 _IS_THE = re.compile(r"\b(?:is|are|was|were)\s+(?:the|an?)\s+[\w'-]+$", re.IGNORECASE)
+# 'The answer to the question "How many continents are there?" is 6.': the echo goes
+_QUOTED_QUESTION = re.compile(r"\s*[\"“][^\"“”\n]*\?\s*[\"”]")
+# "I'm sorry, but I can't assist with that.", "As an AI language model, I cannot provide ..."
+_REFUSAL = re.compile(r"\b(?:can't|cannot|can not|unable to|not able to|don't have the ability "
+                      r"to)\s+(?:assist|help|provide|answer|address|determine|predict)\b",
+                      re.IGNORECASE)
+_LOOK_AHEAD = 3  # sentences read for a stated answer; later ones are explanation
 _EDGE = "\"'“”‘’*`_ "
 
 
@@ -88,9 +101,9 @@ def _cue(text: str) -> str | None:
             if not m:
                 continue
             rest = rest[m.end():]
-        sentences = _sentences(rest)
         if _NOT_AN_ANSWER.match(rest):  # "the answer to this question is based on ..."
             continue
+        sentences = _sentences(rest)
         if sentences and (phrase := _clip(sentences[0], min_head=1)):
             return phrase
     return None
@@ -115,21 +128,24 @@ def read(text: str) -> str | None:
       text: a model's reply.
 
     Returns:
-      The phrase after "the answer is", else a bolded phrase, else the first stated
-      sentence up to its first detail clause (at most `MAX_WORDS` words); None otherwise.
+      The phrase after the last "the answer is" (not negated), else a bolded phrase, else of
+      the first `_LOOK_AHEAD` sentences (a concluding "Therefore, ..." first, courtesies
+      dropped) the first that names something, cut before its detail clauses; None when no
+      sentence states anything in at most `MAX_NAMING_WORDS` words.
     """
-    if phrase := _cue(strip_markdown(text)):
+    plain = _QUOTED_QUESTION.sub("", strip_markdown(text)).strip()
+    if phrase := _cue(plain):
         return phrase
     if phrase := _bold(text):
         return phrase
-    plain = strip_markdown(text).strip()
     sentences = _sentences(plain)
     # "Therefore, the number of days in a leap year is 366.": a conclusion is the answer
     finished = sentences if plain.endswith((".", "!", "?")) else sentences[:-1]
     conclusion = [s for s in finished if _CONCLUSION.match(s)]
     stated = [t for t in (_COURTESY.sub("", s + ". ").strip().rstrip(".")
-                          for s in conclusion[:1] + sentences) if t]
-    phrases = [p for p in map(_clip, stated[:3]) if p]
+                          for s in conclusion[:1] + sentences)
+              if t and not _REFUSAL.search(t) and not _NEGATED_CUE.search(t)]
+    phrases = [p for p in map(_clip, stated[:_LOOK_AHEAD]) if p]
     return next((p for p in phrases if _states_something(p)), phrases[0] if phrases else None)
 
 
@@ -170,7 +186,8 @@ def normalize(text: str) -> str:
     """Lower case, no accents, punctuation, articles or thousands separators, numbers in digits."""
     text = "".join(c for c in unicodedata.normalize("NFKD", text)
                    if not unicodedata.combining(c)).lower()
-    text = _THOUSANDS.sub("", re.sub(r"(?<=\w)['’]s\b", "", text))  # "Newton's" -> "newton"
+    text = re.sub(r"(?<=\w)['’]s\b|(?<=\d)(?:st|nd|rd|th)\b", "", text)  # "Newton's", "25th"
+    text = _THOUSANDS.sub("", text)
     text = _NUMBER_WORD.sub(lambda m: _number(m.group(0)) if m.group(0).strip() else "", text)
     text = re.sub(r"[^\w\s.]|(?<!\d)\.|\.(?!\d)", " ", text)  # keep decimal points ("1.6")
     return " ".join(_ARTICLES.sub(" ", text).split())
