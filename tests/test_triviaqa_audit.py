@@ -25,9 +25,11 @@ def test_the_question_set_is_not_capitals_and_every_reply_is_labelled():
     assert len(kinds) >= 5 and min(kinds.values()) >= 15, kinds
     assert not any("capital" in q["question"].lower() for q in questions)
     ids = {q["id"] for q in questions}
+    person = json.loads((AUDIT / "overrides.json").read_text())  # what a person read, per reply
     for model, rows in replies.items():
         assert len(rows) >= len(questions), model  # at least every question once
-        assert all("human" in r and r["model"] == model for r in rows)
+        assert all(r["model"] == model and r["human"] == person[f"{model}|{r['id']}"]
+                   for r in rows)
         assert {r["id"].rsplit("-", 1)[0] for r in rows} <= ids
         assert len({r["id"] for r in rows}) == len(rows)
 
