@@ -76,6 +76,10 @@ def test_the_extractor_reads_what_a_person_reads(model):
     ("Electrical resistance is measured in ohms (Ω).", "Electrical resistance is measured in ohms"),
     ("There are many theories about management and it is not easy to say which one this is",
      None),
+    ("As an AI language model, I don't have opinions. However, humans first landed on the Moon "
+     "in 1969.", "humans first landed on the Moon in 1969"),
+    ("I'm sorry, but I can't assist with that.", None),
+    ('The answer to the question "How many continents are there? " is 7.', "7"),
     ("", None),
 ])
 def test_reads_a_short_answer(text, expected):

@@ -48,10 +48,10 @@ _NEGATED_CUE = re.compile(r"\banswer\b[^.!?\n]*?\bis not\b", re.IGNORECASE)
 _IS_THE = re.compile(r"\b(?:is|are|was|were)\s+(?:the|an?)\s+[\w'-]+$", re.IGNORECASE)
 # 'The answer to the question "How many continents are there?" is 6.': the echo goes
 _QUOTED_QUESTION = re.compile(r"\s*[\"“][^\"“”\n]*\?\s*[\"”]")
-# "I'm sorry, but I can't assist with that.", "As an AI language model, I cannot provide ..."
+# "I'm sorry, but I can't assist with that.", "As an AI language model, I don't have ..."
 _REFUSAL = re.compile(r"\b(?:can't|cannot|can not|unable to|not able to|don't have the ability "
-                      r"to)\s+(?:assist|help|provide|answer|address|determine|predict)\b",
-                      re.IGNORECASE)
+                      r"to)\s+(?:assist|help|provide|answer|address|determine|predict)\b"
+                      r"|^as an ai\b", re.IGNORECASE)
 _LOOK_AHEAD = 3  # sentences read for a stated answer; later ones are explanation
 _EDGE = "\"'“”‘’*`_ "
 
