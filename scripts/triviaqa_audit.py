@@ -9,7 +9,7 @@ and records the answer in it, or null ("human"); verdicts that differ from the e
 reading at labelling time live in overrides.json, as for the other real outputs.
 
   python3 scripts/triviaqa_audit.py prompts IN.jsonl
-  s2jax generate --model DIR --input IN.jsonl --output OUT.jsonl --max-new-tokens 96
+  s2jax generate --model DIR --input IN.jsonl --output OUT.jsonl --max-new-tokens 48
   python3 scripts/triviaqa_audit.py collect NAME OUT.jsonl...   # writes the fixture rows
   python3 scripts/triviaqa_audit.py label NAME [--show]          # adds "human" (overrides)
   python3 scripts/triviaqa_audit.py report [--baseline 47f1eb6]   # misses/misreads per model

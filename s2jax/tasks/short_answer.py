@@ -51,7 +51,12 @@ _QUOTED_QUESTION = re.compile(r"\s*[\"“][^\"“”\n]*\?\s*[\"”]")
 # "I'm sorry, but I can't assist with that.", "As an AI language model, I don't have ..."
 _REFUSAL = re.compile(r"\b(?:can't|cannot|can not|unable to|not able to|don't have the ability "
                       r"to)\s+(?:assist|help|provide|answer|address|determine|predict)\b"
-                      r"|^as an ai\b", re.IGNORECASE)
+                      r"|^as an ai\b"
+                      # the model talking about itself or the user: "I'm here to help", "You can
+                      # check the official website", "Please provide ..."
+                      r"|^(?:i(?:'m| am) (?:here|designed|glad|happy)|"
+                      r"i can (?:help|assist|certainly|provide)|i'd|i will|please|"
+                      r"you can|feel free)\b", re.IGNORECASE)
 _LOOK_AHEAD = 3  # sentences read for a stated answer; later ones are explanation
 _EDGE = "\"'“”‘’*`_ "
 
