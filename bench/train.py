@@ -13,6 +13,12 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
   python bench/train.py --device gpu --dtype bfloat16 --sizes smollm2-135m
   python bench/train.py --model smollm2-135m-instruct   # the real model, once fetched
   S2JAX_HOST_MALLOC=keep python bench/train.py  # glibc keeps freed memory (core/host_memory.py)
+  python bench/train.py --distill --sizes smollm2-135m,qwen2.5-0.5b   # distillation-shaped
+
+`--distill`: each row is one example shaped as a distillation set (a prompt of 50-300 tokens,
+an answer of 5-30, right-padded), and only the answer tokens carry loss: s2jax's loss sends
+only those positions through the LM head; the torch side is a TRL-style completion-only loop
+(labels -100 outside the answers, padding masked; the head computes every position).
 
 The host-malloc policy is the process's, so it applies to both sides alike.
 """
@@ -45,7 +51,32 @@ CONFIGS = {
     "smollm2-135m": (dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
                           num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
                           tie_word_embeddings=True), 4, 256),
+    # Qwen2.5-0.5B's shapes: GQA 14/2 heads of 64, tied 151,936-token vocabulary
+    "qwen2.5-0.5b": (dict(vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                          num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                          tie_word_embeddings=True), 4, 256),
 }
+DISTILL_SEQ_LEN = 336  # the longest distillation-shaped example: 300 + 30 tokens, rounded up
+
+
+def distill_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict:
+    """Rows of one distillation-shaped example each (prompt 50-300 tokens, answer 5-30,
+    right-padded to `seq_len`): tokens, targets, segment ids (0: padding) and loss weights (1
+    on the answer's targets only)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, (batch, seq_len + 1)).astype(np.int32)
+    segment = np.zeros((batch, seq_len), np.int32)
+    weights = np.zeros((batch, seq_len), np.float32)
+    for r in range(batch):
+        prompt = int(rng.integers(50, 301))
+        answer = int(rng.integers(5, 31))
+        n = min(prompt + answer, seq_len)
+        segment[r, :n] = 1
+        weights[r, prompt - 1:n - 1] = 1  # targets at positions prompt-1.. are answer tokens
+    return {"tokens": ids[:, :-1], "targets": ids[:, 1:], "segment_ids": segment,
+            "weights": weights}
 
 
 def model_flops_per_token(shapes: dict, seq_len: int) -> float:
@@ -94,9 +125,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], None]:
+def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None = None
+                  ) -> Callable[[], None]:
     """One call = one step of `s2jax.train`'s jitted, donated train step on `model`'s weights
-    (compiled here)."""
+    (compiled here), on `rows` (a `distill_batch`) or random tokens that all carry loss."""
     import jax
     import numpy as np
 
@@ -117,9 +149,10 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], N
                            jax.tree.map(lambda x: x.sharding, target), mesh)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (1, batch, seq_len + 1)).astype(np.int32)
-    data = {"tokens": tokens[..., :-1], "targets": tokens[..., 1:],
-            "segment_ids": np.ones((1, batch, seq_len), np.int32),
-            "weights": np.ones((1, batch, seq_len), np.float32)}
+    data = ({k: v[None] for k, v in rows.items()} if rows is not None else
+            {"tokens": tokens[..., :-1], "targets": tokens[..., 1:],
+             "segment_ids": np.ones((1, batch, seq_len), np.int32),
+             "weights": np.ones((1, batch, seq_len), np.float32)})
     data = jax.device_put(data)
     state_box = [state]
 
@@ -132,10 +165,12 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str) -> Callable[[], N
 
 
 def torch_stepper(shapes: dict | None, batch: int, seq_len: int, device: str, dtype: str,
-                  checkpoint: Path | None = None) -> Callable[[], None]:
+                  checkpoint: Path | None = None, rows: dict | None = None
+                  ) -> Callable[[], None]:
     """One call = one step of the `transformers` model (default attention: sdpa, flash on GPU)
     with torch AdamW; bf16 through autocast over fp32 weights. The model is a random Llama of
-    `shapes`, or the HF checkpoint directory `checkpoint`."""
+    `shapes`, or the HF checkpoint directory `checkpoint`. With `rows` (a `distill_batch`), a
+    completion-only loss as TRL computes it: labels -100 outside the answers, padding masked."""
     import contextlib
 
     import torch
@@ -155,12 +190,20 @@ def torch_stepper(shapes: dict | None, batch: int, seq_len: int, device: str, dt
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0,
                             fused=device == "gpu")
     tokens = torch.randint(0, config.vocab_size, (batch, seq_len), device=dev)
+    labels, mask = tokens, None
+    if rows is not None:  # HF shifts labels itself: label t is the target of position t-1
+        tokens = torch.as_tensor(rows["tokens"], dtype=torch.long, device=dev)
+        mask = torch.as_tensor(rows["segment_ids"] > 0, dtype=torch.long, device=dev)
+        labels = torch.full_like(tokens, -100)
+        targets = torch.as_tensor(rows["targets"], dtype=torch.long, device=dev)
+        keep = torch.as_tensor(rows["weights"] > 0, device=dev)
+        labels[:, 1:][keep[:, :-1]] = targets[:, :-1][keep[:, :-1]]
     autocast = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else (
         contextlib.nullcontext)
 
     def run() -> None:
         with autocast():
-            loss = model(input_ids=tokens, labels=tokens).loss
+            loss = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -205,6 +248,8 @@ def main() -> None:
                    help="where both sides run (gpu: JAX's first GPU and torch's cuda:0)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="matmul dtype of both sides (weights and optimizer stay fp32)")
+    p.add_argument("--distill", action="store_true",
+                   help="distillation-shaped rows, loss on the answers only (module docstring)")
     args = p.parse_args()
     os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import jax
@@ -236,14 +281,20 @@ def main() -> None:
         else:
             shapes, batch, seq_len = CONFIGS[name]
             model, checkpoint = s2jax_llama(shapes), None
-        batch, seq_len = args.batch or batch, args.seq_len or seq_len
+        batch = args.batch or batch
+        seq_len = args.seq_len or (DISTILL_SEQ_LEN if args.distill else seq_len)
+        rows = distill_batch(batch, seq_len, shapes["vocab_size"]) if args.distill else None
         steps = args.steps or (20 if args.device == "gpu" else 8 if name == "5m" else 4)
-        tokens = batch * seq_len
+        tokens = batch * seq_len if rows is None else int(rows["segment_ids"].sum())
+        if rows is not None:
+            print(f"{name}: {batch} distillation-shaped rows of {seq_len} slots, {tokens} "
+                  f"tokens (the rate below counts these), {int(rows['weights'].sum())} loss "
+                  "tokens")
         flops = model_flops_per_token(shapes, seq_len) * tokens
-        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype)}
+        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype, rows)}
         del model  # the train state holds its own copy
         runs["torch"] = torch_stepper(shapes, batch, seq_len, args.device, args.dtype,
-                                      checkpoint)
+                                      checkpoint, rows)
         if checkpoint is not None:
             shutil.rmtree(checkpoint.parent)
         times, cpu, sys_time = interleaved_times(runs, steps)

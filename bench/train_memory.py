@@ -15,6 +15,13 @@ for `loss_chunk / 2` tokens at a time; the ratio is against the cross-entropy st
   python bench/train_memory.py                          # batch 8 x 512, chunks 0 and 1024
   python bench/train_memory.py --chunks 0,256,1024,4096 --remat full
   python bench/train_memory.py --chunks 1024 --kd forward_kl,reverse_kl,jsd
+  python bench/train_memory.py --rss qwen2.5-coder-0.5b-instruct   # the real model, fetched
+
+With `--rss MODEL`, instead: the resident memory of a real full fine-tune (`finetune`, fp32,
+AdamW, a checkpoint and the HF export) of MODEL on distillation-shaped chats (prompts of
+~50-300 tokens, answers of 5-30), sampled from /proc/self/status every 20 ms: the peak of each
+phase (load, train, export) and the whole run's peak per parameter. The floor is 16 bytes a
+parameter (fp32 weights, gradients, Adam's two moments); RSS does not depend on load.
 """
 
 from __future__ import annotations
@@ -33,6 +40,78 @@ GEMMA3_270M = dict(architecture="LlamaForCausalLM", vocab_size=262144, hidden_si
                    head_dim=256, tie_word_embeddings=True)
 
 
+class PeakRSS:
+    """This process's peak resident memory per phase, sampled by a thread (ru_maxrss has one
+    peak per process)."""
+
+    def __init__(self, every: float = 0.02):
+        import threading
+
+        self.phase, self.peaks = "start", {}
+        self.thread = threading.Thread(target=self._watch, args=(every,), daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+    def _watch(self, every: float) -> None:
+        import time
+
+        while True:
+            phase, rss = self.phase, self.now()
+            self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
+            time.sleep(every)
+
+
+def distill_shaped_chats(n: int, seed: int = 0) -> list[dict]:
+    """Chats shaped as a distillation set: a prompt of ~50-300 tokens, an answer of 5-30."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    facts = ["The river runs north of the old town.", "Trade grew after the railway came.",
+             "Its parliament meets in the largest city.", "The coast has three main ports."]
+    return [{"messages": [
+        {"role": "user", "content": " ".join(rng.choice(facts, int(rng.integers(4, 30))))
+         + f" Question {i}: what is the capital of country {i}? Answer briefly."},
+        {"role": "assistant", "content": "The capital is " + " ".join(
+            ["City"] * int(rng.integers(1, 20))) + f" {i}."}]} for i in range(n)]
+
+
+def rss_case(name: str, steps: int, batch: int, seq_len: int) -> None:
+    """--rss: peak resident memory of a full fine-tune of the real model `name`."""
+    import resource
+    import tempfile
+
+    import s2jax
+    from s2jax.train import loop
+    from s2jax.train.config import TrainConfig
+
+    rss = PeakRSS()
+    rss.phase = "load"
+    model, tokenizer = s2jax.load(name, dtype="float32")
+    n = sum(v.size for v in model.params().values())
+    rss.phase = "train"
+    save_model = loop.save_model
+
+    def export(*args, **kwargs):
+        rss.phase = "export"
+        save_model(*args, **kwargs)
+        rss.phase = "end"
+
+    loop.save_model = export  # the run's export phase, timed apart
+    config = TrainConfig(steps=steps, batch_size=batch, seq_len=seq_len, progress=False)
+    with tempfile.TemporaryDirectory() as run_dir:
+        loop.finetune(model, tokenizer, distill_shaped_chats(8 * batch), config, run_dir)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"{name}: {n / 1e6:.0f}M params, full fine-tune, fp32 AdamW, {steps} steps of "
+          f"{batch} x {seq_len} tokens, checkpoint + export; peak RSS by phase: " + ", ".join(
+              f"{k} {v / 1e9:.2f} GB" for k, v in rss.peaks.items() if k != "start"))
+    print(f"peak RSS {peak / 1e9:.2f} GB = {peak / n:.1f} bytes/param (floor 16: weights, "
+          f"gradients, Adam moments; issue 28's target <= 13 GB)")
+
+
 def main() -> None:
     import jax
     import jax.numpy as jnp
@@ -44,14 +123,20 @@ def main() -> None:
     from s2jax.train.config import KDConfig, TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--batch", type=int, default=0, help="rows (default 8; --rss: 4)")
+    p.add_argument("--seq-len", type=int, default=0, help="tokens a row (default 512; --rss: 256)")
     p.add_argument("--chunks", default="0,1024", help="loss_chunk values (0: all at once)")
     p.add_argument("--remat", default="full", choices=("none", "full", "dots"))
     p.add_argument("--kd", default="", help="divergences of distillation steps to compile too, "
                    "e.g. forward_kl,reverse_kl,jsd")
     p.add_argument("--teacher-dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--rss", default="", metavar="MODEL",
+                   help="instead: peak RSS of a real full fine-tune of MODEL (a fetched name)")
+    p.add_argument("--steps", type=int, default=3, help="--rss: optimizer steps")
     args = p.parse_args()
+    if args.rss:
+        return rss_case(args.rss, args.steps, args.batch or 4, args.seq_len or 256)
+    args.batch, args.seq_len = args.batch or 8, args.seq_len or 512
     cfg = ModelConfig(**GEMMA3_270M)
     mesh = make_mesh(devices=jax.devices()[:1])
     tokens = args.batch * args.seq_len

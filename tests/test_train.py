@@ -286,3 +286,17 @@ def test_sharded_state_is_born_sharded(hf_checkpoint):
     assert mu.addressable_shards[0].data.size * 4 == mu.size  # fsdp x tensor
     assert jax.tree.map(lambda x: x.sharding, target).params["embed"] == \
         state.params["embed"].sharding
+
+
+def test_full_finetune_holds_one_copy_of_the_weights(hf_checkpoint, tmp_path):
+    # the train state takes over the model's buffers (donated), so a full fine-tune holds the
+    # weights once, not twice; the trained weights come back into the model at the end
+    model, tok = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    before = model.params()
+    # a copy: a numpy view of a buffer (np.asarray on CPU) would keep it from being donated
+    start_q = np.array(before["layers.q"], copy=True)
+    config = TrainConfig(steps=2, seq_len=48, batch_size=8, learning_rate=1e-3, progress=False,
+                         export=False)
+    finetune(model, tok, _examples(16), config, tmp_path / "run")
+    assert all(v.is_deleted() for v in before.values())
+    assert np.abs(np.asarray(model.param("layers.q").get_value()) - start_q).max() > 1e-5

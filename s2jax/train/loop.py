@@ -364,7 +364,10 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         default: `tokenizer`. Rows without them show the teacher the student's context.
 
     Returns:
-      The model, holding the fine-tuned weights (in its original dtype).
+      The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
+      without KD the train state takes over the model's weight buffers while it trains (no
+      second copy): arrays taken from `model.params()` before the call are deleted, and after
+      an error the model holds none (load it again).
     """
     run_dir = Path(run_dir)
     cfg = model.config
@@ -417,7 +420,10 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     elif lora.enabled:
         state = init(init_adapters(cfg, lora, jax.random.key(config.seed)))
     else:
-        state = init(model.params())
+        # the model's buffers become the state's (one copy of the weights in memory, not two:
+        # 4 bytes a parameter in fp32) until the trained weights are written back; a teacher
+        # that is the student's own loaded weights still needs them
+        state = init(model.params(), donate=not kd)
     held_batches = eval_batches(held, seq_len=config.seq_len, batch_size=config.batch_size,
                                 packed=config.pack, teacher_seq_len=t_len) if held else []
     b_sharding = batch_shardings(mesh, config, (config.grad_accum,))
@@ -476,6 +482,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         checkpoints.close()
 
     _write_back(model, trained())
+    # the optimizer's moments (8 bytes a parameter in fp32) go before the export, not after
+    params, state = state.params, None
     seconds = time.perf_counter() - t0
     summary = {"steps": total, "resumed_from": start, "seconds": seconds,
                "examples": len(data), "examples_cut_to_seq_len": cut,
@@ -486,6 +494,6 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if config.export:
         save_model(model, tokenizer, run_dir / "model")
         if lora.enabled:
-            save_peft(cfg, lora, state.params, run_dir / "adapter",
+            save_peft(cfg, lora, params, run_dir / "adapter",
                       base_model=model.source)
     return model

@@ -65,9 +65,11 @@ def plan_state(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
     """How to make a train state on `mesh` (of `trainable_specs`), before making one.
 
     Returns:
-      (init, target): `init(params)` builds a fresh state (params cast to `param_dtype`) with
-      every leaf created on its shard; `target` is the state's shape as
-      `jax.ShapeDtypeStruct`s carrying their shardings, the restore target of a checkpoint.
+      (init, target): `init(params, donate=False)` builds a fresh state (params cast to
+      `param_dtype`) with every leaf created on its shard; with `donate` the state takes over
+      `params`' buffers (deleted from the caller: a full fine-tune holds one copy of the model,
+      not two); `target` is the state's shape as `jax.ShapeDtypeStruct`s carrying their
+      shardings, the restore target of a checkpoint.
     """
     specs = trainable_specs(cfg, lora)
     p_shardings = {name: named_sharding(mesh, s.axes, s.shape) for name, s in specs.items()}
@@ -80,10 +82,13 @@ def plan_state(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
                        for name, spec in specs.items()}
     abstract = jax.eval_shape(init, abstract_params)
     shardings = state_shardings(abstract, specs, mesh)
-    jitted = jax.jit(init, in_shardings=(p_shardings,), out_shardings=shardings)
+    jitted = {donate: jax.jit(init, in_shardings=(p_shardings,), out_shardings=shardings,
+                              donate_argnums=(0,) if donate else ())
+              for donate in (False, True)}
 
-    def make(params):
-        return jitted(jax.device_put(params, p_shardings))  # no-op when already on the mesh
+    def make(params, donate: bool = False):
+        # device_put is a no-op when already on the mesh: donating then frees the caller's copy
+        return jitted[donate](jax.device_put(params, p_shardings))
 
     target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                           abstract, shardings)
