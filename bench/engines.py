@@ -103,12 +103,15 @@ class Peer:
             self.skipped = f"{python} not found (install the peer into its own venv)"
             return
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "JAX_PLATFORMS": "cpu"}
+        # the engines log a lot: to a file, as a full stderr pipe would block the peer
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed with the peer)
         self.proc = subprocess.Popen(
             [python, __file__, "--peer", kind, "--source", source, "--dtype", dtype,
              "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env)
+            stderr=self.log, text=True, env=env)
         if self._read() is None:
-            err = self.proc.stderr.read().strip().splitlines()
+            self.log.seek(0)
+            err = self.log.read().strip().splitlines()
             self.skipped = f"did not start: {err[-1] if err else 'no output'}"
 
     def _read(self) -> dict | None:
@@ -127,6 +130,8 @@ class Peer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=60)
+        if self.proc is not None:
+            self.log.close()
 
 
 def chat_prompts(tokenizer) -> list[list[int]]:
