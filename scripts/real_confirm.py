@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hashes", action="store_true", help="print each arm's config hash")
     ap.add_argument("--stop-at", default=None, metavar="HH:MM",
                     help="start no arm after this UTC time (rerun to resume)")
+    ap.add_argument("--together", action="store_true",
+                    help="the chosen arms as one sweep (a second worker on the root then runs "
+                    "the next arm's stages while waiting; timed together)")
     ap.add_argument("--claim-only", action="store_true",
                     help="recompute report and claim from the root's rows, run nothing")
     args = ap.parse_args(argv)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = pick(arms, args.arms.split(",") if args.arms else None)
     if not args.claim_only:
         spent = run_arms(chosen, root, progress=sys.stderr.isatty(),
-                         stop_at=_stop_at(args.stop_at))
+                         stop_at=_stop_at(args.stop_at), together=args.together)
         print("[confirm] wall seconds this call: " + ", ".join(
             f"{a} {s:.0f}" for a, s in spent.items()), flush=True)
     from s2jax.run.sweep import write_report  # numpy/matplotlib only at the end

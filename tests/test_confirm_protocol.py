@@ -150,3 +150,25 @@ def test_pick_names_the_bad_arm():
     assert list(pick(arms, ["own_bare_chosen_s0"])) == ["own_bare_chosen_s0"]
     with pytest.raises(S2JaxError, match="--arms: unknown arm 'chosen_s9'"):
         pick(arms, ["chosen_s9"])
+
+
+def test_report_pairs_a_system2_evaluated_on_one_template_on_those_items_only():
+    from s2jax.report import Arm, ReportSettings, build_report
+    from s2jax.report.render import markdown
+
+    n = 30
+    systems = _systems(n, s1=[.6, .1, .9, .7], s2=[.5, .5, .5, .5], d=[.6, .4, .6, .6])
+    systems["system2"] = [r for r in systems["system2"] if r.template == "suggest_incorrect"]
+    report = build_report([Arm("chosen_s0", systems)], ReportSettings(resamples=200))
+    entry = report["splits"][0]["arms"][0]
+    assert entry["systems"]["system2"]["n"] == n and entry["systems"]["distilled"]["n"] == 4 * n
+    vs_s2 = entry["paired"]["system2"]
+    assert vs_s2["rows"] == n and vs_s2["difference"] == pytest.approx(-10.0)
+    t = entry["templates"]
+    assert t["systems"]["system2"]["mean"] is None
+    assert list(t["systems"]["system2"]["per_template"]) == ["suggest_incorrect"]
+    assert t["systems"]["distilled"]["mean"] == pytest.approx(55.0)
+    assert "—" in markdown(report, "x")
+    extra = [*systems["system2"], ItemRow(id="elsewhere", score=1.0, tokens=1)]
+    with pytest.raises(S2JaxError, match="evaluated on different items: 1 only in system2"):
+        Arm("bad", {**systems, "system2": extra})

@@ -55,11 +55,17 @@ def pick(arms: Mapping[str, ExperimentConfig], names: Sequence[str] | None
 
 
 def run_arms(arms: Mapping[str, ExperimentConfig], root: str | Path, *, log: Log = print,
-             progress: bool = False, stop_at: float | None = None) -> dict[str, float]:
+             progress: bool = False, stop_at: float | None = None,
+             together: bool = False) -> dict[str, float]:
     """Runs each arm in order on `root`; returns {arm: seconds it added} of this call.
 
     `stop_at` (a `time.time()`): no arm starts after it (the arms left are reported).
+    `together`: the arms as one sweep (stages by phase across arms, so a worker waiting on
+    another's stage runs the next arm's), timed as one entry named "a+b".
     """
+    if together and len(arms) > 1:
+        configs = dict(arms)
+        arms = {"+".join(configs): None}
     from s2jax.run import execute  # JAX: only when something runs
     from s2jax.run.sweep import Worker, plan_sweep, run_worker
 
@@ -70,7 +76,7 @@ def run_arms(arms: Mapping[str, ExperimentConfig], root: str | Path, *, log: Log
         if stop_at is not None and time.time() > stop_at:
             log(f"[confirm] stopping before {name}: past the time limit; rerun to resume")
             break
-        plan = plan_sweep({name: config}, root)
+        plan = plan_sweep(configs if config is None else {name: config}, root)
         todo = [n for n in plan.graph.nodes if not plan.store.done(n)]
         log(f"[confirm] {name}: {len(todo)} of {len(plan.graph.nodes)} stage(s) to run")
         start = time.time()

@@ -244,6 +244,9 @@ def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
     roles = ArmRoles(name, config, d, {}, [], {}, dict(splits))
     for split, examples in splits.items():
         for system, program in (("system1", d.system1), ("system2", d.program)):
+            if system == "system2" and split == TEST and config.cross_fit.system2_on:
+                examples = distilled_inputs(examples, config.cross_fit.system2_on,
+                                            what="system2_on")
             roles.base[(system, split)] = eval_node(
                 graph, name, model=base, deps=(), program=program, task=d.test_task,
                 examples=examples, config=config, phase=f"eval_base_{split}",

@@ -52,14 +52,16 @@ def group_of(pool: Sequence[Example], group: str = "") -> list[str]:
     return [_field(ex, group, "group") if group else ex.id for ex in pool]
 
 
-def distilled_inputs(pool: Sequence[Example], distil_on: str = "") -> list[Example]:
-    """The pool inputs that System 2 runs on and the folds distil on ("FIELD=VALUE", or all)."""
+def distilled_inputs(pool: Sequence[Example], distil_on: str = "", *,
+                     what: str = "distil_on") -> list[Example]:
+    """The pool inputs that System 2 runs on and the folds distil on ("FIELD=VALUE", or all);
+    with `what="system2_on"`, those the base System 2 is evaluated on."""
     if not distil_on:
         return list(pool)
     field, _, value = distil_on.partition("=")
-    out = [ex for ex in pool if _field(ex, field.strip(), "distil_on") == value.strip()]
+    out = [ex for ex in pool if _field(ex, field.strip(), what) == value.strip()]
     if not out:
-        raise S2JaxError(f"cross_fit.distil_on={distil_on!r}: no pool input has it (expected "
+        raise S2JaxError(f"cross_fit.{what}={distil_on!r}: no pool input has it (expected "
                          "a value some inputs carry)")
     return out
 
