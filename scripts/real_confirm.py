@@ -15,11 +15,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
-from s2jax.run.confirm import hashes, load_arms, pick, run_arms, write_claims
+from s2jax.run.confirm import (
+    hashes,
+    load_arms,
+    pick,
+    run_arms,
+    stage_seconds,
+    status,
+    write_claims,
+)
 
 CONFIG = "configs/real/confirm.py"
 
@@ -35,6 +44,13 @@ def _stop_at(spec: str | None) -> float | None:
     return dt.datetime.combine(now.date(), t, dt.UTC).timestamp()
 
 
+def _worker(spec: str) -> tuple[int, int]:
+    i, _, n = spec.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise S2JaxError(f"--worker {spec!r}: expected I/N with 0 <= I < N, e.g. 1/2")
+    return int(i), int(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="SmolLM2-135M, a few countries (CI)")
@@ -46,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--together", action="store_true",
                     help="the chosen arms as one sweep (a second worker on the root then runs "
                     "the next arm's stages while waiting; timed together)")
+    ap.add_argument("--worker", default="0/1", metavar="I/N",
+                    help="be worker I of N on the root (as s2jax sweep --worker)")
+    ap.add_argument("--status", action="store_true",
+                    help="where each arm stands and the finished base evaluations; run nothing")
     ap.add_argument("--claim-only", action="store_true",
                     help="recompute report and claim from the root's rows, run nothing")
     args = ap.parse_args(argv)
@@ -57,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     root = Path(args.root or ("runs/real_confirm" + ("_quick" if args.quick else "")))
     chosen = pick(arms, args.arms.split(",") if args.arms else None)
+    if args.status:
+        print(status(chosen, root))
+        print(json.dumps(stage_seconds(root), indent=1))
+        return 0
     if not args.claim_only:
         spent = run_arms(chosen, root, progress=sys.stderr.isatty(),
-                         stop_at=_stop_at(args.stop_at), together=args.together)
+                         stop_at=_stop_at(args.stop_at), together=args.together,
+                         worker=_worker(args.worker))
         print("[confirm] wall seconds this call: " + ", ".join(
             f"{a} {s:.0f}" for a, s in spent.items()), flush=True)
     from s2jax.run.sweep import write_report  # numpy/matplotlib only at the end

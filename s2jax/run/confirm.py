@@ -56,12 +56,14 @@ def pick(arms: Mapping[str, ExperimentConfig], names: Sequence[str] | None
 
 def run_arms(arms: Mapping[str, ExperimentConfig], root: str | Path, *, log: Log = print,
              progress: bool = False, stop_at: float | None = None,
-             together: bool = False) -> dict[str, float]:
+             together: bool = False, worker: tuple[int, int] = (0, 1)) -> dict[str, float]:
     """Runs each arm in order on `root`; returns {arm: seconds it added} of this call.
 
     `stop_at` (a `time.time()`): no arm starts after it (the arms left are reported).
     `together`: the arms as one sweep (stages by phase across arms, so a worker waiting on
-    another's stage runs the next arm's), timed as one entry named "a+b".
+    another's stage runs the next arm's), timed as one entry named "a+b". `worker` (i, n):
+    this process is worker i of n on the root (`s2jax sweep --worker`): it starts at the i-th
+    ready stage, so workers spread over the stages.
     """
     if together and len(arms) > 1:
         configs = dict(arms)
@@ -80,7 +82,7 @@ def run_arms(arms: Mapping[str, ExperimentConfig], root: str | Path, *, log: Log
         todo = [n for n in plan.graph.nodes if not plan.store.done(n)]
         log(f"[confirm] {name}: {len(todo)} of {len(plan.graph.nodes)} stage(s) to run")
         start = time.time()
-        run_worker(plan, Worker(progress=progress), log=log, engine=engine)
+        run_worker(plan, Worker(*worker, progress=progress), log=log, engine=engine)
         spent[name] = round(time.time() - start, 1)
         if todo:
             record_time(root, name, spent[name], len(todo))
@@ -109,3 +111,60 @@ def write_claims(root: str | Path, claims: Mapping[str, str], log: Log = print) 
             f.write(render(done))
         log(render(done))
     return done
+
+
+def stage_seconds(root: str | Path) -> dict[str, dict[str, float]]:
+    """Per finished arm, the wall seconds of the stages it used (each stage's log/timing.json),
+    by kind: {"arm": {"base_eval", "generate", "finetune", "distilled_eval", "total"}}. A stage
+    shared by several arms (the base evaluations, System 2's samples) counts in each."""
+    root = Path(root)
+    out = {}
+    for results in sorted(root.glob("*/results.json")):
+        stages = json.loads(results.read_text())["stages"]
+        kinds = {"base_eval": list(stages["base"].values())}
+        for fold in stages["folds"]:
+            kinds.setdefault("generate", []).append(fold["generate"])
+            kinds.setdefault("finetune", []).append(fold["finetune"])
+            kinds.setdefault("distilled_eval", []).extend(fold["eval"].values())
+        row = {}
+        for kind, ids in kinds.items():
+            row[kind] = round(sum(_seconds(root, i) for i in dict.fromkeys(ids)), 1)
+        row["total"] = round(sum(row.values()), 1)
+        out[results.parent.name] = row
+    return out
+
+
+def _seconds(root: Path, stage: str) -> float:
+    path = root / "stages" / stage / "log" / "timing.json"
+    return json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+
+
+def status(arms: Mapping[str, ExperimentConfig], root: str | Path) -> str:
+    """Where each arm stands (no work is done): its stages done / to run, the wall seconds of
+    those done, and the accuracy by template (Wilson 95%) of every finished base evaluation,
+    read from the stage's per-item rows."""
+    from s2jax.report.stats import wilson  # numpy: only for the status lines
+    from s2jax.run.sweep import plan_sweep  # the stage graph: only when asked
+
+    root = Path(root)
+    plan = plan_sweep(dict(arms), root)
+    lines = []
+    for name, roles in plan.graph.arms.items():
+        ids = [*roles.base.values(), *(i for f in roles.folds for i in (
+            f.generate, f.distill, f.finetune, *f.evals.values()))]
+        done = [i for i in dict.fromkeys(ids) if plan.store.done(i)]
+        lines.append(f"{name}: {len(done)} of {len(dict.fromkeys(ids))} stages done, "
+                     f"{sum(_seconds(root, i) for i in done):.0f} s of stage time")
+    for (system, split), sid in next(iter(plan.graph.arms.values())).base.items():
+        if not plan.store.done(sid):
+            lines.append(f"base {system} on {split}: not done ({sid})")
+            continue
+        per: dict[str, list[float]] = {}
+        for r in plan.store.rows(sid):
+            per.setdefault(r.get("template") or "", []).append(r["score"])
+        for t, scores in sorted(per.items()):
+            ci = wilson(sum(scores), len(scores))
+            lines.append(f"base {system} on {split} {t}: {100 * ci.estimate:.1f}% "
+                         f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}] of {len(scores)} "
+                         f"({sid}, {_seconds(root, sid):.0f} s)")
+    return "\n".join(lines)
