@@ -149,6 +149,32 @@ def test_hand_only_plans_without_compiling(tmp_path, capsys):
     assert "does NOT fit" in out and "would not fit in 0.001 GiB" in err
 
 
+def test_hand_only_counts_a_teacher_apart_from_the_student(tmp_path, capsys):
+    student, shape, big = _small(), tmp_path / "config.json", tmp_path / "teacher.json"
+    teacher = dataclasses.replace(student, hidden_size=512, intermediate_size=1024)
+    write_json(shape, student.to_hf())
+    write_json(big, teacher.to_hf())
+    argv = ["plan", str(shape), "--hand-only", "--devices", "4", "--mesh", "fsdp=2,tensor=2",
+            "--device-memory", "80", "--teacher", str(big), "--teacher-dtype", "bfloat16"]
+
+    def hand(*extra):
+        out = tmp_path / f"hand{len(extra)}.json"
+        assert main([*argv, *extra, "--json", str(out)]) == 0
+        return json.loads(out.read_text())["hand"], capsys.readouterr().out
+
+    seq, text = hand()
+    kd, kd_text = hand("--kd", "reverse_kl")
+    weights = num_params(teacher) * 2 // 4  # bf16, split over fsdp x tensor
+    # sequence-level: the teacher samples with its own weights and stays loaded in training
+    assert seq["teacher_train"] == 0 and "frozen teacher" not in text
+    assert seq["teacher_sample_params"] == weights and seq["teacher_kv_cache"] > 0
+    assert seq["run_total"] == seq["train_total"] + weights
+    assert "teacher sampling total" in text and "run with the teacher loaded: fits" in text
+    # logit KD: its weights are frozen in the train step as well
+    assert kd["teacher_train"] == weights and kd["train_total"] == seq["train_total"] + weights
+    assert "frozen teacher (KD)" in kd_text
+
+
 @pytest.mark.slow
 def test_cli_reruns_itself_with_the_requested_fake_devices(tmp_path, capsys):
     shape = tmp_path / "config.json"

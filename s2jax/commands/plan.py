@@ -234,13 +234,16 @@ def _hand_only(args, p) -> int:
     where a stage does not fit, as a compiled plan does."""
     # JAX-importing modules, reached only after `run`'s checks
     from s2jax.models.params import num_params
-    from s2jax.run.plan import hand_estimate, hand_table, planned_remat
+    from s2jax.run.plan import hand_estimate, hand_table, hand_teacher, planned_remat
 
     train = dataclasses.replace(p.train, remat=planned_remat(p.train.remat))
     memory = args.device_memory or parse_target(args.target).hbm_gib
-    hand = hand_estimate(p.model, train, p.mesh, p.sample_batch, p.max_len,
-                         p.sample_dtype or train.compute_dtype, sample_mesh=p.sample_mesh,
-                         flash=True)
+    dtype = p.sample_dtype or train.compute_dtype
+    hand = hand_estimate(p.model, train, p.mesh, p.sample_batch, p.max_len, dtype,
+                         sample_mesh=p.sample_mesh, flash=True)
+    if p.teacher is not None:
+        hand = hand_teacher(hand, p.teacher, train, p.mesh, p.sample_batch, p.max_len,
+                            p.teacher_dtype or dtype, sample_mesh=p.sample_mesh)
     show = lambda sizes: ",".join(f"{k}={v}" for k, v in sizes.items() if v > 1) or "one device"
     print(hand_table(hand, f"{p.name}: {num_params(p.model) / 1e9:.2f}B params, train on "
                      f"{show(p.mesh)}, sample on {show(p.sample_mesh)} ({args.devices} devices "
@@ -249,6 +252,6 @@ def _hand_only(args, p) -> int:
     if args.json:
         write_owned_json(args.json, PLAN_REPORT, {"hand": hand, "mesh": p.mesh,
                                                   "sample_mesh": p.sample_mesh}, what="--json")
-    _require_fit(args, hand["train_total"] <= memory * 2**30,
-                 hand["sample_total"] <= memory * 2**30)
+    _require_fit(args, hand.get("run_total", hand["train_total"]) <= memory * 2**30,
+                 max(hand["sample_total"], hand.get("teacher_sample_total", 0)) <= memory * 2**30)
     return 0

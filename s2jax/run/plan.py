@@ -368,6 +368,26 @@ def hand_estimate(cfg: ModelConfig, tcfg: TrainConfig, mesh_sizes: dict[str, int
                 sample_params=sample_params, sample_total=sample_params + kv)
 
 
+def hand_teacher(hand: dict[str, int], teacher_cfg: ModelConfig, tcfg: TrainConfig,
+                 mesh_sizes: dict[str, int], sample_batch: int, sample_max_len: int,
+                 teacher_dtype: str, *, sample_mesh: dict[str, int] | None = None
+                 ) -> dict[str, int]:
+    """`hand` (the student's closed form) with a separate teacher's terms: its weights frozen
+    in the train step with `tcfg.kd` (split over fsdp x tensor as the student's; its forward's
+    temporaries are not counted), and its own sampling (weights + KV cache) at the student's
+    sampler sizes. With sequence-level KD it only samples, and stays loaded while the student
+    trains (`run_total`)."""
+    t = hand_estimate(teacher_cfg, tcfg, mesh_sizes, sample_batch, sample_max_len,
+                      teacher_dtype, sample_mesh=sample_mesh)
+    shard = mesh_sizes.get("fsdp", 1) * mesh_sizes.get("tensor", 1)
+    weights = num_params(teacher_cfg) * jnp.dtype(teacher_dtype).itemsize // shard
+    kd = weights if tcfg.kd.enabled else 0
+    return dict(hand, teacher_train=kd, train_total=hand["train_total"] + kd,
+                teacher_sample_params=t["sample_params"], teacher_kv_cache=t["kv_cache"],
+                teacher_sample_total=t["sample_total"],
+                run_total=hand["train_total"] + (kd or t["sample_params"]))
+
+
 def hand_table(hand: dict[str, int], title: str, device_memory_gib: float) -> str:
     """`hand_estimate`'s figures as text, with whether each stage fits (no compiler involved:
     for GPUs, whose compiler a CPU machine does not have)."""
@@ -377,10 +397,18 @@ def hand_table(hand: dict[str, int], title: str, device_memory_gib: float) -> st
                       ("optimizer state", "adam"), ("batch", "batch"),
                       ("activations + grads (temp)", "temp"), ("train total", "train_total"),
                       ("sampling params", "sample_params"), ("KV cache", "kv_cache"),
-                      ("sampling total", "sample_total")):
-        if key != "frozen" or hand[key]:
+                      ("sampling total", "sample_total"), ("frozen teacher (KD)", "teacher_train"),
+                      ("teacher sampling params", "teacher_sample_params"),
+                      ("teacher KV cache", "teacher_kv_cache"),
+                      ("teacher sampling total", "teacher_sample_total"),
+                      ("run (teacher loaded)", "run_total")):
+        if key in hand and (key not in ("frozen", "teacher_train") or hand[key]):
             lines.append(f"{name:<28}{hand[key] / GiB:10.2f}")
-    for stage, key in (("train", "train_total"), ("sample (weights + KV cache)", "sample_total")):
+    for stage, key in (("train", "train_total"), ("sample (weights + KV cache)", "sample_total"),
+                       ("teacher sample", "teacher_sample_total"),
+                       ("run with the teacher loaded", "run_total")):
+        if key not in hand:
+            continue
         ok = hand[key] <= cap
         lines.append(f"{stage}: {'fits' if ok else 'does NOT fit'} ({hand[key] / GiB:.1f} "
                      f"{'of' if ok else '>'} {device_memory_gib:.0f} GiB)")
