@@ -27,7 +27,10 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-@pytest.mark.slow  # several minutes on 2 loaded cores: 6 fine-tunes of SmolLM2 (see the doc)
+@pytest.mark.slow  # 34 min wall (622 CPU-s) on 2 loaded cores: 6 fine-tunes of SmolLM2
+@pytest.mark.skipif(not os.environ.get("S2JAX_REAL_CONFIRM"),
+                    reason="opt-in (S2JAX_REAL_CONFIRM=1): the --quick confirmatory run takes "
+                    "far more than CI's budget (issue 25 asks <= 3 minutes; not met)")
 @pytest.mark.skipif(not _fetched(), reason="SmolLM2-135M-Instruct is not fetched "
                     "(s2jax fetch-models smollm2-135m-instruct)")
 def test_quick_confirm_runs_every_arm_reports_the_claim_and_resumes(tmp_path):
