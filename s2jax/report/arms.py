@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from s2jax.core.errors import S2JaxError
-from s2jax.report.rows import ItemRow, check_same_items, read_rows
+from s2jax.report.rows import ItemRow, check_same_items, check_subset, read_rows
 
 SYSTEMS = ("system1", "system2", "distilled")  # the pipeline's files, in table order
 SEED_FIELD = "seed"
+# the system that may be evaluated on part of the items (a costly System 2: cross_fit.system2_on)
+SUBSET_SYSTEM = "system2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +58,12 @@ class Arm:
         if not self.rows:
             raise S2JaxError(f"arm {self.name}: no systems (expected evaluation rows)")
         for split in sorted({r.split for rs in self.rows.values() for r in rs}):
-            check_same_items({s: [r for r in rs if r.split == split]
-                              for s, rs in self.rows.items()
-                              if any(r.split == split for r in rs)},
-                             f"arm {self.name} (split {split})")
+            systems = {s: [r for r in rs if r.split == split] for s, rs in self.rows.items()
+                       if any(r.split == split for r in rs)}
+            where = f"arm {self.name} (split {split})"
+            check_same_items({s: rs for s, rs in systems.items() if s != SUBSET_SYSTEM}, where)
+            if SUBSET_SYSTEM in systems and len(systems) > 1:
+                check_subset(systems, SUBSET_SYSTEM, where)
 
 
 def _read_json(path: Path) -> Any:

@@ -66,8 +66,10 @@ def system_summary(rows: Sequence[ItemRow], level: float) -> dict:
 
 
 def _aligned(a: Sequence[ItemRow], b: Sequence[ItemRow]) -> tuple[list, list, list]:
-    """(a's scores, b's scores, item labels) in id order; the ids are the same (checked)."""
+    """(a's scores, b's scores, item labels) in id order, on the ids both hold (the same ids,
+    or one system evaluated on a subset: checked when the arm was read)."""
     bs = {r.id: r for r in b}
+    a = [r for r in a if r.id in bs]
     return ([r.score for r in a], [bs[r.id].score for r in a], [r.item for r in a])
 
 
@@ -107,9 +109,11 @@ def templates(systems: Mapping[str, Sequence[ItemRow]], settings: ReportSettings
     out: dict = {"names": names, "systems": {}, "vs_base": {}}
     for system, rows in systems.items():
         per = {t: system_summary([r for r in rows if r.template == t], settings.level)
-               for t in names}
-        out["systems"][system] = {"per_template": per, "mean": round(
-            sum(p["accuracy"] for p in per.values()) / len(names), 6)}
+               for t in names if any(r.template == t for r in rows)}
+        # a system evaluated on some templates only has no template mean
+        mean = (round(sum(p["accuracy"] for p in per.values()) / len(names), 6)
+                if len(per) == len(names) else None)
+        out["systems"][system] = {"per_template": per, "mean": mean}
     if BASE not in systems:
         return out
     kw = {"resamples": settings.resamples, "seed": settings.seed, "level": settings.level}
@@ -117,16 +121,18 @@ def templates(systems: Mapping[str, Sequence[ItemRow]], settings: ReportSettings
         if system == BASE:
             continue
         a, b, items = _aligned(rows, systems[BASE])
-        tmpl = [r.template for r in rows]
-        count = {t: tmpl.count(t) for t in names}
+        tmpl = [r.template for r in rows]  # base (System 1) holds every id: a, b keep order
+        count = {t: tmpl.count(t) for t in names if t in tmpl}
         per = {}
-        for t in names:
+        for t in count:
             keep = [i for i, x in enumerate(tmpl) if x == t]
             per[t] = _interval(stats.paired_bootstrap(
                 [a[i] for i in keep], [b[i] for i in keep], [items[i] for i in keep], **kw))
         # weights 1 / rows of the template: the weighted mean is the mean of template means
-        mean = stats.paired_bootstrap(a, b, items, weights=[1 / count[t] for t in tmpl], **kw)
-        out["vs_base"][system] = {"per_template": per, "mean": _interval(mean)}
+        mean = (_interval(stats.paired_bootstrap(
+            a, b, items, weights=[1 / count[t] for t in tmpl], **kw))
+            if len(count) == len(names) else None)
+        out["vs_base"][system] = {"per_template": per, "mean": mean}
     return out
 
 

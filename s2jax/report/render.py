@@ -10,6 +10,7 @@ from s2jax.report.build import BASE, STUDENT, TEACHER, WRITTEN_BY
 
 MD_MARK = f"<!-- {WRITTEN_BY}: written by s2jax; `s2jax report` replaces this file -->"
 LABELS = {BASE: "System 1", TEACHER: "System 2", STUDENT: "Distilled System 1"}
+NOT_EVALUATED = "—"  # a system evaluated on some templates only (cross_fit.system2_on)
 LONG_TEMPLATE = 24  # longer template names are printed as T1, T2, ... with a legend
 
 
@@ -109,13 +110,17 @@ def template_tables(split: Mapping, methods: Mapping[str, str]) -> list[str]:
                   "| system | " + " | ".join(cols) + " | template mean |",
                   "|---|" + "---:|" * (len(cols) + 1)]
         for s, v in t["systems"].items():
-            cells = [f"{v['per_template'][n]['accuracy']:.1f}" for n in t["names"]]
+            cells = [f"{v['per_template'][n]['accuracy']:.1f}" if n in v["per_template"]
+                     else NOT_EVALUATED for n in t["names"]]
+            mean = NOT_EVALUATED if v["mean"] is None else f"{v['mean']:.1f}"
             lines.append(f"| {_label(s, methods.get(e['arm'], ''))} | " + " | ".join(cells)
-                         + f" | {v['mean']:.1f} |")
+                         + f" | {mean} |")
         for s, v in t["vs_base"].items():
-            cells = [_diff(v["per_template"][n]) for n in t["names"]]
+            cells = [_diff(v["per_template"][n]) if n in v["per_template"] else NOT_EVALUATED
+                     for n in t["names"]]
+            mean = NOT_EVALUATED if v["mean"] is None else _diff(v["mean"])
             lines.append(f"| {_label(s, methods.get(e['arm'], ''))} − System 1 | "
-                         + " | ".join(cells) + f" | {_diff(v['mean'])} |")
+                         + " | ".join(cells) + f" | {mean} |")
         lines += [""] + legend if legend else []
     return [x for x in lines if x is not None]
 

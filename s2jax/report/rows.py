@@ -159,3 +159,13 @@ def check_same_items(systems: Mapping[str, Sequence[ItemRow]], where: str) -> No
         if moved is not None:
             raise S2JaxError(f"{where}: id {moved!r} belongs to item {items[moved]!r} in "
                              f"{names[0]} but not in {name} (expected the same items)")
+
+
+def check_subset(systems: Mapping[str, Sequence[ItemRow]], part: str, where: str) -> None:
+    """`part`'s ids are some of the other systems' ids (it was evaluated on a subset)."""
+    whole = next(rs for s, rs in systems.items() if s != part)
+    extra = sorted({r.id for r in systems[part]} - {r.id for r in whole})
+    if extra:
+        raise S2JaxError(f"{where}: {part} and the other systems were evaluated on different "
+                         f"items: {len(extra)} only in {part} (e.g. {extra[0]!r}); expected "
+                         "the same items or a subset of them")

@@ -56,7 +56,8 @@ def _split_rows(roles: ArmRoles, store: StageStore
         table, order = [], {}
         for system, program in (("system1", d.system1), ("system2", d.program)):
             part = [{**r, "split": split} for r in store.rows(roles.base[(system, split)])]
-            order = {r["id"]: i for i, r in enumerate(part)}
+            if system == "system1":  # every input (System 2's may be a subset: system2_on)
+                order = {r["id"]: i for i, r in enumerate(part)}
             rows[system] += part
             table.append(summary(system, program.name, part, split))
         fold_rows = [_rows(store, f.evals[split]) for f in roles.folds]

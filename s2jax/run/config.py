@@ -53,10 +53,22 @@ class CrossFit:
     folds: int = 0  # K >= 2: the pool is `test`; fold k's model is distilled on the other folds'
     # inputs (labels stripped, `unlabeled` unused) and tested on fold k; 0: off
     seed: int = 0  # which pool items fall in which fold (the split seed)
+    group: str = ""  # an input field (e.g. "country"): inputs sharing its value share a fold,
+    # so no fact is both distilled on (under one template) and tested (under another); "": id
+    distil_on: str = ""  # "FIELD=VALUE" (e.g. "template=suggest_incorrect"): the only pool
+    # inputs System 2 runs on and the folds distil on; every pool input is still tested
+    system2_on: str = ""  # "FIELD=VALUE": the only pool inputs the base System 2 is evaluated
+    # on (a multi-stage System 2 costs several System 1 replies an input); "": every one
 
     def __post_init__(self):
         if self.folds == 1 or self.folds < 0:
             raise S2JaxError(f"cross_fit.folds={self.folds}: expected 0 (off) or >= 2")
+        for name in ("distil_on", "system2_on"):
+            spec = getattr(self, name)
+            field, eq, value = spec.partition("=")
+            if spec and not (eq and field.strip() and value.strip()):
+                raise S2JaxError(f"cross_fit.{name}={spec!r}: expected FIELD=VALUE, e.g. "
+                                 "template=suggest_incorrect (or empty: every pool input)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ from s2jax.methods.program import Program
 from s2jax.models.fetch import resolve as fetched_model
 from s2jax.run.config import ExperimentConfig, TeacherConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
-from s2jax.run.protocol import fold_split, unbiased
+from s2jax.run.protocol import distilled_inputs, fold_split, unbiased
 from s2jax.run.selection import SPLIT, Selection
 from s2jax.tasks import TASKS
 from s2jax.tasks.task import Example, Task
@@ -205,7 +205,8 @@ def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
           unlabeled: Sequence[Example], test: Sequence[Example], fold: int | None,
           n_for: Callable[[str, int], int]) -> FoldRoles:
     """The generate -> distill -> finetune -> eval chain of one fine-tuned model."""
-    pool = d.test if fold is not None else unlabeled
+    pool = (distilled_inputs(d.test, config.cross_fit.distil_on) if fold is not None
+            else unlabeled)
     gen, family = _generate(graph, arm, config, d, pool, n_for)
     keep = [ex.id for ex in unlabeled]
     spec = {"samples": family, "n": config.sampling.n, "filter": dataclasses.asdict(
@@ -243,6 +244,9 @@ def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
     roles = ArmRoles(name, config, d, {}, [], {}, dict(splits))
     for split, examples in splits.items():
         for system, program in (("system1", d.system1), ("system2", d.program)):
+            if system == "system2" and split == TEST and config.cross_fit.system2_on:
+                examples = distilled_inputs(examples, config.cross_fit.system2_on,
+                                            what="system2_on")
             roles.base[(system, split)] = eval_node(
                 graph, name, model=base, deps=(), program=program, task=d.test_task,
                 examples=examples, config=config, phase=f"eval_base_{split}",
@@ -252,7 +256,9 @@ def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
         if k is None:
             unlabeled, test = d.unlabeled, splits[TEST]
         else:
-            test, unlabeled = fold_split(d.test, K, config.cross_fit.seed, k)
+            cf = config.cross_fit
+            test, unlabeled = fold_split(d.test, K, cf.seed, k, group=cf.group,
+                                         distil_on=cf.distil_on)
         fold = _fold(graph, name, config, d, unlabeled=unlabeled, test=test, fold=k, n_for=n_for)
         for split, examples in splits.items():
             examples = test if split == TEST else examples

@@ -1,9 +1,11 @@
 """The experimental protocol around a distillation: cross-fitting folds and control variants.
 
 Folds (`CrossFit`): one labelled pool (the config's `test` inputs) is cut into K folds by a
-seeded permutation; fold k's model is distilled on the other folds' inputs, labels stripped, and
-tested on fold k. Every item is tested exactly once, by a model that never saw it, so the K
-folds' test rows together pair item by item with the base model's rows on the whole pool.
+seeded permutation of its groups (an input field such as the country, or each input alone);
+fold k's model is distilled on the other folds' inputs (those `distil_on` names, e.g. one
+template), labels stripped, and tested on all of fold k. Every item is tested exactly once, by
+a model that never saw it (nor, with a group, its group), so the K folds' test rows together
+pair item by item with the base model's rows on the whole pool.
 
 Controls (`ExperimentConfig.control`) change what the fine-tuning targets are, one line each:
   system1       the samples come from System 1 itself (the paper's "Distill System 1": does the
@@ -38,11 +40,44 @@ def fold_of(ids: Sequence[str], folds: int, seed: int) -> dict[str, int]:
     return {ids[i]: position % folds for position, i in enumerate(order)}
 
 
-def fold_split(pool: Sequence[Example], folds: int, seed: int, k: int
-               ) -> tuple[list[Example], list[Example]]:
-    """(fold k's test items, the other folds' items) of the pool, each in pool order."""
-    fold = fold_of([ex.id for ex in pool], folds, seed)
-    return ([ex for ex in pool if fold[ex.id] == k], [ex for ex in pool if fold[ex.id] != k])
+def _field(ex: Example, field: str, what: str) -> str:
+    if field not in ex.fields:
+        raise S2JaxError(f"cross_fit.{what}: input {ex.id!r} has no field {field!r} (it has "
+                         f"{sorted(ex.fields)})")
+    return str(ex.fields[field])
+
+
+def group_of(pool: Sequence[Example], group: str = "") -> list[str]:
+    """Each pool input's fold unit: its `group` field's value, or its id when `group` is ""."""
+    return [_field(ex, group, "group") if group else ex.id for ex in pool]
+
+
+def distilled_inputs(pool: Sequence[Example], distil_on: str = "", *,
+                     what: str = "distil_on") -> list[Example]:
+    """The pool inputs that System 2 runs on and the folds distil on ("FIELD=VALUE", or all);
+    with `what="system2_on"`, those the base System 2 is evaluated on."""
+    if not distil_on:
+        return list(pool)
+    field, _, value = distil_on.partition("=")
+    out = [ex for ex in pool if _field(ex, field.strip(), what) == value.strip()]
+    if not out:
+        raise S2JaxError(f"cross_fit.{what}={distil_on!r}: no pool input has it (expected "
+                         "a value some inputs carry)")
+    return out
+
+
+def fold_split(pool: Sequence[Example], folds: int, seed: int, k: int, *, group: str = "",
+               distil_on: str = "") -> tuple[list[Example], list[Example]]:
+    """(fold k's test inputs, the inputs fold k's model is distilled on), each in pool order.
+
+    Folds are dealt over groups (`group_of`), so every input of one group is in one fold; fold
+    k is tested on all its inputs and distilled on the other folds' `distil_on` inputs.
+    """
+    groups = group_of(pool, group)
+    fold = fold_of(list(dict.fromkeys(groups)), folds, seed)
+    test = [ex for ex, g in zip(pool, groups, strict=True) if fold[g] == k]
+    train_ids = {ex.id for ex, g in zip(pool, groups, strict=True) if fold[g] != k}
+    return test, [ex for ex in distilled_inputs(pool, distil_on) if ex.id in train_ids]
 
 
 def unbiased(examples: Sequence[Example], task: Task) -> list[Example]:

@@ -160,9 +160,11 @@ def _check_single_process() -> None:
                          "start one worker per host with --worker i/n")
 
 
-def run_worker(plan: SweepPlan, worker: Worker | None = None, *, log: Log = print) -> dict:
+def run_worker(plan: SweepPlan, worker: Worker | None = None, *, log: Log = print,
+               engine: execute.Engine | None = None) -> dict:
     """Works on the plan until every stage and arm is done; returns {arm: results}.
 
+    `engine` keeps a loaded model across calls (plans run one after another in one process).
     Raises S2JaxError when a stage fails (in this worker or, recorded, in another), once
     nothing else can be done.
     """
@@ -173,7 +175,7 @@ def run_worker(plan: SweepPlan, worker: Worker | None = None, *, log: Log = prin
         write_json(root / MARKER, OWNER)
     board = ClaimBoard(root, worker.label, lease=worker.lease)
     event = EventLog(root, worker.label)
-    engine = execute.Engine(progress=worker.progress)
+    engine = engine or execute.Engine(progress=worker.progress)
     order = graph.ordered()
     while True:
         pending = [n for n in order if not store.done(n.id)]

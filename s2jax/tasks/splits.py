@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 # unlabeled: System 2 runs on it (labels never read); validation: recipe choices; test: reported.
 SPLITS: dict[str, float] = {"unlabeled": 0.6, "validation": 0.1, "test": 0.3}
+ALL = "all"  # the whole pool, shuffled (a cross-fitting pool: every item tested once)
 
 
 def split_pool(items: Sequence[T], split: str, seed: int) -> list[T]:
@@ -24,16 +25,18 @@ def split_pool(items: Sequence[T], split: str, seed: int) -> list[T]:
 
     Args:
       items: the whole pool, in a fixed order (e.g. sorted by a stable key).
-      split: a key of `SPLITS`.
+      split: a key of `SPLITS`, or `ALL` for the whole pool.
       seed: the partition's seed; the same for every split of one run.
 
     Returns:
       The split's items, in shuffled order.
     """
-    if split not in SPLITS:
-        raise S2JaxError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split not in SPLITS and split != ALL:
+        raise S2JaxError(f"split {split!r}: expected one of {', '.join([*SPLITS, ALL])}")
     order = list(items)
     random.Random(seed).shuffle(order)
+    if split == ALL:
+        return order
     start = 0.0
     for name, share in SPLITS.items():
         lo, hi = round(start * len(order)), round((start + share) * len(order))
