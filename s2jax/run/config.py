@@ -221,8 +221,8 @@ class ExperimentConfig:
     def fingerprint(self) -> str:
         """A hash of everything that determines the run's artifacts.
 
-        Protocol fields, the teacher section and `train.kd` count only when set, so run dirs
-        made before they existed resume.
+        Protocol fields, the teacher section, `train.kd` and cross-fitting's fields after
+        `folds` and `seed` count only when set, so run dirs made before they existed resume.
         """
         unset = {k for k, v in PROTOCOL_DEFAULTS.items() if getattr(self, k) == v}
         data = {k: v for k, v in self.to_json().items() if k not in unset}
@@ -230,6 +230,9 @@ class ExperimentConfig:
             del data["teacher"]
         if self.train.kd == KDConfig():
             data["train"] = {k: v for k, v in data["train"].items() if k != "kd"}
+        if "cross_fit" in data:  # as cross-fitting's later fields (group, distil_on, ...)
+            data["cross_fit"] = {k: v for k, v in data["cross_fit"].items()
+                                 if k in ("folds", "seed") or v != ""}
         return json_hash(data)
 
     @property
