@@ -7,10 +7,12 @@
 #      shapes at a GPU-sized batch (train_long: 4 rows of 4,096 tokens);
 #   3. sampling throughput vs transformers generate, SmolLM2-135M's shapes, bf16 (and fp32);
 #   4. parity tests against transformers (logits, greedy decoding) with JAX on the GPU;
-#   5. the quick demo end to end.
+#   5. the quick demo end to end;
+#   6. (train_1b, decode_1b) 1B-class shapes, Llama-3.2-1B and Qwen2.5-1.5B with random weights:
+#      SFT MFU against torch, and decode tokens/s at batch 64 and 256 against the HBM roofline.
 # Each step has its own time limit; logs go to $OUT (default ./gpu_check_out), a summary last.
 #   bash bench/gpu_check.sh [STEP ...]     # steps: tests train sampling parity demo
-#                                          train_long sampling_fp32
+#                                          train_long sampling_fp32 train_1b decode_1b
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -51,6 +53,9 @@ for s in $steps; do
         tests/test_models.py::test_logits_parity_with_transformers \
         tests/test_sampling.py::test_greedy_matches_transformers tests/test_train.py -k \
         "parity or greedy or bf16 or packed or overfits or exported" ;;
+    train_1b) run_step train_1b 240 python3 bench/train.py --device gpu --dtype bfloat16 \
+        --sizes llama3.2-1b,qwen2.5-1.5b --steps 10 --remat dots ;;
+    decode_1b) run_step decode_1b 240 python3 bench/decode_roofline.py --device gpu ;;
     demo) run_step demo 90 python3 -m s2jax.cli demo --quick --out /tmp/s2jax_gpu_demo ;;
     *) echo "unknown step $s" ;;
     esac

@@ -55,6 +55,15 @@ CONFIGS = {
     "qwen2.5-0.5b": (dict(vocab_size=151936, hidden_size=896, intermediate_size=4864,
                           num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                           tie_word_embeddings=True), 4, 256),
+    # 1B-class shapes for a GPU (bench/gpu_check.sh train_1b): Llama-3.2-1B (GQA 32/8 heads of 64,
+    # tied 128,256-token vocabulary) and Qwen2.5-1.5B (GQA 12/2 heads of 128, without its q/k/v
+    # biases: Llama layout)
+    "llama3.2-1b": (dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
+                         num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                         tie_word_embeddings=True), 4, 2048),
+    "qwen2.5-1.5b": (dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                          num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                          tie_word_embeddings=True), 4, 2048),
 }
 DISTILL_SEQ_LEN = 336  # the longest distillation-shaped example: 300 + 30 tokens, rounded up
 
@@ -125,8 +134,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None = None
-                  ) -> Callable[[], None]:
+def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None = None,
+                  remat: str = "auto") -> Callable[[], None]:
     """One call = one step of `s2jax.train`'s jitted, donated train step on `model`'s weights
     (compiled here), on `rows` (a `distill_batch`) or random tokens that all carry loss."""
     import jax
@@ -140,7 +149,7 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None
 
     cfg = model.config
     tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4,
-                       compute_dtype=dtype)
+                       compute_dtype=dtype, remat=remat)
     mesh = make_mesh(devices=jax.devices()[:1])
     tx = make_optimizer(tcfg, 100)
     init, target = plan_state(cfg, tx, mesh)
@@ -248,6 +257,9 @@ def main() -> None:
                    help="where both sides run (gpu: JAX's first GPU and torch's cuda:0)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="matmul dtype of both sides (weights and optimizer stay fp32)")
+    p.add_argument("--remat", default="auto", choices=("auto", "none", "full", "dots"),
+                   help="s2jax's per-layer rematerialisation (TrainConfig.remat; torch keeps "
+                   "every activation)")
     p.add_argument("--distill", action="store_true",
                    help="distillation-shaped rows, loss on the answers only (module docstring)")
     args = p.parse_args()
@@ -291,7 +303,7 @@ def main() -> None:
                   f"tokens (the rate below counts these), {int(rows['weights'].sum())} loss "
                   "tokens")
         flops = model_flops_per_token(shapes, seq_len) * tokens
-        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype, rows)}
+        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype, rows, args.remat)}
         del model  # the train state holds its own copy
         runs["torch"] = torch_stepper(shapes, batch, seq_len, args.device, args.dtype,
                                       checkpoint, rows)
