@@ -208,9 +208,20 @@ def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     many = np.random.default_rng(0).integers(1, 2000, size=10_000).tolist()
     programs = plan_programs(many, 8, 256, max_batch=64, max_len=4096)
     print(f"10k prompts, lengths 1..2000, n=8: at most {len(programs)} programs")
-    # init + 17 decode windows (16..4096) + 8 prompt buckets (16..2048) x 7 prefill batches,
-    # and for the tail (16 rows): take_rows + 17 decode windows
-    assert len(programs) == 1 + 17 + 8 * 7 + 1 + 17
+    # init + 17 decode windows (16..4096) + 15 prompt buckets (16, 24, 32, 48, ..., 1536, 2048)
+    # x 7 prefill batches, and for the tail (16 rows): take_rows + 17 decode windows
+    assert len(programs) == 1 + 17 + 15 * 7 + 1 + 17
+
+
+def test_prompt_buckets_waste_at_most_a_third_of_a_prefill():
+    from s2jax.sampling.buckets import BucketPlan, ladder_at_least
+
+    assert [ladder_at_least(n, 16) for n in (1, 16, 17, 24, 25, 37, 38, 49, 97, 129, 193)] == [
+        16, 16, 24, 24, 32, 48, 48, 64, 128, 192, 256]
+    plan = BucketPlan.make([38], 1, 64, max_batch=32, max_len=2048)
+    assert plan.prompt_len(38) == 48 and plan.prompt_len(200) == 128  # capped by the cache
+    for n in range(16, 3000):
+        assert n <= ladder_at_least(n) < 1.5 * n + 1
 
 
 @pytest.mark.slow

@@ -41,9 +41,17 @@ def test_chunked_prefill_samples_the_same_tokens(hf_checkpoint):
     assert chunked.generate_ids(prompts, params) == whole.generate_ids(prompts, params)
 
 
-def test_prefill_chunk_must_divide_the_prompt_slots(hf_checkpoint):
+def test_a_chunk_that_does_not_divide_the_prompt_slots_takes_equal_passes(hf_checkpoint):
+    """48 prompt slots (a 1.5x prompt bucket) with chunk 32: two passes of 24, the same cache
+    and last hidden states as one pass."""
     model, _ = s2jax.load(hf_checkpoint("llama2"), dtype="float32")
-    tokens = np.zeros((1, 48), np.int32)
-    with pytest.raises(ValueError, match="multiple of the prefill chunk"):
-        prefill_cache(model.config, None, model.params(), tokens, np.array([3], np.int32),
-                      jnp.float32, chunk=32)
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(8, model.config.vocab_size, (2, 48)).astype(np.int32)
+    lengths = np.array([48, 30], np.int32)
+    args = (model.config, None, model.params(), tokens, lengths, jnp.float32)
+    one_last, one = prefill_cache(*args, chunk=48)
+    last, cache = prefill_cache(*args, chunk=32)
+    np.testing.assert_allclose(last, one_last, rtol=1e-5, atol=1e-5)
+    for p, n in enumerate(lengths):
+        np.testing.assert_allclose(cache.k[:, p, :, :n], one.k[:, p, :, :n], rtol=1e-5,
+                                   atol=1e-5)

@@ -89,13 +89,14 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
     The prompt is fed `chunk` tokens at a time, each chunk attending to the cache the earlier
     ones filled (slots <= its positions), so attention scores are [P, N, chunk, T] rather than
     [P, N, T, T]: prefill memory grows linearly in the prompt length, not quadratically. A
-    prompt of at most `chunk` slots is one pass; the result does not depend on `chunk`. On TPU
+    prompt of at most `chunk` slots is one pass; longer ones take passes of the largest divisor
+    of T up to `chunk`; the result does not depend on `chunk`. On TPU
     the prompt is always one pass: splash attention never holds the scores.
     """
     P, T = tokens.shape
-    C = T if splash.use_splash(mesh) else min(T, chunk)
-    if T % C:
-        raise ValueError(f"prompt slots {T} are not a multiple of the prefill chunk {C}")
+    # passes of equal length: the largest divisor of T within `chunk` (T = 192: two of 96)
+    C = T if splash.use_splash(mesh) or T <= chunk else max(
+        c for c in range(1, chunk + 1) if T % c == 0)
     pre = KVCache.zeros(cfg, P, T, cache_dtype)
     if mesh is not None:  # rows over the batch axes, as the decode state's: unconstrained, the
         # partitioner may keep every row's cache on every device (70B, 64 x 4096: 40 GiB each)
