@@ -79,7 +79,7 @@ def distill_shaped_chats(n: int, seed: int = 0) -> list[dict]:
             ["City"] * int(rng.integers(1, 20))) + f" {i}."}]} for i in range(n)]
 
 
-def rss_case(name: str, steps: int, batch: int, seq_len: int) -> None:
+def rss_case(name: str, steps: int, batch: int, seq_len: int, remat: str = "auto") -> None:
     """--rss: peak resident memory of a full fine-tune of the real model `name`."""
     import resource
     import tempfile
@@ -101,12 +101,13 @@ def rss_case(name: str, steps: int, batch: int, seq_len: int) -> None:
         rss.phase = "end"
 
     loop.save_model = export  # the run's export phase, timed apart
-    config = TrainConfig(steps=steps, batch_size=batch, seq_len=seq_len, progress=False)
+    config = TrainConfig(steps=steps, batch_size=batch, seq_len=seq_len, progress=False,
+                         remat=remat)
     with tempfile.TemporaryDirectory() as run_dir:
         loop.finetune(model, tokenizer, distill_shaped_chats(8 * batch), config, run_dir)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"{name}: {n / 1e6:.0f}M params, full fine-tune, fp32 AdamW, {steps} steps of "
-          f"{batch} x {seq_len} tokens, checkpoint + export; peak RSS by phase: " + ", ".join(
+          f"{batch} x {seq_len} tokens, remat {remat}, checkpoint + export; peak RSS by phase: " + ", ".join(
               f"{k} {v / 1e9:.2f} GB" for k, v in rss.peaks.items() if k != "start"))
     print(f"peak RSS {peak / 1e9:.2f} GB = {peak / n:.1f} bytes/param (floor 16: weights, "
           f"gradients, Adam moments; issue 28's target <= 13 GB)")
@@ -126,7 +127,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=0, help="rows (default 8; --rss: 4)")
     p.add_argument("--seq-len", type=int, default=0, help="tokens a row (default 512; --rss: 256)")
     p.add_argument("--chunks", default="0,1024", help="loss_chunk values (0: all at once)")
-    p.add_argument("--remat", default="full", choices=("none", "full", "dots"))
+    p.add_argument("--remat", default=None, choices=("auto", "none", "full", "dots"),
+                   help="default: full for the compiled steps, the library's auto for --rss")
     p.add_argument("--kd", default="", help="divergences of distillation steps to compile too, "
                    "e.g. forward_kl,reverse_kl,jsd")
     p.add_argument("--teacher-dtype", default="float32", choices=("float32", "bfloat16"))
@@ -135,7 +137,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="--rss: optimizer steps")
     args = p.parse_args()
     if args.rss:
-        return rss_case(args.rss, args.steps, args.batch or 4, args.seq_len or 256)
+        return rss_case(args.rss, args.steps, args.batch or 4, args.seq_len or 256,
+                        args.remat or "auto")
+    args.remat = args.remat or "full"
     args.batch, args.seq_len = args.batch or 8, args.seq_len or 512
     cfg = ModelConfig(**GEMMA3_270M)
     mesh = make_mesh(devices=jax.devices()[:1])
