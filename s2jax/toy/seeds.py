@@ -74,8 +74,11 @@ def task_summary(name: str, report: dict, arms: dict[int, str], demo: dict) -> d
            "seeds": per_seed,
            **{f"{kind}:{s}": _figure(group, f"{kind}:{s}")
               for kind in ("accuracy", "tokens_per_answer") for s in SYSTEMS},
-           "difference:system1": _figure(group, "difference:system1")}
-    out["reading"] = reading([p["vs_system1"] for p in per_seed.values()])
+           **{f"difference:{s}": _figure(group, f"difference:{s}")
+              for s in ("system1", "system2")}}
+    intervals = [p["vs_system1"] for p in per_seed.values()]
+    out["above_zero"] = sum(i is not None and i["low"] > 0 for i in intervals)
+    out["reading"] = reading(intervals)
     return out
 
 
@@ -96,8 +99,9 @@ def seeds_table(results: dict) -> str:
     level = round(100 * results["level"])
     lines = ["| task (method) | System 1 % | System 2 % | distilled % | distilled % per seed | "
              f"tokens / answer S1 / S2 / distilled | distilled - System 1, points [{level}% "
-             "paired interval] per seed | reading |",
-             "|---|---:|---:|---:|---|---|---|---|"]
+             "paired interval] per seed | distilled - System 2, points | reading (seeds whose "
+             "interval is above 0) |",
+             "|---|---:|---:|---:|---|---|---|---:|---|"]
     for name, t in results["tasks"].items():
         per = t["seeds"].values()
         accs = " / ".join(f"{p['distilled']['accuracy']:.0f}" if "distilled" in p else "-"
@@ -106,10 +110,12 @@ def seeds_table(results: dict) -> str:
         intervals = "; ".join(_interval(p["vs_system1"]) for p in per)
         lines.append(f"| {name} ({t['method']}) | {_mean_sd(t['accuracy:system1'])} | "
                      f"{_mean_sd(t['accuracy:system2'])} | {_mean_sd(t['accuracy:distilled'])}"
-                     f" | {accs} | {tokens} | {intervals} | {t['reading']} |")
+                     f" | {accs} | {tokens} | {intervals} | {_mean_sd(t['difference:system2'])}"
+                     f" | {t['reading']} ({t['above_zero']}/{len(per)}) |")
     seeds = ", ".join(results["seeds"])
     lines.append(f"\nSeeds {seeds} (mean ± sample sd over seeds; per-seed columns in seed "
-                 f"order). Total: {results['seconds']:.0f} s")
+                 f"order). This invocation: {results['seconds']:.0f} s (a seed finished "
+                 "before is read back, not rerun)")
     return "\n".join(lines)
 
 
