@@ -96,3 +96,45 @@ def test_demo_refuses_an_out_dir_it_did_not_write(tmp_path, capsys):
     assert "--out" in err and "not made by s2jax" in err and len(err.strip().splitlines()) == 1
     assert mine.read_text() == "a user's own results"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_task_distils_when_every_seeds_interval_is_above_zero():
+    from s2jax.toy.seeds import reading
+
+    above, across, below = ({"low": 2.0}, {"low": -3.0}, {"low": -20.0})
+    assert reading([above, above]) == "distils"
+    assert reading([across, below]) == "does not distil"
+    assert reading([above, across]) == reading([above, None]) == "unclear"
+    assert reading([None, None]) == "does not distil"  # nothing kept in any seed
+
+
+@pytest.mark.slow
+def test_demo_over_seeds_reports_every_seed_and_each_run_writes_tensorboard(tmp_path, capsys):
+    from s2jax.cli import main
+    from tests.test_tb_results import check_run_tensorboard
+
+    out = tmp_path / "seeds"
+    assert main(["demo", "--quick", "--seeds", "2", "--seed", "3", "--tasks", "sycophancy",
+                 "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == ["3", "4"]
+    task = results["tasks"]["sycophancy"]
+    distilled = []
+    for seed in results["seeds"]:  # each seed is `s2jax demo --seed S` into OUT/seed<S>
+        one = json.loads((out / f"seed{seed}" / "results.json").read_text())
+        assert one["config"]["seed"] == int(seed)
+        row = one["tasks"]["sycophancy"]
+        assert task["seeds"][seed]["distilled"]["accuracy"] == row["distilled"]["accuracy"]
+        assert task["seeds"][seed]["kept"] == row["distill_set"]["kept"]
+        distilled.append(row["distilled"]["accuracy"])
+        check_run_tensorboard(out / f"seed{seed}" / "sycophancy")
+    figure = task["accuracy:distilled"]
+    assert figure["mean"] == pytest.approx(sum(distilled) / 2) and figure["n"] == 2
+    report = json.loads((out / "report.json").read_text())
+    (group,) = report["splits"][0]["seed_groups"]
+    assert group["seeds"] == ["demo.seed=3", "demo.seed=4"]
+    assert group["figures"]["accuracy:distilled"] == figure
+    assert task["reading"] in ("distils", "does not distil", "unclear")
+    table = (out / "table.md").read_text()
+    assert "| sycophancy (s2a) |" in table and task["reading"] in table
+    assert f"{figure['mean']:.1f} ± {figure['sd'] or 0:.1f}" in table

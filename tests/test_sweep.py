@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from s2jax.run.store import events
+from tests.test_tb_results import f32, read_events
 
 CONFIG = '''
 import os
@@ -181,6 +182,13 @@ def test_selection_is_recorded_before_any_test_evaluation(tmp_path):
     for arm, r in results.items():
         assert r["exploratory"] is (arm != chosen)
         assert [x["split"] for x in r["validation"]] == ["validation"] * 3
+        # TensorBoard: each arm's figures on both splits, and its config as hparams
+        scalars, hparams = read_events(root / "log" / "tb" / arm)
+        for row in [*r["rows"], *r["validation"]]:
+            for k in ("accuracy", "tokens_per_answer"):
+                assert scalars[f"eval/{row['split']}/{row['system']}/{k}"] == f32(row[k])
+        assert hparams["name"] == arm and hparams["train.steps"] == int(arm[1:])
+        assert hparams["method"] == "rar_1step" and hparams["sampling.n"] == 4
     report = json.loads((root / "report.json").read_text())  # both splits, no spurious notes
     assert {a["name"]: (a["exploratory"], a["notes"]) for a in report["arms"]} == {
         a: (a != chosen, []) for a in ("s1", "s2")}

@@ -28,7 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fine-tuning steps per curriculum stage (default 40)")
     p.add_argument("--smoothing", type=float, default=None,
                    help="removal smoothing lambda (default 0: off; the paper used 4)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help="System 2 sampling and fine-tuning data order (default 0)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="run the demo for this many seeds (--seed, --seed + 1, ...) into "
+                        "OUT/seed<s>/ and write the table over seeds (mean +- sd, each seed's "
+                        "paired distilled - System 1 interval) and `s2jax report` into OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -37,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.overrides import override
     from s2jax.toy.demo import QUICK, DemoConfig, run_demo
+    from s2jax.toy.seeds import run_demo_seeds
 
     # option -> DemoConfig field
     fields = {"test": "test", "unlabeled": "unlabeled", "samples": "samples",
@@ -48,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     config = override(QUICK if args.quick else DemoConfig(),
                       {field: getattr(args, opt) for opt, field in fields.items()
                        if getattr(args, opt) is not None}, name=flag_of.__getitem__)
-    run_demo(args.out, config, model_dir=args.model, progress=not args.no_progress)
-    print(f"wrote {args.out}/results.json, results.png, table.md")
+    if args.seeds == 1:
+        run_demo(args.out, config, model_dir=args.model, progress=not args.no_progress)
+        print(f"wrote {args.out}/results.json, results.png, table.md")
+        return 0
+    run_demo_seeds(args.out, config, args.seeds, model_dir=args.model,
+                   progress=not args.no_progress)
+    print(f"wrote {args.out}/results.json, table.md, report.md, report.json, report.png and "
+          f"seed<s>/ per seed")
     return 0

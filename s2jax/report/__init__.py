@@ -14,10 +14,10 @@ Typical use: `report_root(ROOT)` (what `s2jax report ROOT` and the end of `s2jax
 for arms a caller assembled itself.
 """
 
-from s2jax.report.arms import Arm, find_arms, load_arm
+from s2jax.report.arms import Arm, arms_of, find_arms, load_arm
 from s2jax.report.build import ReportSettings, build_report
 from s2jax.report.files import report_root, write_report
 from s2jax.report.rows import ItemRow, parse_row, read_rows
 
-__all__ = ["Arm", "ItemRow", "ReportSettings", "build_report", "find_arms", "load_arm",
+__all__ = ["Arm", "ItemRow", "ReportSettings", "arms_of", "build_report", "find_arms", "load_arm",
            "parse_row", "read_rows", "report_root", "write_report"]

@@ -197,7 +197,13 @@ def find_arms(root: str | Path) -> list[Arm]:
     if not dirs:
         raise S2JaxError(f"{root}: no run dirs (expected results.json and eval/*.jsonl in it "
                          "or in its subdirectories)")
-    loaded = [_load(d, root) for d in dirs]
+    return arms_of(dirs, root)
+
+
+def arms_of(dirs: Sequence[str | Path], root: str | Path) -> list[Arm]:
+    """The arms of finished run dirs at any depth under `root` (`s2jax demo --seeds`), with
+    seeds labelled and repeated names replaced by paths, as `find_arms` reads a root's."""
+    loaded = [_load(Path(d), root) for d in dirs]
     arms = [a for a, _ in loaded]
     for group in {a.group for a in arms if a.group is not None}:
         members = [i for i, a in enumerate(arms) if a.group == group]

@@ -49,6 +49,7 @@ from s2jax.run.stages import (
     stage_key,
 )
 from s2jax.run.stepwise import StageEvaluations
+from s2jax.run.tb_results import TB, run_hparams, write_tb_results
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
 from s2jax.tasks.toy.world import TASKS as TOY
@@ -324,6 +325,10 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                                "finetune_and_eval": round(time.perf_counter() - t0, 2)}}
         write(done, results)
         if writer:
+            # beside the training curves; a run that trained nothing has no train/ to add to
+            train_dir = run_dir / "train"
+            write_tb_results((train_dir if train_dir.is_dir() else run_dir) / TB, results,
+                             run_hparams(d), d.test_split)
             _write_report(run_dir, log, d.name)
         return results
 

@@ -30,7 +30,8 @@ from s2jax.run.assemble import arm_contents, is_current, write_arm
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.graph import Graph, Node, add_arm, add_selection, resolve_arm
 from s2jax.run.selection import Selection
-from s2jax.run.store import RESERVED, ClaimLost, EventLog, StageStore
+from s2jax.run.store import LOG, RESERVED, ClaimLost, EventLog, StageStore
+from s2jax.run.tb_results import TB, run_hparams, write_tb_results
 from s2jax.tasks import TASKS
 from s2jax.tasks.task import Task
 
@@ -296,6 +297,7 @@ def _assemble_arms(plan: SweepPlan, board: ClaimBoard, event: EventLog, log: Log
         try:
             if not is_current(root / name, results):
                 write_arm(root / name, roles, results, rows, retention)
+                write_tb_results(root / LOG / TB / name, results, run_hparams(roles.d))
                 event("arm", name)
                 log(f"[{name}] wrote {root / name}")
         finally:
