@@ -107,8 +107,9 @@ def rss_case(name: str, steps: int, batch: int, seq_len: int, remat: str = "auto
         loop.finetune(model, tokenizer, distill_shaped_chats(8 * batch), config, run_dir)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"{name}: {n / 1e6:.0f}M params, full fine-tune, fp32 AdamW, {steps} steps of "
-          f"{batch} x {seq_len} tokens, remat {remat}, checkpoint + export; peak RSS by phase: " + ", ".join(
-              f"{k} {v / 1e9:.2f} GB" for k, v in rss.peaks.items() if k != "start"))
+          f"{batch} x {seq_len} tokens, remat {remat}, checkpoint + export; peak RSS by "
+          "phase: " + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in rss.peaks.items()
+                                if k != "start"))
     print(f"peak RSS {peak / 1e9:.2f} GB = {peak / n:.1f} bytes/param (floor 16: weights, "
           f"gradients, Adam moments; issue 28's target <= 13 GB)")
 

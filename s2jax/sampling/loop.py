@@ -95,7 +95,7 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
     """
     P, T = tokens.shape
     # passes of equal length: the largest divisor of T within `chunk` (T = 192: two of 96)
-    C = T if splash.use_splash(mesh) or T <= chunk else max(
+    C = T if splash.use_splash(mesh) or chunk >= T else max(
         c for c in range(1, chunk + 1) if T % c == 0)
     pre = KVCache.zeros(cfg, P, T, cache_dtype)
     if mesh is not None:  # rows over the batch axes, as the decode state's: unconstrained, the
