@@ -297,3 +297,10 @@ def test_a_teacher_samples_once_for_its_students_and_kd_names_it(tmp_path):
     assert set(alone.nodes) == {i for i, users in graph.uses.items() if "plain" in users}
     assert not any("teacher" in n.spec or "teacher_context" in n.spec
                    for n in alone.nodes.values())
+    # token-level KD from a teacher of another vocabulary: refused before any work
+    shapes = json.loads((teacher_dir / "config.json").read_text())
+    (teacher_dir / "config.json").write_text(json.dumps({**shapes, "vocab_size": 640}))
+    other = _config(teacher=teacher, train=plain["plain_kd"].train)
+    with pytest.raises(S2JaxError, match="needs one vocabulary"):
+        plan_sweep({"bad": other}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
