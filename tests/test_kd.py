@@ -450,3 +450,20 @@ def test_kd_refuses_a_curriculum_over_teacher_contexts_and_a_sweep_refuses_a_tea
         with pytest.raises(S2JaxError, match="arm a: a teacher section or train.kd is not "):
             resolve_arm("a", config, tmp_path / "arm", {"echo": _echo_task()})
 
+
+
+def test_the_train_memory_check_counts_a_kd_teachers_frozen_weights(monkeypatch):
+    from s2jax.run import stages
+    from s2jax.toy.demo import base_model_dir
+
+    model, _ = s2jax.load(base_model_dir(), dtype="float32")
+    seen = []
+    monkeypatch.setattr("s2jax.parallel.memory.check_fits_devices",
+                        lambda total, devices, what, advice: seen.append((total, what)))
+    cfg = TrainConfig(steps=1, seq_len=64, batch_size=2, remat="none")
+    for kd in (KDConfig(), KDConfig("jsd")):
+        stages.check_train_memory(model, dataclasses.replace(cfg, kd=kd))
+    (sft, _), (kd, what) = seen
+    # by default the teacher is the student's own base: its fp32 weights, once more
+    assert kd - sft == num_params(model.config) * 4 / stages.TRAIN_MEMORY_SLACK
+    assert "a frozen teacher's too" in what

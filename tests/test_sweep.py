@@ -272,3 +272,54 @@ def test_folds_test_every_pool_item_once_and_controls_retarget_the_kept_inputs(t
     for who in ("base", "distilled"):
         assert len((root / "main/retention/last letters" / f"{who}.jsonl").read_text()
                    .splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_teacher_and_kd_arms_distil_from_their_teacher(tmp_path):
+    import dataclasses
+    import shutil
+
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.run.config import DataConfig, ExperimentConfig, TeacherConfig
+    from s2jax.run.sweep import plan_sweep, run_worker, write_report
+    from s2jax.toy.demo import base_model_dir
+    from s2jax.train.config import KDConfig, TrainConfig
+
+    base = ExperimentConfig(
+        name="c", model=str(base_model_dir()), task="toy/coin_flip", method="rar_1step",
+        unlabeled=DataConfig(synthetic=4, seed=2), test=DataConfig(synthetic=3, seed=1),
+        sampling=SamplingParams(n=4, temperature=0.7, top_k=40, max_new_tokens=64),
+        eval_sampling=SamplingParams(max_new_tokens=64),
+        train=TrainConfig(steps=1, seq_len=128, batch_size=4, learning_rate=1e-3,
+                          progress=False), max_batch=16, max_len=256)
+    kd = lambda div: dataclasses.replace(base.train, kd=KDConfig(div, teacher_seq_len=256))
+    teacher_dir = tmp_path / "teacher"  # another checkpoint (the toy's weights: cheap)
+    shutil.copytree(base_model_dir(), teacher_dir)
+    teacher = TeacherConfig(model=str(teacher_dir))
+    arms = {"sft": base, "kd": dataclasses.replace(base, train=kd("jsd")),
+            "seq": dataclasses.replace(base, teacher=teacher),
+            "seq_kd": dataclasses.replace(base, teacher=teacher, train=kd("forward_kl"))}
+    root = tmp_path / "root"
+    run_worker(plan_sweep(arms, root), log=lambda _: None)
+    write_report(root, log=lambda _: None)
+    results = {a: json.loads((root / a / "results.json").read_text()) for a in arms}
+    for r in results.values():
+        assert [x["system"] for x in r["rows"]] == ["system1", "system2", "distilled"]
+    assert results["seq"]["teacher"] == str(teacher_dir) and "teacher" not in results["kd"]
+    stage = lambda sid: json.loads((root / "stages" / sid / "stage.json").read_text())["spec"]
+    ids = {a: r["stages"]["folds"][0] for a, r in results.items()}
+    assert ids["seq"]["generate"] == ids["seq_kd"]["generate"] != ids["sft"]["generate"]
+    assert stage(ids["seq"]["generate"])["model"]["base"] == str(teacher_dir.resolve())
+    for arm, div, who in (("kd", "jsd", base_model_dir()), ("seq_kd", "forward_kl", teacher_dir)):
+        spec = stage(ids[arm]["finetune"])
+        assert spec["train"]["kd"]["divergence"] == div
+        assert spec["teacher"]["base"] == str(Path(who).resolve())
+        log = root / "stages" / ids[arm]["finetune"] / "log" / "train"
+        record = json.loads((log / "train_config.json").read_text())
+        assert record["kd"]["divergence"] == div and record["teacher"]["params"] > 0
+    weights = {a: (root / "stages" / ids[a]["finetune"] / "model" / "model.safetensors")
+               .read_bytes() for a in ("sft", "kd")}
+    assert weights["sft"] != weights["kd"]  # the teacher's distributions changed the result
+    report = json.loads((root / "report.json").read_text())
+    methods = {a["name"]: a["method"] for a in report["arms"]}
+    assert methods["seq"] == "rar_1step, teacher teacher" and methods["sft"] == "rar_1step"

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,14 +16,14 @@ from s2jax.core.overrides import override, parse_assignments
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillSet
 from s2jax.distill.vote import vote_stats
-from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig
+from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig, TeacherConfig
 from s2jax.run.protocol import apply_control, fold_of, fold_split, unbiased
 from s2jax.run.selection import Selection, choose
 from s2jax.run.sweep import describe, plan_sweep
 from s2jax.tasks.task import Example
 from s2jax.tasks.toy.world import TASKS as TOY
 from s2jax.toy.demo import base_model_dir
-from s2jax.train.config import TrainConfig
+from s2jax.train.config import KDConfig, TrainConfig
 
 
 def _config(**kw) -> ExperimentConfig:
@@ -253,3 +254,53 @@ def test_run_sends_protocol_configs_to_sweep_and_sweep_dry_run_prints_the_plan(t
     assert dry.returncode == 0, dry.stderr
     assert "2 arm(s)" in dry.stdout and "all arms" in dry.stdout
     assert not (tmp_path / "s").exists()  # a plan writes nothing
+
+
+def test_a_teacher_samples_once_for_its_students_and_kd_names_it(tmp_path):
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student2"
+    for d in (teacher_dir, student_dir):  # other checkpoints (the same weights: cheap)
+        shutil.copytree(base_model_dir(), d)
+    teacher = TeacherConfig(model=str(teacher_dir), method="rar_2step")
+    plain = {"plain": _config(), "plain_kd": _config(train=TrainConfig(
+        steps=2, seq_len=128, batch_size=4, progress=False, kd=KDConfig("forward_kl")))}
+    arms = {**plain, "t1": _config(teacher=teacher),
+            "t2": _config(teacher=teacher, train=TrainConfig(steps=1, seq_len=128, batch_size=4)),
+            "t3": _config(teacher=teacher, model=str(student_dir))}
+    plan = plan_sweep(arms, tmp_path / "root")
+    graph = plan.graph
+    fold = {a: r.folds[0] for a, r in graph.arms.items()}
+    # one teacher, three students (other train settings, another model): one sample set,
+    # named for the teacher's model and program, and one teacher System 2 evaluation
+    gen = graph.nodes[fold["t1"].generate]
+    assert fold["t2"].generate == fold["t3"].generate == gen.id != fold["plain"].generate
+    assert gen.spec["model"]["base"] == str(teacher_dir.resolve())
+    assert gen.spec["program"]["name"] == "rar_2step" and "by teacher teacher" in gen.label
+    assert gen.job["config"].model == str(teacher_dir)
+    s2 = {a: graph.arms[a].base[("system2", "test")] for a in arms}
+    assert s2["t1"] == s2["t3"] != s2["plain"]
+    assert graph.nodes[s2["t1"]].label.startswith("teacher rar_2step on test")
+    s1 = {a: graph.arms[a].base[("system1", "test")] for a in arms}
+    assert s1["t1"] == s1["plain"] != s1["t3"]  # System 1 is the student's
+    assert len({fold[a].finetune for a in arms}) == 5
+    # token-level KD (default teacher: the student's own base): the finetune stage names it,
+    # and the distillation set carries the teacher's System 2 context; the samples are shared
+    kd = graph.nodes[fold["plain_kd"].finetune]
+    assert kd.spec["teacher"] == kd.spec["model"] and kd.spec["train"]["kd"]["divergence"] == (
+        "forward_kl") and "KD forward_kl from the base" in kd.label
+    assert fold["plain_kd"].generate == fold["plain"].generate
+    assert graph.nodes[fold["plain_kd"].distill].spec["teacher_context"] == "rar_1step"
+    assert graph.nodes[fold["plain_kd"].distill].job["context"].name == "rar_1step"
+    text = describe(plan)
+    assert "teacher rar_2step on test" in text and "by teacher teacher" in text
+    # arms without a teacher or train.kd: the stages (and ids) of a sweep without such arms
+    alone = plan_sweep({"plain": _config()}, tmp_path / "root").graph
+    assert set(alone.nodes) == {i for i, users in graph.uses.items() if "plain" in users}
+    assert not any("teacher" in n.spec or "teacher_context" in n.spec
+                   for n in alone.nodes.values())
+    # token-level KD from a teacher of another vocabulary: refused before any work
+    shapes = json.loads((teacher_dir / "config.json").read_text())
+    (teacher_dir / "config.json").write_text(json.dumps({**shapes, "vocab_size": 640}))
+    other = _config(teacher=teacher, train=plain["plain_kd"].train)
+    with pytest.raises(S2JaxError, match="needs one vocabulary"):
+        plan_sweep({"bad": other}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -50,6 +50,12 @@ def sweep():
         "distill_system1": {"control": "system1"},
         "own_unbiased": {"control": "own_unbiased"},
         "gold": {"control": "gold"},
+        # not registered (exploratory if added): token-level context distillation from the
+        # base reading S2A's clean prompt, and (with the smollm2-135m variant) Qwen's S2A as
+        # the teacher of SmolLM2's System 1, sharing one sample set across its students
+        # "context_kd": {"train.kd.divergence": "reverse_kl", "train.kd.ce_weight": 0.25,
+        #                "train.kd.teacher_seq_len": 512},
+        # "qwen_teacher": {"teacher.model": "qwen2.5-coder-0.5b-instruct"},
     }
 
 

@@ -36,7 +36,8 @@ class Arm:
       name: shown in every table (unique within a report).
       rows: system name -> its rows (every split); "system1", "system2", "distilled" are the
         systems the paired tests compare, others are listed only.
-      task, method: labels.
+      task, method: labels (method: System 2's program, and its teacher when that is another
+        checkpoint than the student).
       seed: this arm's seed label (e.g. "sampling.seed=1"), when it is one seed of a recipe.
       group: the recipe shared by arms that differ only by seed; None: not aggregated.
       exploratory: its figures are not a confirmatory result (labelled as such everywhere).
@@ -148,8 +149,11 @@ def _load(run_dir: Path, root: str | Path | None) -> tuple[Arm, dict[str, Any]]:
     notes = [str(w) for w in results.get("warnings", [])]
     notes += _results_mismatch(results, rows)
     rel = str(run_dir.relative_to(root)) if root is not None else run_dir.name
+    method = str(results.get("method", ""))
+    if results.get("teacher"):  # System 2 is another checkpoint's: its rows say whose
+        method += f", teacher {Path(str(results['teacher'])).name}"
     arm = Arm(name=str(results.get("name") or run_dir.name), rows=rows,
-              task=str(results.get("task", "")), method=str(results.get("method", "")),
+              task=str(results.get("task", "")), method=method,
               group=group, notes=tuple(notes), path=rel,
               exploratory=any(isinstance(m, dict) and m.get("exploratory") is True
                               for m in marks))

@@ -1,7 +1,8 @@
 """An arm's run dir, assembled from the stages it used: what `s2jax report` reads.
 
     ROOT/<arm>/config.json            {"fingerprint", "config"}: the arm's config, named for it
-    ROOT/<arm>/results.json           name, task, method, control, "rows" (System 1, System 2,
+    ROOT/<arm>/results.json           name, task, method, teacher (a checkpoint apart from the
+                                      student), control, "rows" (System 1, System 2,
                                       distilled on the test split), "validation" (the same on
                                       the validation split), "distill" (the filter's counts),
                                       "retention", "warnings", "exploratory", "selection",
@@ -121,7 +122,8 @@ def arm_contents(roles: ArmRoles, store: StageStore, selection: Mapping | None
     folds = len(roles.folds) > 1
     results = {
         "name": roles.name, "config": config.fingerprint(), "task": d.task.name,
-        "method": d.program.name, "control": config.control or None, "rows": tables[TEST],
+        "method": d.program.name, **({"teacher": d.teacher} if d.teacher else {}),
+        "control": config.control or None, "rows": tables[TEST],
         **({"validation": tables[SPLIT]} if SPLIT in tables else {}),
         "distill": {"folds": [s["stats"] for s in stats]} if folds else stats[0]["stats"],
         **({"folds": len(roles.folds), "fold_seed": config.cross_fit.seed} if folds else {}),

@@ -21,6 +21,7 @@ from s2jax.core.atomic import write_json
 from s2jax.distill.dataset import PARQUET
 from s2jax.run.config import ExperimentConfig
 from s2jax.run.graph import Graph, Node
+from s2jax.run.pipeline import check_kd_tokenizers
 from s2jax.run.protocol import apply_control, with_fields
 from s2jax.run.selection import SPLIT, choose
 from s2jax.run.stages import distill_stage, evaluate_stage, finetune_stage, generate_stage
@@ -135,12 +136,27 @@ def run_distill(node: Node, work: Path, store: StageStore, engine: Engine, log: 
     retarget = functools.partial(apply_control, control=config.control, task=d.task,
                                  gold={i: ex.gold for i, ex in inputs.items()},
                                  seed=config.sampling.seed)
-    sampling = dataclasses.asdict(dataclasses.replace(config.sampling, n=job["n"]))
+    sampling = dataclasses.asdict(dataclasses.replace(d.sampling, n=job["n"]))  # the teacher's
     dset, warnings = distill_stage(records, d.task, config.distill, work / SET,
-                                   generations=f"stages/{gen}/generations.jsonl", model=d.model,
-                                   sampling=sampling, retarget=retarget)
+                                   generations=f"stages/{gen}/generations.jsonl",
+                                   model=d.teacher or d.model, sampling=sampling,
+                                   retarget=retarget, context=job["context"])
     write_json(work / "distill.json", {"stats": dset.stats.to_json(), "warnings": warnings})
     log(f"{node.id}: kept {dset.stats.kept} of {dset.stats.inputs} inputs")
+
+
+def kd_teacher(config: ExperimentConfig, engine: Engine) -> tuple:
+    """(teacher model, its tokenizer) for a finetune stage: with train.kd and a teacher apart
+    from the student, loaded on the engine's mesh for this stage; else (None, None), which
+    `finetune_stage` reads as the student's own loaded base weights (or no teacher)."""
+    if not (config.train.kd.enabled and config.separate_teacher):
+        return None, None
+    from s2jax.models.loading import load  # JAX: as in `Engine.get`
+
+    teacher, tokenizer = load(config.teacher_model, dtype=config.teacher_dtype,
+                              mesh=engine.mesh)
+    check_kd_tokenizers(config, engine.tokenizer, tokenizer)
+    return teacher, tokenizer
 
 
 def run_finetune(node: Node, work: Path, store: StageStore, engine: Engine, log: Log) -> None:
@@ -151,11 +167,13 @@ def run_finetune(node: Node, work: Path, store: StageStore, engine: Engine, log:
         write_json(work / EMPTY, {"reason": f"{dist}: the filter kept nothing"})
         return
     engine.use(config)
+    teacher, teacher_tokenizer = kd_teacher(config, engine)
     train = dataclasses.replace(d.train, progress=engine.progress)
     t0 = time.perf_counter()
     try:
         finetune_stage(engine.model, engine.tokenizer, read_examples(parquet), train,
-                       work / "train", mesh=engine.mesh)
+                       work / "train", mesh=engine.mesh, teacher=teacher,
+                       teacher_tokenizer=teacher_tokenizer)
     finally:
         engine.holds = "tuned"  # the model's weights were replaced (or half replaced)
     for part in ("model", "adapter"):

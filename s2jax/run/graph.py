@@ -6,19 +6,23 @@ only the settings and input artifacts that change its output:
 
     eval       the model (the base checkpoint, or a finetune stage), the prompt program, the
                task, the labelled inputs' content, evaluation sampling, chat and max_len
-    generate   the base model, the program, the task, the unlabeled inputs' content (labels
-               stripped), sampling without N, perturb/usc, chat and max_len; the id names N
-    distill    the samples it reads (generate's id less N), N, the filter, the control and,
-               for a fold, which inputs it keeps
-    finetune   the distill stage, every train setting that changes the weights, the model and
-               the mesh
+    generate   the System 2 model (the teacher's, which is the student's unless a teacher
+               section names another), the program, the task, the unlabeled inputs' content
+               (labels stripped), sampling without N, perturb/usc, chat and max_len; the id
+               names N
+    distill    the samples it reads (generate's id less N), N, the filter, the control, with
+               train.kd the teacher's context and, for a fold, which inputs it keeps
+    finetune   the distill stage, every train setting that changes the weights (train.kd
+               among them), the model, the mesh and, with train.kd, the frozen teacher's model
     select     the rule and every candidate's validation evaluation
 
 So arms that differ only in training settings share the evaluation of the base model, the
-System 2 samples and the filter's output. A sample's random key depends only on (seed, prompt,
-sample index), so one generate stage with the largest N of a sweep serves every smaller N: an
-arm with N=4 reads the first 4 of 16 samples. Settings that do not change outputs (the run's
-name, progress bars, shard size, max_batch, checkpoint cadence) are left out of every key.
+System 2 samples and the filter's output, and arms with one teacher and different students
+share the teacher's samples and its System 2 evaluation. A sample's random key depends only
+on (seed, prompt, sample index), so one generate stage with the largest N of a sweep serves
+every smaller N: an arm with N=4 reads the first 4 of 16 samples. Settings that do not change
+outputs (the run's name, progress bars, shard size, max_batch, checkpoint cadence) are left out
+of every key.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from s2jax.core.hashing import json_hash
 from s2jax.methods.catalog import METHOD_NAMES, method
 from s2jax.methods.program import Program
 from s2jax.models.fetch import resolve as fetched_model
-from s2jax.run.config import ExperimentConfig, TeacherConfig
+from s2jax.run.config import ExperimentConfig
 from s2jax.run.pipeline import Distillation, resolve, resolve_task, task_examples
 from s2jax.run.protocol import distilled_inputs, fold_split, unbiased
 from s2jax.run.selection import SPLIT, Selection
@@ -130,8 +134,31 @@ class Graph:
 
 
 
+def _model_spec(name: str, dtype: str | None) -> dict:
+    return {"base": str(Path(fetched_model(name)).resolve()), "dtype": dtype}
+
+
 def model_spec(config: ExperimentConfig, d: Distillation) -> dict:
-    return {"base": str(Path(fetched_model(d.model)).resolve()), "dtype": config.dtype}
+    """The student's base model."""
+    return _model_spec(d.model, config.dtype)
+
+
+def teacher_spec(config: ExperimentConfig) -> dict:
+    """The teacher's model: the student's (the same spec) unless a teacher section names
+    another checkpoint or dtype."""
+    return _model_spec(config.teacher_model, config.teacher_dtype)
+
+
+def as_teacher(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` with the teacher's model loaded in the student's place: what the stages that
+    run System 2 (its base evaluation and the samples) load."""
+    if not config.separate_teacher:
+        return config
+    return dataclasses.replace(config, model=config.teacher_model, dtype=config.teacher_dtype)
+
+
+def _teacher_name(config: ExperimentConfig) -> str:
+    return Path(config.teacher_model).name
 
 
 def engine_spec(config: ExperimentConfig) -> dict:
@@ -156,10 +183,6 @@ def resolve_arm(name: str, config: ExperimentConfig, arm_dir: Path,
     if config.cross_fit.folds and (config.validation is not None or config.retention):
         raise S2JaxError(f"arm {name}: cross_fit with validation or retention is not supported "
                          "yet (expected one of them)")
-    if config.teacher != TeacherConfig() or config.train.kd.enabled:
-        # the sweep's stages load one model and build no teacher contexts
-        raise S2JaxError(f"arm {name}: a teacher section or train.kd is not supported by s2jax "
-                         "sweep yet (expected neither; s2jax run distils from a teacher)")
     # with folds, System 2 runs on the pool: `unlabeled` is the pool (labels are stripped)
     probe = (dataclasses.replace(config, unlabeled=config.test) if config.cross_fit.folds
              else config)
@@ -184,9 +207,9 @@ def _generate(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation,
         program = d.system1
     if config.control == "own_unbiased":
         examples = unbiased(examples, d.task)
-    sampling = dataclasses.asdict(config.sampling)
+    sampling = dataclasses.asdict(d.sampling)  # the teacher's
     n = sampling.pop("n")
-    family_spec = {"model": model_spec(config, d), "program": program_spec(program),
+    family_spec = {"model": teacher_spec(config), "program": program_spec(program),
                    "task": d.task.name, "inputs": examples_digest(examples, labels=False),
                    "sampling": sampling, "perturb": config.perturb, "usc": config.usc,
                    "engine": engine_spec(config)}
@@ -194,10 +217,14 @@ def _generate(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation,
         family_spec["n"] = n
     family = json_hash(family_spec)
     n_store = n_for(family, n)
-    job = {"program": program, "task": d.task, "examples": examples, "config": config,
-           "params": dataclasses.replace(config.sampling, n=n_store), "d": d}
+    job = {"program": program, "task": d.task, "examples": examples,
+           "config": as_teacher(config), "params": dataclasses.replace(d.sampling, n=n_store),
+           "d": d}
+    label = f"{program.name} x{n_store} on {len(examples)} inputs"
+    if config.separate_teacher:
+        label += f" by teacher {_teacher_name(config)}"
     node = Node("generate", f"generate-{family}-n{n_store}", {**family_spec, "n": n_store},
-                (), "generate", job, f"{program.name} x{n_store} on {len(examples)} inputs")
+                (), "generate", job, label)
     return graph.add(node, arm), family
 
 
@@ -209,32 +236,48 @@ def _fold(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation, *,
             else unlabeled)
     gen, family = _generate(graph, arm, config, d, pool, n_for)
     keep = [ex.id for ex in unlabeled]
-    spec = {"samples": family, "n": config.sampling.n, "filter": dataclasses.asdict(
+    n = d.sampling.n
+    spec = {"samples": family, "n": n, "filter": dataclasses.asdict(
         config.distill), "control": config.control,
         "subset": json_hash(keep) if fold is not None else None}
+    # train.kd: each example also carries the teacher's own prompt for its kept sample, that
+    # of the program that made the samples (the family names it)
+    context = graph.nodes[gen].job["program"] if d.teacher_context else None
+    if context is not None:
+        spec["teacher_context"] = context.name
     if config.control == "gold":
         spec["gold"] = examples_digest(unlabeled)
     if config.control == "own_unbiased":  # sampled on the bare inputs, trained on these
         spec["prompts"] = examples_digest(unlabeled, labels=False)
     if config.control == "shuffled":
         spec["seed"] = config.sampling.seed
-    job = {"d": d, "config": config, "keep": keep, "n": config.sampling.n,
-           "unlabeled": list(unlabeled)}
-    what = f"{config.distill.filter} {config.distill.vote.threshold:g}, N={config.sampling.n}"
+    job = {"d": d, "config": config, "keep": keep, "n": n, "unlabeled": list(unlabeled),
+           "context": context}
+    what = f"{config.distill.filter} {config.distill.vote.threshold:g}, N={n}"
     if config.control:
         what += f", control {config.control}"
     if fold is not None:
         what += f", fold {fold}"
     dist = graph.add(Node("distill", f"distill-{json_hash(spec)}", spec, (gen,), "distill", job,
                           what), arm)
+    tune = _finetune(graph, arm, config, d, dist)
+    return FoldRoles(gen, dist, tune, [ex.id for ex in test])
+
+
+def _finetune(graph: Graph, arm: str, config: ExperimentConfig, d: Distillation,
+              dist: str) -> str:
+    """The finetune stage on the distill stage `dist`; with train.kd it names its teacher."""
     train = {k: v for k, v in dataclasses.asdict(d.train).items() if k not in UNKEYED_TRAIN}
     spec = {"distill": dist, "train": train, "model": model_spec(config, d), "mesh": config.mesh}
     t = config.train
     what = f"{t.steps} steps" if t.steps else f"{t.epochs:g} epochs"
     what += f", lr {t.learning_rate:g}" + (f", LoRA r{t.lora.rank}" if t.lora.rank else "")
-    tune = graph.add(Node("finetune", f"finetune-{json_hash(spec)}", spec, (dist,), "finetune",
+    if t.kd.enabled:  # the frozen teacher runs in every step: its weights change the result
+        spec["teacher"] = teacher_spec(config)
+        what += f", KD {t.kd.divergence} from " + (
+            f"teacher {_teacher_name(config)}" if config.separate_teacher else "the base")
+    return graph.add(Node("finetune", f"finetune-{json_hash(spec)}", spec, (dist,), "finetune",
                           {"d": d, "config": config}, what), arm)
-    return FoldRoles(gen, dist, tune, [ex.id for ex in test])
 
 
 def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
@@ -242,15 +285,21 @@ def add_arm(graph: Graph, name: str, config: ExperimentConfig, d: Distillation,
     """Adds one arm's stages to `graph` (shared ones once) and records its roles."""
     base = model_spec(config, d)
     roles = ArmRoles(name, config, d, {}, [], {}, dict(splits))
+    # System 2 is the teacher's: with a teacher apart from the student, its model is evaluated
+    who = {"system1": ("base", base, config), "system2": (
+        ("teacher", teacher_spec(config), as_teacher(config)) if config.separate_teacher
+        else ("base", base, config))}
     for split, examples in splits.items():
         for system, program in (("system1", d.system1), ("system2", d.program)):
             if system == "system2" and split == TEST and config.cross_fit.system2_on:
                 examples = distilled_inputs(examples, config.cross_fit.system2_on,
                                             what="system2_on")
+            role, model, runs = who[system]
             roles.base[(system, split)] = eval_node(
-                graph, name, model=base, deps=(), program=program, task=d.test_task,
-                examples=examples, config=config, phase=f"eval_base_{split}",
-                label=f"base {program.name} on {split}")
+                graph, name, model=model, deps=(), program=program, task=d.test_task,
+                examples=examples, config=runs, phase=f"eval_base_{split}",
+                label=f"{role} {program.name} on {split}" + (
+                    f" ({_teacher_name(config)})" if role == "teacher" else ""))
     K = config.cross_fit.folds
     for k in range(K) if K else [None]:
         if k is None:

@@ -345,6 +345,16 @@ def _write_report(run_dir: Path, log: Log, name: str) -> None:
     log(f"[{name}] report: {paths[0]}")
 
 
+def check_kd_tokenizers(config: ExperimentConfig, tokenizer, teacher_tokenizer) -> None:
+    """With train.kd on, a teacher loaded apart from the student has the student's tokenizer
+    (its vocabulary size was checked by `resolve`, before either loaded)."""
+    if config.train.kd.enabled and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise S2JaxError(f"config train.kd.divergence={config.train.kd.divergence}: the "
+                         f"teacher {config.teacher_model} has another tokenizer than the "
+                         f"student {config.model}; token-level distillation needs one "
+                         "tokenizer (train.kd.divergence=none distils through text)")
+
+
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
                    tasks: Mapping[str, Task] = TASKS, log: Log = print,
                    progress: bool = True) -> dict:
@@ -390,11 +400,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
         model, tokenizer, sampler = loaded(config.model, config.dtype)
         teacher = (TeacherModels(*loaded(config.teacher_model, config.teacher_dtype))
                    if config.separate_teacher else None)
-        if teacher and config.train.kd.enabled and \
-                teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise S2JaxError(f"config train.kd.divergence={config.train.kd.divergence}: the "
-                             f"teacher {config.teacher_model} has another tokenizer than the "
-                             f"student {config.model}; token-level distillation needs one "
-                             "tokenizer (train.kd.divergence=none distils through text)")
+        if teacher:
+            check_kd_tokenizers(config, tokenizer, teacher.tokenizer)
         return run_distillation(d, run_dir, model, tokenizer, sampler, mesh=mesh, log=log,
                                 progress=progress, teacher=teacher)

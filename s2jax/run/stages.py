@@ -257,24 +257,32 @@ def check_train_dir(run_dir: str | os.PathLike, what: str, base: str) -> None:
 TRAIN_MEMORY_SLACK = 2.0
 
 
-def check_train_memory(model, config, mesh=None) -> None:
+def check_train_memory(model, config, mesh=None, teacher=None) -> None:
     """Before any training work: the step's estimated memory (`s2jax plan`'s closed form,
-    per device, for the mesh it will run on) fits in what the devices have free."""
+    per device, for the mesh it will run on) fits in what the devices have free. With
+    `config.kd` on it counts the frozen teacher's weights (`teacher`, default the student's
+    own base) as `plan` counts them."""
     # JAX and the planner only for fine-tuning: `vote` uses the other stages
     from s2jax.models.params import num_params
     from s2jax.models.transformer import resolve_remat
     from s2jax.parallel.memory import check_fits_devices
-    from s2jax.run.plan import hand_estimate
+    from s2jax.run.plan import hand_estimate, hand_teacher
     from s2jax.train.loop import train_mesh
 
     mesh = train_mesh(model, config, mesh)
     remat = resolve_remat(config.remat)  # as the step will run it, on this backend
-    per_device = hand_estimate(model.config, dataclasses.replace(config, remat=remat),
-                               dict(mesh.shape), 1, 1, "float32")["train_total"]
+    config = dataclasses.replace(config, remat=remat)
+    hand = hand_estimate(model.config, config, dict(mesh.shape), 1, 1, "float32")
+    if config.kd.enabled:
+        hand = hand_teacher(hand, (teacher or model).config, config, dict(mesh.shape), 1, 1,
+                            "float32")
+    per_device = hand["train_total"]
     devices = list(mesh.devices.flat)
     check_fits_devices(per_device * len(devices) / TRAIN_MEMORY_SLACK, devices,
                        f"training (batch_size={config.batch_size}, seq_len={config.seq_len}, "
-                       f"{num_params(model.config):,} weights; halved estimate)",
+                       f"{num_params(model.config):,} weights"
+                       + (", a frozen teacher's too" if config.kd.enabled else "")
+                       + "; halved estimate)",
                        "lower batch_size or seq_len, use remat, LoRA or more devices "
                        "(`s2jax plan` shows the estimate)")
 
@@ -295,7 +303,7 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
 
     if not examples:
         raise S2JaxError("fine-tuning: no examples (expected a non-empty distillation set)")
-    check_train_memory(model, config, mesh)
+    check_train_memory(model, config, mesh, teacher)
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
                     eval_examples=eval_examples, on_stage=on_stage, teacher=teacher,
                     teacher_tokenizer=teacher_tokenizer)

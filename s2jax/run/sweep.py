@@ -125,7 +125,7 @@ def describe(plan: SweepPlan) -> str:
             if node.kind == "generate":  # a separate run samples only its own N
                 per_arm = amount // node.job["params"].n
                 separate[unit] = separate.get(unit, 0) + sum(
-                    per_arm * graph.arms[a].config.sampling.n for a in users)
+                    per_arm * graph.arms[a].d.sampling.n for a in users)
             else:
                 separate[unit] = separate.get(unit, 0) + amount * len(users)
     stages_alone = sum(len(u) for u in graph.uses.values())
