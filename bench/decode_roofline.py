@@ -63,7 +63,7 @@ def step_bytes(shapes: dict, batch: int, context: float) -> tuple[float, float]:
     return 2.0 * weights, 2.0 * cache
 
 
-def sampler_for(shapes: dict, batch: int, slots: int):
+def sampler_for(shapes: dict, batch: int, slots: int, unroll: bool | None = None):
     from s2jax.sampling import Sampler
     from s2jax.testing.checkpoints import llama_config, random_model
     from s2jax.testing.tokenizers import word_tokenizer
@@ -74,14 +74,16 @@ def sampler_for(shapes: dict, batch: int, slots: int):
                        tie_word_embeddings=True, max_position_embeddings=slots)
     model = random_model(cfg, param_dtype="bfloat16")
     return Sampler(model, word_tokenizer(shapes["vocab_size"]), max_batch=batch, max_len=slots,
-                   chat=False)
+                   chat=False, unroll_layers=unroll)
 
 
-def timed(sampler, prompts, new_tokens: int, repeats: int) -> tuple[float, int]:
+def timed(sampler, prompts, new_tokens: int, repeats: int, greedy: bool = False
+          ) -> tuple[float, int]:
     """Fastest of `repeats` warm calls: (seconds, generated tokens)."""
     from s2jax.core.text_generator import SamplingParams
 
-    params = SamplingParams(temperature=0.7, top_k=40, max_new_tokens=new_tokens)
+    params = SamplingParams(temperature=0.0 if greedy else 0.7, top_k=0 if greedy else 40,
+                            max_new_tokens=new_tokens)
     sampler.generate_ids(prompts, params)  # compiles
     best = (float("inf"), 0)
     for _ in range(repeats):
@@ -99,6 +101,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
+    ap.add_argument("--unroll", action="store_true",
+                    help="decode over per-layer weights and cache (Sampler unroll_layers)")
+    ap.add_argument("--greedy", action="store_true", help="argmax instead of T=0.7 top-k 40")
     args = ap.parse_args()
     os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import jax
@@ -115,10 +120,11 @@ def main() -> None:
     for name in args.sizes.split(","):
         shapes = SIZES[name]
         for batch in map(int, args.batches.split(",")):
-            sampler = sampler_for(shapes, batch, args.prompt + args.new_tokens + 8)
+            sampler = sampler_for(shapes, batch, args.prompt + args.new_tokens + 8,
+                                  True if args.unroll else None)
             prompts = rng.integers(8, shapes["vocab_size"], (batch, args.prompt)).tolist()
-            pre, _ = timed(sampler, prompts, 1, args.repeats)
-            total, tokens = timed(sampler, prompts, args.new_tokens, args.repeats)
+            pre, _ = timed(sampler, prompts, 1, args.repeats, args.greedy)
+            total, tokens = timed(sampler, prompts, args.new_tokens, args.repeats, args.greedy)
             decode_tps = (tokens - batch) / (total - pre)  # tokens after each row's first
             w, kv = step_bytes(shapes, batch, args.prompt + args.new_tokens / 2)
             roof = batch / ((w + kv) / bw)
