@@ -340,7 +340,7 @@ def _write_back(model, params: dict) -> None:
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
              mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
-             teacher=None, teacher_tokenizer=None):
+             teacher=None, teacher_tokenizer=None, checkpoint_dir=None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -362,6 +362,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         vocabulary); default: the student's own weights as they were loaded (no copy).
       teacher_tokenizer: renders rows' `teacher_messages` (the teacher's own context);
         default: `tokenizer`. Rows without them show the teacher the student's context.
+      checkpoint_dir: where the orbax checkpoints go (default `run_dir/checkpoints`); a
+        gs:// path (`etils.epath.Path`) keeps them on the object store, shared by every host.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
@@ -397,7 +399,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
 
     check_schedule(config, total)
     claim_dir(run_dir, "run dir", TRAIN_RUN, writer=writer)  # input checked: now it writes
-    checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
+    checkpoints = Checkpoints(checkpoint_dir or run_dir / "checkpoints",
+                              keep=config.keep_checkpoints)
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
