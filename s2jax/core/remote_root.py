@@ -44,6 +44,7 @@ from s2jax.core.storage import (
     scheme,
 )
 from s2jax.core.storage import write_json as store_json
+from s2jax.parallel.distributed import process_index
 
 MANIFEST = ".s2jax-objects.json"
 LOCK = ".s2jax.lock"
@@ -53,17 +54,21 @@ _ACTIVE: contextvars.ContextVar[RemoteRoot | None] = contextvars.ContextVar("rem
                                                                            default=None)
 
 
-def local_copy(url: str) -> Path:
-    """Where this machine keeps its copy of the root `url` (the cache, then scheme/bucket/path)."""
-    return cache_dir() / "remote" / scheme(url) / url.split("://", 1)[1].strip("/")
+def local_copy(url: str, process: int = 0) -> Path:
+    """Where process `process` keeps its copy of the root `url` (the cache, then
+    scheme/bucket/path): one copy per process, since two on one machine pull and write at
+    different times."""
+    path = cache_dir() / "remote" / scheme(url) / url.split("://", 1)[1].strip("/")
+    return path.with_name(f"{path.name}@process{process}") if process else path
 
 
 class RemoteRoot:
-    """The run root `url` and this process's local copy of it."""
+    """The run root `url` and process `process`'s local copy of it (process 0 writes)."""
 
-    def __init__(self, url: str, *, writer: bool = True):
-        self.url, self.remote, self.writer = url.rstrip("/"), as_path(url, "run dir"), writer
-        self.local = local_copy(self.url)
+    def __init__(self, url: str, *, process: int = 0):
+        self.url, self.remote = url.rstrip("/"), as_path(url, "run dir")
+        self.writer = process == 0
+        self.local = local_copy(self.url, process)
         self._seen = self.local.with_name(self.local.name + MANIFEST)  # last manifest synced
         self.manifest = read_json(self._seen) or {"serial": 0, "files": {}}
 
@@ -111,17 +116,20 @@ class RemoteRoot:
         return len(changed)
 
     def pull(self) -> int:
-        """Brings the local copy to the published state, unless it already is or is ahead of
-        it (this machine's own unpublished work); returns how many files were downloaded."""
+        """Makes the local copy exactly the published state; returns how many files were
+        downloaded.
+
+        What this machine wrote and did not publish (at most the shard in flight) is dropped:
+        every process of a run must start from the same state, or they would disagree on
+        which shards are done.
+        """
         manifest = read_json(self.remote / MANIFEST)
         if manifest is None:
             self._refuse_foreign()
-            return 0
+            manifest = {"s2jax": "objects", "serial": 0, "files": {}}  # a fresh root
         if not isinstance(manifest, dict) or manifest.get("s2jax") != "objects":
             raise S2JaxError(f"run dir {self.url}: {MANIFEST} is not s2jax's; refusing to use "
                              "this root; pick a new path")
-        if manifest["serial"] == self.manifest["serial"] and self.local.is_dir():
-            return 0
         return self._mirror(manifest)
 
     def _mirror(self, manifest: dict) -> int:
@@ -130,6 +138,9 @@ class RemoteRoot:
         have = self._local_files()
         for rel in set(have) - set(manifest["files"]):
             (self.local / rel).unlink()
+        for d in sorted((p for p in self.local.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # emptied: an unmarked directory left would be refused as foreign
         fetched = 0
         for rel, (size, mtime) in manifest["files"].items():
             if have.get(rel) == [size, mtime]:
@@ -184,11 +195,11 @@ class RemoteRoot:
 
 
 @contextlib.contextmanager
-def worked_on(run_dir: str | os.PathLike, *, lock: bool = False, writer: bool = True
-              ) -> Iterator[Path]:
-    """The local directory to run in: `run_dir` itself, or for an object-store URL its local
-    copy, pulled on entry and published on exit by the writer (process 0), which with `lock`
-    holds the root's lock meanwhile. Re-entered for the same root, it yields the same copy."""
+def worked_on(run_dir: str | os.PathLike, *, lock: bool = False) -> Iterator[Path]:
+    """The local directory to run in: `run_dir` itself, or for an object-store URL this
+    process's local copy, pulled on entry and published on exit by process 0, which with
+    `lock` holds the root's lock meanwhile. Re-entered for the same root, it yields the same
+    copy."""
     if not is_remote(run_dir):
         yield Path(run_dir)
         return
@@ -196,7 +207,8 @@ def worked_on(run_dir: str | os.PathLike, *, lock: bool = False, writer: bool = 
     if active is not None and active.url == str(run_dir).rstrip("/"):
         yield active.local
         return
-    root = RemoteRoot(str(run_dir), writer=writer)
+    root = RemoteRoot(str(run_dir), process=process_index())
+    writer = root.writer
     with root.lock() if lock and writer else contextlib.nullcontext():
         root.pull()
         token = _ACTIVE.set(root)

@@ -358,13 +358,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       log: where progress lines go.
       progress: progress bars on stderr.
     """
-    # JAX only when a run starts (commands import this module early)
-    import jax  # noqa: F401 (is_writer asks JAX which process this is)
-
-    from s2jax.parallel.distributed import is_writer
-
     # process 0 holds an object-store root's lock and publishes it; the others pull
-    with worked_on(run_dir, lock=True, writer=is_writer()) as local:
+    with worked_on(run_dir, lock=True) as local:
         return _run_local(config, local, tasks=tasks, log=log, progress=progress)
 
 
