@@ -80,6 +80,10 @@ def test_publish_then_pull_on_another_machine_keeps_mtimes(gcs, tmp_path, monkey
     root.publish()  # a removed file leaves the manifest, then the store
     assert list(files_under(as_path(ROOT))) == [MANIFEST]
     assert other.pull() == 0 and not theirs.exists()
+    as_path(f"{ROOT}/{MANIFEST}").unlink()  # the root deleted: a stale local copy is dropped
+    (other.local / "results.json").write_text("{}")
+    assert other.pull() == 0 and not any(other.local.iterdir())
+    assert local_copy(ROOT, 1) != local_copy(ROOT)  # two processes on one machine: two copies
 
 
 def test_a_root_not_made_by_s2jax_or_in_use_is_refused(gcs):
@@ -88,9 +92,9 @@ def test_a_root_not_made_by_s2jax_or_in_use_is_refused(gcs):
         RemoteRoot(ROOT).pull()
     other = "gs://fake-bucket/runs/two"
     write_json(as_path(f"{other}/.s2jax.lock"), {"host": "elsewhere", "pid": 1})
-    with pytest.raises(S2JaxError, match=r"in use by another s2jax run \(host elsewhere"):
-        with worked_on(other, lock=True):
-            pass
+    with pytest.raises(S2JaxError, match=r"in use by another s2jax run \(host elsewhere"), \
+            worked_on(other, lock=True):
+        pass
     with worked_on("gs://fake-bucket/runs/three", lock=True) as local:
         assert local == local_copy("gs://fake-bucket/runs/three")
         assert as_path("gs://fake-bucket/runs/three/.s2jax.lock").exists()
