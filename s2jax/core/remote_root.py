@@ -14,7 +14,8 @@ holds the durable copy every host shares:
     ROOT/train/checkpoints/     orbax's, written there directly by every host (not copied)
 
 Process 0 publishes (changed files, then the manifest) after every write the run makes visible to
-the other processes (every shard, every stage: `synced`) and when it ends; every other process
+the other processes (every shard, every stage: `synced`), after each checkpoint (`publish`) and
+when it ends; every other process
 pulls after the same barrier, so each reads what process 0 wrote as on a shared file system. A
 process whose local copy is missing or behind (a new machine after a preemption) pulls the
 manifest's files with their recorded mtimes, and the run resumes from them as from a local dir.
@@ -39,6 +40,7 @@ from s2jax.core.storage import (
     as_path,
     create_if_absent,
     files_under,
+    filesystem,
     is_remote,
     read_json,
     scheme,
@@ -73,9 +75,7 @@ class RemoteRoot:
         self.manifest = read_json(self._seen) or {"serial": 0, "files": {}}
 
     def _fs(self):
-        import fsspec  # what epath reaches gs:// through; only object-store roots load it
-
-        return fsspec.core.url_to_fs(self.url)
+        return filesystem(self.url)
 
     def _local_files(self) -> dict[str, list[int]]:
         out = {}
@@ -233,6 +233,14 @@ def checkpoint_dir(train_dir: Path) -> AnyPath:
     if root is not None and local.is_relative_to(root.local):
         return root.checkpoints(local)
     return local
+
+
+def publish() -> None:
+    """Publishes the object-store root this process works on, if any and if it writes (the
+    train loop calls it after each checkpoint, so that its logs go with it)."""
+    root = _ACTIVE.get()
+    if root is not None and root.writer:
+        root.publish()
 
 
 def synced(writer: bool, sync: Callable[[str], None] | None) -> Callable[[str], None] | None:

@@ -82,18 +82,22 @@ def write_json(path: AnyPath, obj: Any) -> None:
 
 
 def read_json(path: AnyPath) -> Any:
-    """The JSON in `path`; None when it is absent or not JSON."""
+    """The JSON in `path` as it is now (no cached listing); None when absent or not JSON."""
     try:
-        return json.loads(path.read_bytes())
+        if isinstance(path, Path):
+            return json.loads(path.read_bytes())
+        fs, name = filesystem(path)
+        return json.loads(fs.cat_file(name))
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return None
 
 
-def _filesystem(path: AnyPath):
-    """(the fsspec file system serving `path`, its path string) as epath resolves them."""
+def filesystem(path: AnyPath):
+    """(the fsspec file system serving `path`, its path string) as epath resolves them, but
+    without fsspec's listings cache: another host's writes must be seen at once."""
     import fsspec  # epath's own backend for gs://; only object-store paths need it
 
-    return fsspec.core.url_to_fs(str(path))
+    return fsspec.core.url_to_fs(str(path), use_listings_cache=False)
 
 
 def create_if_absent(path: AnyPath, data: bytes) -> bool:
@@ -114,7 +118,7 @@ def create_if_absent(path: AnyPath, data: bytes) -> bool:
             f.flush()
             os.fsync(f.fileno())
         return True
-    fs, name = _filesystem(path)
+    fs, name = filesystem(path)
     try:
         fs.pipe_file(name, data, mode="create")
     except FileExistsError:
@@ -132,7 +136,7 @@ def files_under(root: AnyPath) -> dict[str, int]:
             return {}
         return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")
                 if p.is_file()}
-    fs, name = _filesystem(root)
+    fs, name = filesystem(root)
     name = name.rstrip("/")
     if not fs.exists(name):
         return {}

@@ -33,6 +33,7 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import NonResult, RunFailed, S2JaxError
 from s2jax.core.memory import check_fits
 from s2jax.core.ownership import TRAIN_RUN, claim_dir
+from s2jax.core.remote_root import publish as publish_root
 from s2jax.models.hf import save_model
 from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
@@ -472,6 +473,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                 progress.flush()  # a checkpoint follows only steps known to be finite
                 _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
                 checkpoints.save(s, state, batches.state())
+                publish_root()  # on a gs:// run root, the logs so far go with the checkpoint
             if held_batches and (s == total or (config.eval_every and s % config.eval_every == 0)):
                 progress.flush()
                 evals = run_eval(s)
