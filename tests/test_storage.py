@@ -5,6 +5,7 @@ real clients: etils.epath/fsspec, TensorStore's gcs driver and google-cloud-stor
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def gcs(tmp_path, monkeypatch):
     """The fake store; the user cache (local copies of roots) and the cwd in tmp_path."""
     monkeypatch.setenv("S2JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    with fake_gcs() as fs:
+    with fake_gcs(tmp_path / "gcs") as fs:
         yield fs
     assert not (tmp_path / "gs:").exists()  # never a local folder named after the scheme
 
@@ -130,7 +131,10 @@ def test_commands_that_need_a_file_system_refuse_a_gs_root(tmp_path, argv):
 
 
 def _objects(fs) -> dict[str, bytes]:
-    return {k: v.getvalue() for k, v in fs.store.items()}
+    """{"BUCKET/NAME": bytes} of every object in the fake store."""
+    root = Path(fs.root)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file()}
 
 
 @pytest.mark.slow
@@ -163,8 +167,8 @@ def test_a_run_on_gs_completes_resumes_and_resumes_on_a_new_machine(gcs, hf_chec
     after = _objects(gcs)
     for name in ("generations.jsonl", "distill/train.parquet", "train/model/config.json",
                  "train/summary.json"):
-        key = f"/fake-bucket/runs/one/{name}"
+        key = f"fake-bucket/runs/one/{name}"
         assert after[key] == before[key], name  # pulled and kept, not recomputed
     assert {k for k in after if "/checkpoints/" in k} == {k for k in before if "/checkpoints/"
                                                             in k}
-    assert json.loads(after["/fake-bucket/runs/one/results.json"])["rows"] == resumed["rows"]
+    assert json.loads(after["fake-bucket/runs/one/results.json"])["rows"] == resumed["rows"]

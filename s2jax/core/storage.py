@@ -140,6 +140,6 @@ def files_under(root: AnyPath) -> dict[str, int]:
     name = name.rstrip("/")
     if not fs.exists(name):
         return {}
-    found = fs.find(name, detail=True)
-    return {k[len(name) + 1:]: int(v.get("size") or 0) for k, v in found.items()
-            if v.get("type") != "directory"}
+    found = fs.find(name, detail=True)  # listed as the file system writes paths: strip alike
+    return {fs._strip_protocol(k)[len(name) + 1:]: int(v.get("size") or 0)
+            for k, v in found.items() if v.get("type") != "directory"}
