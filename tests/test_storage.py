@@ -172,3 +172,36 @@ def test_a_run_on_gs_completes_resumes_and_resumes_on_a_new_machine(gcs, hf_chec
     assert {k for k in after if "/checkpoints/" in k} == {k for k in before if "/checkpoints/"
                                                             in k}
     assert json.loads(after["fake-bucket/runs/one/results.json"])["rows"] == resumed["rows"]
+
+
+# a rank of a multi-process run on the fake store: S2JAX_FAKE_GCS names the shared directory
+RANK = ("import sys; from s2jax.testing.fake_gcs import from_env; from_env(); "
+        "from s2jax.cli import main; sys.exit(main())")
+
+
+@pytest.mark.slow  # a minute or two: two toy ranks over gloo on shared cores
+def test_two_processes_share_a_gs_root_and_every_rank_reads_what_process_0_wrote(tmp_path):
+    from tests.test_multihost import _env, _free_port, _run_all
+    from tests.test_resume import CONFIG, _comparable
+
+    config = tmp_path / "two.py"
+    config.write_text(CONFIG.replace('shard_size=2)', 'shard_size=2, mesh="fsdp=2,tensor=2")'))
+    url, port = "gs://fake-bucket/two", _free_port()
+    cmd = [sys.executable, "-c", RANK, "run", str(config), "--no-progress", "--run-dir", url]
+    shared = {"S2JAX_FAKE_GCS": str(tmp_path / "gcs"), "S2JAX_CACHE": str(tmp_path / "cache")}
+    _run_all({f"rank{r}": (cmd, {**_env(2, r, port), **shared}) for r in (0, 1)}, tmp_path)
+
+    with fake_gcs(tmp_path / "gcs"):
+        manifest = read_json(as_path(f"{url}/{MANIFEST}"))
+        objects = {rel: as_path(f"{url}/{rel}").read_bytes() for rel in manifest["files"]}
+        ckpt = files_under(as_path(f"{url}/train/checkpoints"))
+    copies = tmp_path / "cache" / "remote" / "gs" / "fake-bucket"
+    rank0, rank1 = copies / "two", copies / "two@process1"  # each process's local copy
+    assert "results.json" in objects and len(json.loads(objects["results.json"])["rows"]) == 3
+    for rel, data in objects.items():  # process 0 wrote it, process 1 pulled it at a barrier
+        assert (rank0 / rel).read_bytes() == data, rel
+    assert _comparable(rank1) == _comparable(rank0)
+    # orbax wrote the checkpoints to the store from both processes
+    assert any("/ocdbt.process_1/" in n for n in ckpt) and any(
+        n.endswith("commit_success.txt") for n in ckpt)
+    assert not (tmp_path / "gs:").exists()

@@ -253,8 +253,8 @@ def synced(writer: bool, sync: Callable[[str], None] | None) -> Callable[[str], 
     def step(name: str) -> None:
         if writer:
             root.publish()
-        if sync is not None:
-            sync(name)
+        if sync is not None:  # named by the root, not by this process's own copy of it
+            sync(name.replace(str(root.local), root.url))
         if not writer:
             root.pull()
 
