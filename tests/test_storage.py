@@ -30,13 +30,18 @@ def gcs(tmp_path, monkeypatch):
     assert not (tmp_path / "gs:").exists()  # never a local folder named after the scheme
 
 
-def test_paths_are_local_or_epath_and_other_schemes_are_refused():
+def test_paths_are_local_or_epath_and_other_schemes_are_refused(gcs):
     from etils import epath
 
     assert type(as_path("runs/x")).__name__ == "PosixPath"
     assert isinstance(as_path(ROOT), epath.Path) and str(as_path(ROOT)) == ROOT
     with pytest.raises(S2JaxError, match=r"ftp:// is not supported"):
         as_path("ftp://host/run", "--run-dir")
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:  # an object store whose fsspec package is absent: one line, not a crash
+        with pytest.raises(S2JaxError, match=r"s3://b/run: s3:// needs the s3fs package"):
+            as_path("s3://b/run", "--run-dir")
 
 
 def test_fake_store_has_no_directory_rename_and_no_append(gcs):

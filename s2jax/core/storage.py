@@ -26,7 +26,7 @@ from s2jax.core.atomic import atomic_open
 from s2jax.core.errors import S2JaxError
 
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
-SCHEMES = ("gs", "s3")  # the object stores epath and orbax's TensorStore both serve
+SCHEMES = {"gs": "gcsfs", "s3": "s3fs"}  # stores epath and TensorStore serve: fsspec's package
 AnyPath = Any  # pathlib.Path or etils.epath.Path
 
 
@@ -53,8 +53,15 @@ def as_path(path: str | os.PathLike, what: str = "path") -> AnyPath:
     if kind not in SCHEMES:
         raise S2JaxError(f"{what} {path}: {kind}:// is not supported (expected a local path or "
                          f"one of {', '.join(s + '://' for s in SCHEMES)})")
-    from etils import epath  # comes with orbax; only a run on an object store loads it
+    # comes with orbax (as fsspec); only a run on an object store loads them
+    import fsspec
+    from etils import epath
 
+    try:
+        fsspec.get_filesystem_class(kind)
+    except ImportError:
+        raise S2JaxError(f"{what} {path}: {kind}:// needs the {SCHEMES[kind]} package (pip "
+                         "install -e \".[gcs]\" for gs://)") from None
     return epath.Path(str(path))
 
 
