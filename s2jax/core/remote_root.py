@@ -15,10 +15,10 @@ holds the durable copy every host shares:
 
 Process 0 publishes (changed files, then the manifest) after every write the run makes visible to
 the other processes (every shard, every stage: `synced`), after each checkpoint (`publish`) and
-when it ends; every other process
-pulls after the same barrier, so each reads what process 0 wrote as on a shared file system. A
-process whose local copy is missing or behind (a new machine after a preemption) pulls the
-manifest's files with their recorded mtimes, and the run resumes from them as from a local dir.
+when it ends; every other process pulls after the same barrier, so each reads what process 0
+wrote as on a shared file system. A process whose local copy is missing or behind (a new machine
+after a preemption) pulls the manifest's files with their recorded mtimes, and the run resumes
+from them as from a local dir.
 """
 
 from __future__ import annotations
@@ -214,15 +214,16 @@ def worked_on(run_dir: str | os.PathLike, *, lock: bool = False) -> Iterator[Pat
         token = _ACTIVE.set(root)
         try:
             yield root.local
+        except BaseException:
+            if writer:  # what a failed run finished survives it too, but its error comes first
+                with contextlib.suppress(Exception):
+                    root.publish()
+            raise
+        else:
+            if writer:
+                root.publish()
         finally:
             _ACTIVE.reset(token)
-            if writer:
-                root.publish()  # what a failed run finished survives it too
-
-
-def active() -> RemoteRoot | None:
-    """The object-store root this process works on, if any."""
-    return _ACTIVE.get()
 
 
 def checkpoint_dir(train_dir: Path) -> AnyPath:
