@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Runs one s2jax command on every worker of a Cloud TPU VM pod slice: copy the repo, install,
-# run. jax.distributed finds the pod's coordinator by itself.
+# Runs one s2jax command on every worker of a Cloud TPU VM pod slice: copy the repo, install
+# (with the gcs extra), run. jax.distributed finds the pod's coordinator by itself.
 #   launch/tpu_pod.sh [--dry-run] --tpu NAME --zone ZONE [--project P] -- <s2jax args...>
+#
+# The run root: the workers share no file system, so give `s2jax run` one on Cloud Storage that
+# every worker reaches, e.g. `-- run CONFIG --run-dir gs://BUCKET/runs/NAME` (the TPU VMs' service
+# account needs read/write on BUCKET). Each worker works in a local copy under ~/.cache/s2jax/
+# remote/ that process 0 publishes to the root at every barrier and the others pull; process 0
+# alone writes artifacts and logs; orbax checkpoints go to gs://BUCKET/runs/NAME/train/
+# checkpoints/ from every worker; rerunning the same command resumes from the root. Sweeps
+# (`s2jax sweep`, `run --sweep`) need a shared POSIX file system and refuse a gs:// root.
 set -euo pipefail
 dry=0; tpu=""; zone=""; project=""
 while [[ $# -gt 0 ]]; do
@@ -22,7 +30,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 args=$(printf '%q ' "$@")
 steps=(
   "gcloud compute tpus tpu-vm scp --recurse $(printf '%q' "$repo") $tpu:~/s2jax ${where[*]}"
-  "gcloud compute tpus tpu-vm ssh $tpu ${where[*]} --command 'cd ~/s2jax && pip install -q -e . \"jax[tpu]\"'"
+  "gcloud compute tpus tpu-vm ssh $tpu ${where[*]} --command 'cd ~/s2jax && pip install -q -e \".[gcs]\" \"jax[tpu]\"'"
   "gcloud compute tpus tpu-vm ssh $tpu ${where[*]} --command 'cd ~/s2jax && python3 -m s2jax.cli ${args% }'"
 )
 for step in "${steps[@]}"; do

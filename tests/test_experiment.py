@@ -117,17 +117,22 @@ def _echo_task():
                                extract=lambda t: t.strip().split()[0] if t.strip() else "?")
 
 
-@pytest.mark.slow
-def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
-    from s2jax.run.pipeline import run_experiment
-
-    config = ExperimentConfig(
+def _tiny_config(hf_checkpoint) -> ExperimentConfig:
+    """The cheapest whole run: 4 test and 6 unlabeled inputs, 2 samples, 2 train steps."""
+    return ExperimentConfig(
         name="tiny", model=str(hf_checkpoint("llama2")), task="echo", method="rar_1step",
         unlabeled=DataConfig(synthetic=6, seed=1), test=DataConfig(synthetic=4, seed=2),
         sampling=SamplingParams(n=2, max_new_tokens=6), eval_sampling=SamplingParams(
             max_new_tokens=6),
         train=TrainConfig(steps=2, seq_len=64, batch_size=2, progress=False),
         dtype="float32", max_batch=8, max_len=256)
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_and_resume(hf_checkpoint, tmp_path):
+    from s2jax.run.pipeline import run_experiment
+
+    config = _tiny_config(hf_checkpoint)
     tasks = {"echo": _echo_task()}
     results = run_experiment(config, tmp_path / "run", tasks=tasks, log=lambda _: None)
     assert [r["system"] for r in results["rows"]] == ["system1", "system2", "distilled"]

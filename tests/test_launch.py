@@ -39,7 +39,7 @@ def test_tpu_pod_dry_run_copies_installs_and_runs_on_all_workers():
     assert len(lines) == 3
     assert lines[0].startswith("gcloud compute tpus tpu-vm scp --recurse ")
     assert lines[0].endswith(" pod:~/s2jax --zone z1 --worker=all --project p")
-    assert "pip install -q -e ." in lines[1] and "--worker=all" in lines[1]
+    assert 'pip install -q -e ".[gcs]"' in lines[1] and "--worker=all" in lines[1]
     assert lines[2] == ("gcloud compute tpus tpu-vm ssh pod --zone z1 --worker=all --project p "
                         "--command 'cd ~/s2jax && python3 -m s2jax.cli run "
                         "configs/paper/rar_last_letter.py --set n=8'")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from s2jax.core.storage import require_local
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="distil System 2 into System 1 on the shipped toy model")
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = override(QUICK if args.quick else DemoConfig(),
                       {field: getattr(args, opt) for opt, field in fields.items()
                        if getattr(args, opt) is not None}, name=flag_of.__getitem__)
+    require_local(args.out, "--out", "a local or network directory")
     if args.seeds == 1:
         run_demo(args.out, config, model_dir=args.model, progress=not args.no_progress)
         print(f"wrote {args.out}/results.json, results.png, table.md")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
 from s2jax.core.prompt_file import read_prompts
+from s2jax.core.storage import require_local
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"--max-batch {args.max_batch}: expected >= 1")
     if args.max_len is not None and args.max_len < 2:
         raise S2JaxError(f"--max-len {args.max_len}: expected >= 2 (prompt and one new token)")
+    require_local(args.output, "--output", "a local or network file")
     check_file(args.output, "--output", GENERATE_OUTPUT)  # fresh, or an earlier run's
     mesh = mesh_from_spec(args.mesh)
     # the weights alone (no Flax module): sampling is `forward` over them

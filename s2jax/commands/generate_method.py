@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from s2jax.core.storage import require_local
 from s2jax.methods.catalog import METHOD_NAMES
 from s2jax.tasks import TASKS
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     meta = generations_meta(task=task.name, method=program.name, model=str(args.model),
                             inputs=len(examples), sampling=params, usc=args.usc,
                             perturb=args.perturb, chat=args.chat, shard_size=args.shard_size)
+    require_local(args.output, "--output", "a local or network file")
     output = check_resumable(args.output, "--output")
     check_meta(output, meta)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from s2jax.core.storage import require_local
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     # defaults are ReportSettings' (None here keeps numpy out of building the parser)
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = {k: getattr(args, k) for k in ("margin", "level", "resamples", "seed")}
     settings = ReportSettings(**{k: v for k, v in given.items() if v is not None})
+    require_local(args.root, "report root", "a local or network directory (a gs:// run writes "
+                  "its report into its root when it ends)")
     _, paths = report_root(args.root, settings)
     print(paths[0].read_text("utf-8"), end="")
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)

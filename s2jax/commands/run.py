@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="config file path[:arg] defining get_config(arg)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set sampling.n=8 (repeatable)")
-    p.add_argument("--run-dir", default=None, help="artifacts go here (default: runs/<name>)")
+    p.add_argument("--run-dir", default=None,
+                   help="artifacts go here (default: runs/<name>); a gs:// URL keeps them on "
+                        "Cloud Storage (needs the gcs extra)")
     p.add_argument("--sweep", action="store_true",
                    help="run the config file's sweep() as `s2jax sweep` does, rooted at --run-dir "
                    "(one run dir per arm under it)")
@@ -31,12 +33,15 @@ def run(args: argparse.Namespace) -> int:
     # imported when the command runs: building the CLI parser stays free of JAX and co.
     from s2jax.core.errors import S2JaxError
     from s2jax.core.overrides import override, parse_assignments
+    from s2jax.core.storage import as_path, require_local
     from s2jax.run.config import load_config, sweep_points
 
     config, namespace = load_config(args.config)
     config = override(config, parse_assignments(args.overrides))
-    run_dir = Path(args.run_dir or Path("runs") / config.name)
+    run_dir = as_path(args.run_dir or Path("runs") / config.name, "--run-dir")
     if args.sweep:
+        require_local(run_dir, "--run-dir", "a local or network directory for --sweep (its "
+                      "claims and stage commits need one; run arms with --run-dir gs://...)")
         points = sweep_points(namespace, args.config.partition(":")[0], config)
     else:
         points = {"": config}
@@ -57,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
                          "with `s2jax sweep CONFIG` (a config without sweep() is one arm)")
     from s2jax.run.pipeline import resolve, run_experiment
 
-    resolve(config, run_dir)
+    resolve(config, str(run_dir))
     if args.dry_run:
         print("s2jax run: 1 run checked; nothing was done (--dry-run)")
         return 0
-    run_experiment(config, run_dir, progress=args.progress)
+    run_experiment(config, str(run_dir), progress=args.progress)
     return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.storage import require_local
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise S2JaxError(f"--workers {args.workers}: expected >= 1, and not with --worker")
     if not args.lease > 0:
         raise S2JaxError(f"--lease {args.lease}: expected seconds > 0")
+    if args.root:
+        require_local(args.root, "--root", "a local or network directory (its claims and stage "
+                      "commits need one; `s2jax run --run-dir gs://...` runs one arm there)")
     arms, rule, default_root = arms_of(args)
     root = Path(args.root) if args.root else default_root
     plan = plan_sweep(arms, root, selection=rule)

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from s2jax.core.overrides import add_field_flags
+from s2jax.core.storage import require_local
 from s2jax.toy.multiply import MultiplyConfig
 
 
@@ -39,6 +40,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from s2jax.core.overrides import override
     from s2jax.toy.pretrain import PretrainConfig, check_outputs, pretrain
 
+    require_local(args.out, "--out", "a local or network directory")
     check_outputs(args.out)
     # option -> PretrainConfig fields (--seed seeds the corpus and the training)
     fields = {"steps": ("steps",), "system2": ("corpus.system2",),

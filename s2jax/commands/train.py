@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from s2jax.core.overrides import add_field_flags
+from s2jax.core.storage import require_local
 from s2jax.train.config import TrainConfig
 
 
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher and not config.kd.enabled:
         raise S2JaxError(f"--teacher {args.teacher}: expected --kd-divergence too (a teacher "
                          "teaches through a divergence; without one training is plain SFT)")
+    require_local(args.out, "--out", "a local or network directory (`s2jax run --run-dir "
+                  "gs://...` keeps a whole run on Cloud Storage)")
     check_train_dir(args.out, "--out", identity(args.model))
     if args.teacher:
         identity(args.teacher)  # a teacher that is not there is refused before any work

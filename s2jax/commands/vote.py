@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from s2jax.core.storage import require_local
 from s2jax.distill.dataset import FILTERS, TARGETS
 from s2jax.distill.vote import TIE_POLICIES
 from s2jax.tasks import TASKS
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                                args.target)
     except ValueError as e:
         raise S2JaxError(f"--threshold/--tie-policy: {e}") from None
+    require_local(args.out, "--out", "a local or network directory")
     check_dir(args.out, "--out", DISTILL_SET, key=str(args.generations),
               key_name="generations file", whole=True)
     records = read_finished_generations(args.generations)

@@ -63,6 +63,12 @@ def is_writer() -> bool:
     return jax is None or jax.process_index() == 0
 
 
+def process_index() -> int:
+    """This process's index (0 in a one-process run or before JAX is imported)."""
+    jax = sys.modules.get("jax")
+    return 0 if jax is None else jax.process_index()
+
+
 def barrier() -> Callable[[str], None] | None:
     """A barrier over every process (named by its argument), or None in a one-process run."""
     jax = sys.modules.get("jax")

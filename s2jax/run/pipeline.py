@@ -29,6 +29,7 @@ from typing import Any
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.core.ownership import DISTILL_SET, check_dir
+from s2jax.core.remote_root import checkpoint_dir, worked_on
 from s2jax.core.rundir import check_claim, claim, locked
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import PARQUET, DistillConfig
@@ -120,11 +121,12 @@ def task_examples(task: Task, data: DataConfig, field: str) -> list[Example]:
     return load_examples(task, data.source, split=data.split, limit=data.limit, seed=data.seed)
 
 
-def resolve(config: ExperimentConfig, run_dir: Path, *,
+def resolve(config: ExperimentConfig, run_dir: str | Path, *,
             tasks: Mapping[str, Task] = TASKS) -> Distillation:
     """Checks everything a run would reject, before any work: names, model, mesh, inputs, dir.
 
-    `s2jax run --dry-run` calls this and stops; a run calls it and goes on.
+    `s2jax run --dry-run` calls this and stops; a run calls it and goes on. An object-store
+    `run_dir` (gs://) is checked in its local copy (`s2jax.core.remote_root`).
     """
     task = resolve_task(config.task, tasks, "task")
     test_task = resolve_task(config.test_task or config.task, tasks, "test_task")
@@ -155,7 +157,8 @@ def resolve(config: ExperimentConfig, run_dir: Path, *,
         if need > jax.device_count():
             raise S2JaxError(f"config mesh {config.mesh!r}: needs {need} devices, "
                              f"{jax.device_count()} available")
-    fingerprint = _run_key(config, run_dir)
+    with worked_on(run_dir) as local:
+        fingerprint = _run_key(config, local)
     # a schedule that stays at 0 is known now when the steps are fixed (else from the data)
     from s2jax.train.loop import check_schedule
 
@@ -307,7 +310,8 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                 examples = read_examples(distill_dir / PARQUET)
                 finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
                                on_stage=staged, teacher=teacher.model if teacher else None,
-                               teacher_tokenizer=teacher.tokenizer if teacher else None)
+                               teacher_tokenizer=teacher.tokenizer if teacher else None,
+                               checkpoint_dir=checkpoint_dir(run_dir / "train"))
                 weights = model.params()
             sampler.set_params(weights)  # same shapes: compiled programs are reused
             final = evaluate("distilled", d.system1, student)
@@ -362,11 +366,21 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
 
     Args:
       config: the experiment.
-      run_dir: where the artifacts go.
+      run_dir: where the artifacts go: a local (or network) directory, or an object-store URL
+        (gs://bucket/run) worked on through a local copy, published at every barrier, with the
+        orbax checkpoints on the store itself (`s2jax.core.remote_root`).
       tasks: where `config.task` is looked up ("toy/NAME" also finds the toy world's tasks).
       log: where progress lines go.
       progress: progress bars on stderr.
     """
+    # process 0 holds an object-store root's lock and publishes it; the others pull
+    with worked_on(run_dir, lock=True) as local:
+        return _run_local(config, local, tasks=tasks, log=log, progress=progress)
+
+
+def _run_local(config: ExperimentConfig, run_dir: Path, *, tasks: Mapping[str, Task], log: Log,
+               progress: bool) -> dict:
+    """`run_experiment` in a local directory (an object-store root's local copy)."""
     # JAX only when a run starts (commands import this module early)
     import jax
 
@@ -375,7 +389,6 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
     from s2jax.sampling import Sampler
     from s2jax.sampling.multihost import MultihostSampler
 
-    run_dir = Path(run_dir)
     d = resolve(config, run_dir, tasks=tasks)
     d = dataclasses.replace(d, train=dataclasses.replace(
         d.train, progress=progress and d.train.progress))  # steps, loss, tokens/s and ETA

@@ -24,6 +24,7 @@ from s2jax.core.errors import NonResult, S2JaxError
 from s2jax.core.hashing import json_hash
 from s2jax.core.ownership import ADAPTER, MODEL, TRAIN_RUN, check_dir
 from s2jax.core.progress import StageBar
+from s2jax.core.remote_root import synced
 from s2jax.core.shards import run_sharded
 from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.distill.dataset import (
@@ -53,8 +54,13 @@ def stage_key(**parts) -> str:
 
 
 def processes() -> tuple[bool, Callable[[str], None] | None]:
-    """(this process writes, a barrier for multi-process runs or None)."""
-    return is_writer(), barrier()
+    """(this process writes, a barrier for multi-process runs or None).
+
+    On an object-store run root the barrier also publishes (process 0) and pulls (the others)
+    the root's local copy, and is not None even in a one-process run (`s2jax.core.remote_root`).
+    """
+    writer = is_writer()
+    return writer, synced(writer, barrier())
 
 
 def evaluate_stage(
@@ -290,13 +296,14 @@ def check_train_memory(model, config, mesh=None, teacher=None) -> None:
 def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
                    mesh=None, eval_examples: Sequence | None = None,
                    on_stage: Callable[[int, int], None] | None = None, teacher=None,
-                   teacher_tokenizer=None):
+                   teacher_tokenizer=None, checkpoint_dir=None):
     """Fine-tunes System 1 (resuming from `run_dir`), exports it, and returns the model.
 
     `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights;
     with a removal curriculum it calls `on_stage(stage, step)` after every stage. With
     `config.kd` on, `teacher` (default: the student's own loaded weights) runs frozen in
     every step on the examples' `teacher_messages` (rendered by `teacher_tokenizer`).
+    `checkpoint_dir` (default `run_dir/checkpoints`) may be on an object store (gs://).
     """
     # the train loop (JAX, optax, orbax) only for fine-tuning: `vote` uses the other stages
     from s2jax.train.loop import finetune
@@ -306,4 +313,4 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
     check_train_memory(model, config, mesh, teacher)
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
                     eval_examples=eval_examples, on_stage=on_stage, teacher=teacher,
-                    teacher_tokenizer=teacher_tokenizer)
+                    teacher_tokenizer=teacher_tokenizer, checkpoint_dir=checkpoint_dir)

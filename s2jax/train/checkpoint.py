@@ -1,8 +1,9 @@
 """Orbax checkpoints of a run: the sharded train state and the data-iterator state, together.
 
 Saves are asynchronous (training continues while a background thread writes) and atomic (a step
-directory appears only once complete), so a run killed at any moment resumes from its last
-complete step; only the `keep` most recent steps are kept.
+directory appears only once complete: locally by a rename, on gs:// by orbax's
+commit_success.txt written last), so a run killed at any moment resumes from its last complete
+step; only the `keep` most recent steps are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orbax.checkpoint as ocp
 
 from s2jax.core.errors import RunFailed, S2JaxError, machine_error
 from s2jax.core.memory import gib
+from s2jax.core.storage import AnyPath, as_path, is_remote
 from s2jax.train.state import TrainState
 
 # a checkpoint also holds metadata, and orbax writes a step before it removes the oldest
@@ -24,10 +26,12 @@ SPACE_MARGIN = 1.1
 
 
 class Checkpoints:
-    """The checkpoints under `directory`; one step = {"state": TrainState, "data": dict}."""
+    """The checkpoints under `directory` (local, or gs://); one step = {"state": TrainState,
+    "data": dict}."""
 
-    def __init__(self, directory: str | Path, keep: int = 2):
-        self.directory = Path(directory).absolute()
+    def __init__(self, directory: AnyPath, keep: int = 2):
+        # an object store (gs://) is an etils.epath.Path, which orbax takes as it is
+        self.directory = as_path(directory) if is_remote(directory) else Path(directory).absolute()
         # temp dirs of a save a kill (or a full disk) interrupted are removed at the next start
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=True,
@@ -46,7 +50,8 @@ class Checkpoints:
         """
         self.wait()  # the previous save is on disk (and its error, if any, raised) first
         need = SPACE_MARGIN * sum(x.nbytes for x in jax.tree.leaves(state))
-        free = shutil.disk_usage(self.directory).free
+        free = (shutil.disk_usage(self.directory).free if isinstance(self.directory, Path)
+                else need)  # an object store has no free-space figure
         if need > free:
             raise RunFailed(f"{self.directory}: checkpoint step {step} needs about {gib(need)}, "
                             f"the disk has {gib(free)} free; {self._kept()}; free space and "

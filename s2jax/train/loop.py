@@ -33,6 +33,7 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import NonResult, RunFailed, S2JaxError
 from s2jax.core.memory import check_fits
 from s2jax.core.ownership import TRAIN_RUN, claim_dir
+from s2jax.core.remote_root import publish as publish_root
 from s2jax.models.hf import save_model
 from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
@@ -340,7 +341,7 @@ def _write_back(model, params: dict) -> None:
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
              mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
-             teacher=None, teacher_tokenizer=None):
+             teacher=None, teacher_tokenizer=None, checkpoint_dir=None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -362,6 +363,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         vocabulary); default: the student's own weights as they were loaded (no copy).
       teacher_tokenizer: renders rows' `teacher_messages` (the teacher's own context);
         default: `tokenizer`. Rows without them show the teacher the student's context.
+      checkpoint_dir: where the orbax checkpoints go (default `run_dir/checkpoints`); a
+        gs:// path (`etils.epath.Path`) keeps them on the object store, shared by every host.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
@@ -397,7 +400,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
 
     check_schedule(config, total)
     claim_dir(run_dir, "run dir", TRAIN_RUN, writer=writer)  # input checked: now it writes
-    checkpoints = Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints)
+    checkpoints = Checkpoints(checkpoint_dir or run_dir / "checkpoints",
+                              keep=config.keep_checkpoints)
     start = checkpoints.latest_step() or 0
     _check_resume(run_dir, {**dataclasses.asdict(config), "total_steps": total,
                             "examples": len(data), "data_fingerprint": _fingerprint(data),
@@ -469,6 +473,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                 progress.flush()  # a checkpoint follows only steps known to be finite
                 _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
                 checkpoints.save(s, state, batches.state())
+                publish_root()  # on a gs:// run root, the logs so far go with the checkpoint
             if held_batches and (s == total or (config.eval_every and s % config.eval_every == 0)):
                 progress.flush()
                 evals = run_eval(s)
