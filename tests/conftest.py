@@ -1,22 +1,41 @@
 """Test setup: 8 fake CPU devices, and tiny random HF checkpoints made by `transformers`."""
 
 import os
+import shutil
+import tempfile
 
 # Must precede the first JAX import of the session.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("S2JAX_COMPILATION_CACHE", "off")  # CLI calls in tests: no user cache
+# CLI processes share one persistent compilation cache, made for the session (never the user's):
+# a test that runs the same shapes in several processes (a run, then killed and resumed ones)
+# compiles them once. Inherited by pytest-xdist's workers, removed by the process that made it.
+_MADE_CACHE = None
+if "S2JAX_COMPILATION_CACHE" not in os.environ:
+    _MADE_CACHE = os.environ["S2JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(
+        prefix="s2jax-test-jax-cache-")
 # On a GPU (JAX_PLATFORMS=cuda, bench/gpu_check.sh), XLA's default fp32 matmul is TF32: logits
 # then differ from torch's fp32 by ~5e-3 and near-tie greedy tokens flip. The parity tests check
 # the model's arithmetic, so there they ask for full fp32 matmuls.
 if os.environ["JAX_PLATFORMS"] in ("cuda", "gpu"):
     os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.hf_fixtures import make_hf_checkpoint  # noqa: E402
+
+# This process keeps compiling without it, as before: an in-process `main()` would otherwise turn
+# it on in the middle of the session, and the in-process TPU plans compile programs that cannot
+# be loaded back from it (s2jax/parallel/targets.py).
+jax.config.update("jax_enable_compilation_cache", False)
+
+
+def pytest_unconfigure(config):
+    if _MADE_CACHE:
+        shutil.rmtree(_MADE_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -48,9 +48,10 @@ selection = Selection(os.environ.get("RULE", "accuracy")) if os.environ.get("GRI
 '''
 
 
-def _env(tmp: Path, **extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
-            "S2JAX_COMPILATION_CACHE": str(tmp / "compiled"), **extra}
+def _env(**extra) -> dict:
+    """The sweeps compile into the session's cache (tests/conftest.py), shared with the other
+    runs of the toy model."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **extra}
 
 
 def _sweep(config: Path, root: Path, *args: str, env: dict, check: bool = True):
@@ -92,7 +93,7 @@ def grid(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grid")
     config = tmp / "grid.py"
     config.write_text(CONFIG)
-    env = _env(tmp)
+    env = _env()
     _sweep(config, tmp / "one", env=env)
     return config, tmp / "one", env
 
@@ -170,7 +171,7 @@ def test_a_sigkilled_worker_is_resumed_by_a_restart(grid, tmp_path):
 def test_selection_is_recorded_before_any_test_evaluation(tmp_path):
     config = tmp_path / "grid.py"
     config.write_text(CONFIG)
-    env = _env(tmp_path, GRID="select")
+    env = _env(GRID="select")
     root = tmp_path / "select"
     _sweep(f"{config}:select", root, env=env)
     record = json.loads((root / "selection.json").read_text())

@@ -1,6 +1,10 @@
 """SFT: loss masking, packing, accumulation, sharding, overfitting, NaN guard, HF export."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -300,3 +304,17 @@ def test_full_finetune_holds_one_copy_of_the_weights(hf_checkpoint, tmp_path):
     finetune(model, tok, _examples(16), config, tmp_path / "run")
     assert all(v.is_deleted() for v in before.values())
     assert np.abs(np.asarray(model.param("layers.q").get_value()) - start_q).max() > 1e-5
+
+
+def test_metrics_log_writes_tensorboard_events_without_importing_torch(tmp_path):
+    # a fresh process (this one has torch loaded): tensorboardX would import it, 3 s a run; nor
+    # is torch left unimportable (no None in sys.modules)
+    code = ("import sys; from s2jax.train.metrics import MetricsLog; "
+            f"log = MetricsLog({str(tmp_path)!r}); log.write(1, {{'loss': 2.5}}); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": 2.5}

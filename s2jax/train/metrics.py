@@ -8,6 +8,7 @@ the log reads as one run.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from s2jax.core.atomic import write_jsonl
@@ -31,6 +32,26 @@ def _rows(path: Path) -> list[dict]:
     return rows
 
 
+def _summary_writer():
+    """tensorboardX's `SummaryWriter`, imported without torch when torch is not loaded yet.
+
+    tensorboardX imports torch, where installed, only to accept its tensors (and imports it
+    again when handed one); that was 3 s at the start of every training process, for scalars.
+    """
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        # imported here, when a run logs: 0.5 s of start-up the other commands need not pay
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricsLog:
     """Appends {"step", name: value, ...} rows; mirrors scalars to TensorBoard under <dir>/tb.
 
@@ -38,9 +59,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: str | Path, resume_step: int = 0, writer: bool = True):
-        # TensorBoard's writer only when it is asked for
-        from tensorboardX import SummaryWriter
-
+        SummaryWriter = _summary_writer()  # TensorBoard's writer only when it is asked for
         self.enabled = writer
         if not writer:
             return
