@@ -82,8 +82,10 @@ def write_tb_results(logdir: str | Path, results: Mapping, hparams: Mapping[str,
                      split: str = "test") -> dict[str, float]:
     """Adds the evaluation scalars and the hparams session of `results` to `logdir` (made if
     absent); returns the scalars written. Call it from the writing process only."""
-    # tensorboardX only where a run ends (as the training log imports it)
-    from tensorboardX import SummaryWriter
+    # tensorboardX only where a run ends, without torch (`metrics._summary_writer`)
+    from s2jax.train.metrics import _summary_writer
+
+    SummaryWriter = _summary_writer()
     from tensorboardX.summary import hparams as hparams_summaries
 
     scalars = eval_scalars(results, split)
