@@ -23,16 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-SIZES = {  # HF-style shapes (random weights); "tiny" checks the script itself on a CPU
-    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-    "llama3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
-                        num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                        tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-                         num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                         tie_word_embeddings=True),
-}
+TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+SIZES = ("llama3.2-1b", "qwen2.5-1.5b")  # bench/train.py's CONFIGS (HF-style shapes); "tiny"
+# checks the script itself on a CPU
 SPEC_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}  # bytes/s, SXM datasheets
 
 
@@ -95,7 +89,7 @@ def timed(sampler, prompts, new_tokens: int, repeats: int, greedy: bool = False
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="llama3.2-1b,qwen2.5-1.5b")
+    ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--batches", default="64,256")
     ap.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
     ap.add_argument("--new-tokens", type=int, default=256)
@@ -109,6 +103,8 @@ def main() -> None:
     import jax
     import numpy as np
 
+    from bench.train import CONFIGS
+
     kind = jax.devices()[0].device_kind
     bw = measured_bandwidth(4.0 if args.device == "gpu" else 0.25)
     spec = next((v for k, v in SPEC_BANDWIDTH.items() if k in kind), None)
@@ -118,7 +114,7 @@ def main() -> None:
           f"{'roofline tok/s':>14s} {'of roofline':>11s} {'weights-only roofline':>21s}")
     rng = np.random.default_rng(0)
     for name in args.sizes.split(","):
-        shapes = SIZES[name]
+        shapes = TINY if name == "tiny" else CONFIGS[name][0]
         for batch in map(int, args.batches.split(",")):
             sampler = sampler_for(shapes, batch, args.prompt + args.new_tokens + 8,
                                   True if args.unroll else None)

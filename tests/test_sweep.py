@@ -215,26 +215,33 @@ def test_selection_is_recorded_before_any_test_evaluation(tmp_path):
         assert r["exploratory"] is True and any("re-selected" in w for w in r["warnings"])
 
 
+def _coin_flip(test: int, **train):
+    """A small toy coin_flip experiment (RaR, N=4, one training step) for end-to-end sweeps."""
+    from s2jax.core.text_generator import SamplingParams
+    from s2jax.run.config import DataConfig, ExperimentConfig
+    from s2jax.toy.demo import base_model_dir
+    from s2jax.train.config import TrainConfig
+
+    return ExperimentConfig(
+        name="c", model=str(base_model_dir()), task="toy/coin_flip", method="rar_1step",
+        unlabeled=DataConfig(synthetic=4, seed=2), test=DataConfig(synthetic=test, seed=1),
+        sampling=SamplingParams(n=4, temperature=0.7, top_k=40, max_new_tokens=64),
+        eval_sampling=SamplingParams(max_new_tokens=64),
+        train=TrainConfig(steps=1, seq_len=128, batch_size=4, progress=False, **train),
+        max_batch=16, max_len=256)
+
+
 @pytest.mark.slow
 def test_folds_test_every_pool_item_once_and_controls_retarget_the_kept_inputs(tmp_path):
     import dataclasses
 
     import pyarrow.parquet as pq
 
-    from s2jax.core.text_generator import SamplingParams
-    from s2jax.run.config import CrossFit, DataConfig, ExperimentConfig, Suite
+    from s2jax.run.config import CrossFit, DataConfig, Suite
     from s2jax.run.sweep import plan_sweep, run_worker
     from s2jax.tasks.toy.world import TASKS as TOY
-    from s2jax.toy.demo import base_model_dir
-    from s2jax.train.config import TrainConfig
 
-    base = ExperimentConfig(
-        name="c", model=str(base_model_dir()), task="toy/coin_flip", method="rar_1step",
-        unlabeled=DataConfig(synthetic=4, seed=2), test=DataConfig(synthetic=6, seed=1),
-        sampling=SamplingParams(n=4, temperature=0.7, top_k=40, max_new_tokens=64),
-        eval_sampling=SamplingParams(max_new_tokens=64),
-        train=TrainConfig(steps=1, seq_len=128, batch_size=4, progress=False),
-        max_batch=16, max_len=256)
+    base = _coin_flip(test=6)
     suite = Suite("last letters", "toy/last_letter", DataConfig(synthetic=2, seed=7))
     arms = {"main": dataclasses.replace(base, retention=(suite,)),
             "gold": dataclasses.replace(base, control="gold"),
@@ -280,19 +287,12 @@ def test_teacher_and_kd_arms_distil_from_their_teacher(tmp_path):
     import dataclasses
     import shutil
 
-    from s2jax.core.text_generator import SamplingParams
-    from s2jax.run.config import DataConfig, ExperimentConfig, TeacherConfig
+    from s2jax.run.config import TeacherConfig
     from s2jax.run.sweep import plan_sweep, run_worker, write_report
     from s2jax.toy.demo import base_model_dir
-    from s2jax.train.config import KDConfig, TrainConfig
+    from s2jax.train.config import KDConfig
 
-    base = ExperimentConfig(
-        name="c", model=str(base_model_dir()), task="toy/coin_flip", method="rar_1step",
-        unlabeled=DataConfig(synthetic=4, seed=2), test=DataConfig(synthetic=3, seed=1),
-        sampling=SamplingParams(n=4, temperature=0.7, top_k=40, max_new_tokens=64),
-        eval_sampling=SamplingParams(max_new_tokens=64),
-        train=TrainConfig(steps=1, seq_len=128, batch_size=4, learning_rate=1e-3,
-                          progress=False), max_batch=16, max_len=256)
+    base = _coin_flip(test=3, learning_rate=1e-3)
     kd = lambda div: dataclasses.replace(base.train, kd=KDConfig(div, teacher_seq_len=256))
     teacher_dir = tmp_path / "teacher"  # another checkpoint (the toy's weights: cheap)
     shutil.copytree(base_model_dir(), teacher_dir)
