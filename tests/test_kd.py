@@ -429,10 +429,8 @@ def test_logit_kd_across_vocabularies_is_one_line_error_before_any_work(hf_check
              teacher_cfg=big, teacher_name="big")
 
 
-def test_kd_refuses_a_curriculum_over_teacher_contexts_and_a_sweep_refuses_a_teacher(
-        hf_checkpoint, tmp_path):
-    from s2jax.run.config import TeacherConfig
-    from s2jax.run.graph import resolve_arm
+def test_kd_refuses_a_curriculum_over_teacher_contexts(hf_checkpoint, tmp_path):
+    # (sweeps take a teacher and train.kd: tests/test_sweep_plan.py, tests/test_sweep.py)
     from s2jax.train.config import CurriculumConfig
 
     model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
@@ -445,11 +443,6 @@ def test_kd_refuses_a_curriculum_over_teacher_contexts_and_a_sweep_refuses_a_tea
     with pytest.raises(S2JaxError, match="curriculum.tokens_per_stage > 0 with rows' teacher_"):
         finetune(model, tok, rows, cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
-    for config in (_run_config(hf_checkpoint, TeacherConfig(model=str(hf_checkpoint("qwen2")))),
-                   _run_config(hf_checkpoint, TeacherConfig(), kd=KDConfig("jsd"))):
-        with pytest.raises(S2JaxError, match="arm a: a teacher section or train.kd is not "):
-            resolve_arm("a", config, tmp_path / "arm", {"echo": _echo_task()})
-
 
 
 def test_the_train_memory_check_counts_a_kd_teachers_frozen_weights(monkeypatch):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from s2jax.core.errors import S2JaxError
-from s2jax.core.remote_root import MANIFEST, RemoteRoot, local_copy, worked_on
 from s2jax.core.storage import as_path, create_if_absent, files_under, read_json, write_json
+from s2jax.parallel.remote_root import MANIFEST, RemoteRoot, local_copy, worked_on
 from s2jax.testing.fake_gcs import fake_gcs
 
 pytest.importorskip("google.cloud.storage", reason="orbax asks google-cloud-storage about a "

@@ -8,7 +8,7 @@ POSIX file system in ways the primitives here absorb:
   fsync, rename, `s2jax.core.atomic`);
 - there is no rename of a directory, no append, no flock: a set of objects is committed by
   writing a marker object last, and readers trust only what a marker lists (a run root's
-  manifest, `s2jax.core.remote_root`; orbax's commit_success.txt for a checkpoint);
+  manifest, `s2jax.parallel.remote_root`; orbax's commit_success.txt for a checkpoint);
 - create-if-absent is the store's precondition (GCS `ifGenerationMatch=0`, S3 `If-None-Match`),
   reached through fsspec's `pipe_file(mode="create")`; a backend without it raises
   `NotImplementedError` rather than racing (locally: `O_EXCL`).

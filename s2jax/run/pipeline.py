@@ -29,7 +29,6 @@ from typing import Any
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.core.ownership import DISTILL_SET, check_dir
-from s2jax.core.remote_root import checkpoint_dir, worked_on
 from s2jax.core.rundir import check_claim, claim, locked
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import PARQUET, DistillConfig
@@ -37,6 +36,7 @@ from s2jax.distill.evaluate import EvalResult
 from s2jax.distill.trace import trace_task
 from s2jax.methods.catalog import METHODS, SYSTEM1, method
 from s2jax.methods.program import Program
+from s2jax.parallel.remote_root import checkpoint_dir, worked_on
 from s2jax.run.config import DataConfig, ExperimentConfig
 from s2jax.run.stages import (
     MAX_UNREADABLE_SHARE,
@@ -126,7 +126,7 @@ def resolve(config: ExperimentConfig, run_dir: str | Path, *,
     """Checks everything a run would reject, before any work: names, model, mesh, inputs, dir.
 
     `s2jax run --dry-run` calls this and stops; a run calls it and goes on. An object-store
-    `run_dir` (gs://) is checked in its local copy (`s2jax.core.remote_root`).
+    `run_dir` (gs://) is checked in its local copy (`s2jax.parallel.remote_root`).
     """
     task = resolve_task(config.task, tasks, "task")
     test_task = resolve_task(config.test_task or config.task, tasks, "test_task")
@@ -368,7 +368,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, *,
       config: the experiment.
       run_dir: where the artifacts go: a local (or network) directory, or an object-store URL
         (gs://bucket/run) worked on through a local copy, published at every barrier, with the
-        orbax checkpoints on the store itself (`s2jax.core.remote_root`).
+        orbax checkpoints on the store itself (`s2jax.parallel.remote_root`).
       tasks: where `config.task` is looked up ("toy/NAME" also finds the toy world's tasks).
       log: where progress lines go.
       progress: progress bars on stderr.

@@ -24,7 +24,6 @@ from s2jax.core.errors import NonResult, S2JaxError
 from s2jax.core.hashing import json_hash
 from s2jax.core.ownership import ADAPTER, MODEL, TRAIN_RUN, check_dir
 from s2jax.core.progress import StageBar
-from s2jax.core.remote_root import synced
 from s2jax.core.shards import run_sharded
 from s2jax.core.text_generator import SamplingParams, TextGenerator
 from s2jax.distill.dataset import (
@@ -39,6 +38,7 @@ from s2jax.distill.evaluate import EvalResult, score_examples, summarize
 from s2jax.methods.program import Program
 from s2jax.methods.records import generate_records
 from s2jax.parallel.distributed import barrier, is_writer
+from s2jax.parallel.remote_root import synced
 from s2jax.tasks.task import Example, Task
 
 Log = Callable[[str], None]
@@ -57,7 +57,7 @@ def processes() -> tuple[bool, Callable[[str], None] | None]:
     """(this process writes, a barrier for multi-process runs or None).
 
     On an object-store run root the barrier also publishes (process 0) and pulls (the others)
-    the root's local copy, and is not None even in a one-process run (`s2jax.core.remote_root`).
+    the root's local copy, and is not None even in a one-process run (`s2jax.parallel.remote_root`).
     """
     writer = is_writer()
     return writer, synced(writer, barrier())

@@ -33,13 +33,13 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import NonResult, RunFailed, S2JaxError
 from s2jax.core.memory import check_fits
 from s2jax.core.ownership import TRAIN_RUN, claim_dir
-from s2jax.core.remote_root import publish as publish_root
 from s2jax.models.hf import save_model
 from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
 from s2jax.models.params import num_params, param_shardings
 from s2jax.models.projection import LORA_SCALE
 from s2jax.parallel.distributed import is_writer
+from s2jax.parallel.remote_root import publish as publish_root
 from s2jax.parallel.sharding import mesh_from_spec, mesh_of
 from s2jax.train.checkpoint import Checkpoints
 from s2jax.train.config import CurriculumConfig, KDConfig, TrainConfig
