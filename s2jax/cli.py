@@ -20,6 +20,7 @@ from s2jax.core.errors import (
     out_of_memory,
 )
 from s2jax.parallel.distributed import detect_launcher, initialize
+from s2jax.parallel.platforms import default_to_cpu
 
 EPILOG = """exit status:
   0    done
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.unregister(gc.freeze)  # once, however often main runs in a process
     atexit.register(gc.freeze)
     args = _parser().parse_args(argv)
+    default_to_cpu()  # before JAX starts: no TPU plugin's start-up errors on a CPU-only machine
     compile_cache.enable(args.compilation_cache)  # before anything compiles
     _quiet_library_noise()
     try:
