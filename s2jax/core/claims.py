@@ -29,11 +29,12 @@ import time
 from pathlib import Path
 
 from s2jax.core.atomic import write_json
+from s2jax.core.storage import create_if_absent
 
 CLAIMS = "claims"
 
 
-def _proc_start(pid: int) -> str:
+def proc_start(pid: int) -> str:
     """The process's start time in clock ticks (Linux), so a reused pid is not taken for it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -42,7 +43,7 @@ def _proc_start(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _alive(pid: int, born: str) -> bool:
+def process_alive(pid: int, born: str) -> bool:
     """Whether process `pid` (started at `born`, when known) is running on this host."""
     try:
         os.kill(pid, 0)
@@ -56,7 +57,7 @@ def _alive(pid: int, born: str) -> bool:
         return True
     if state in ("Z", "X"):  # a zombie has exited: only its parent has not reaped it yet
         return False
-    return not born or _proc_start(pid) == born
+    return not born or proc_start(pid) == born
 
 
 def _read(path: Path) -> dict | None:
@@ -117,7 +118,7 @@ class ClaimBoard:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.worker, self.lease = worker, lease
         self.host, self.pid = socket.gethostname(), os.getpid()
-        self.born = _proc_start(self.pid)
+        self.born = proc_start(self.pid)
         self._seen: dict[str, tuple[object, float]] = {}  # name -> (beat state, first seen)
 
     def claim_path(self, name: str) -> Path:
@@ -149,21 +150,15 @@ class ClaimBoard:
         token = secrets.token_hex(8)
         record = {"token": token, "worker": self.worker, "host": self.host, "pid": self.pid,
                   "born": self.born}
-        try:
-            fd = os.open(self.claim_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if not create_if_absent(self.claim_path(name), json.dumps(record).encode()):
             return None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
         write_json(self.beat_path(name), {"token": token, "n": 0})
         self._seen.pop(name, None)
         return Claim(self, name, token, previous)
 
     def _stale(self, name: str, info: dict) -> bool:
         """Whether the claim `info` on `name` is abandoned (see the module docstring)."""
-        if info.get("host") == self.host and isinstance(info.get("pid"), int) and not _alive(
+        if info.get("host") == self.host and isinstance(info.get("pid"), int) and not process_alive(
                 info["pid"], str(info.get("born") or "")):
             return True  # its worker exited (a live one may still have stalled: the beat says)
         beat = _read(self.beat_path(name)) or {}

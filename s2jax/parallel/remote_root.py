@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from s2jax.core.claims import _alive, _proc_start
+from s2jax.core.claims import proc_start, process_alive
 from s2jax.core.errors import S2JaxError
 from s2jax.core.paths import cache_dir
 from s2jax.core.storage import (
@@ -172,14 +172,14 @@ class RemoteRoot:
         A lock left by a process known dead (same host, pid gone) is taken over; one left by a
         machine that vanished stays, and the message says to delete it.
         """
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "born": _proc_start(os.getpid()),
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "born": proc_start(os.getpid()),
               "since": time.time()}
         path = self.remote / LOCK
         payload = json.dumps(me).encode()
         if not create_if_absent(path, payload):
             held = read_json(path) or {}
             dead = held.get("host") == me["host"] and isinstance(held.get("pid"), int) and \
-                not _alive(held["pid"], str(held.get("born") or ""))
+                not process_alive(held["pid"], str(held.get("born") or ""))
             if not dead:
                 raise S2JaxError(f"run dir {self.url}: in use by another s2jax run (host "
                                  f"{held.get('host', '?')}, pid {held.get('pid', '?')}); wait for "

@@ -50,12 +50,13 @@ from s2jax.run.stages import (
     stage_key,
 )
 from s2jax.run.stepwise import StageEvaluations
-from s2jax.run.tb_results import TB, run_hparams, write_tb_results
+from s2jax.run.tb_results import run_hparams, write_tb_results
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
 from s2jax.tasks.toy.world import TASKS as TOY
 from s2jax.train.config import TrainConfig
 from s2jax.train.data import read_examples
+from s2jax.train.metrics import TB
 
 Log = Callable[[str], None]
 TOY_PREFIX = "toy/"  # `task = "toy/coin_flip"` names a task of the toy world

@@ -31,9 +31,10 @@ from s2jax.run.config import ExperimentConfig
 from s2jax.run.graph import Graph, Node, add_arm, add_selection, resolve_arm
 from s2jax.run.selection import Selection
 from s2jax.run.store import LOG, RESERVED, ClaimLost, EventLog, StageStore
-from s2jax.run.tb_results import TB, run_hparams, write_tb_results
+from s2jax.run.tb_results import run_hparams, write_tb_results
 from s2jax.tasks import TASKS
 from s2jax.tasks.task import Task
+from s2jax.train.metrics import TB
 
 Log = Callable[[str], None]
 FAILED = ".failed"  # claims/<id>.failed: a stage that raised; others skip it and its dependents

@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-TB = "tb"  # the directory name, as the training curves' (`s2jax.train.metrics`)
+from s2jax.train.metrics import summary_writer
+
 STEP = 0  # the step the evaluation scalars are logged at
 Scalar = str | int | float | bool
 
@@ -82,10 +83,8 @@ def write_tb_results(logdir: str | Path, results: Mapping, hparams: Mapping[str,
                      split: str = "test") -> dict[str, float]:
     """Adds the evaluation scalars and the hparams session of `results` to `logdir` (made if
     absent); returns the scalars written. Call it from the writing process only."""
-    # tensorboardX only where a run ends, without torch (`metrics._summary_writer`)
-    from s2jax.train.metrics import _summary_writer
-
-    SummaryWriter = _summary_writer()
+    SummaryWriter = summary_writer()  # without torch (`metrics.summary_writer`)
+    # tensorboardX only where a run ends (loaded by the line above)
     from tensorboardX.summary import hparams as hparams_summaries
 
     scalars = eval_scalars(results, split)

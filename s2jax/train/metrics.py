@@ -32,7 +32,10 @@ def _rows(path: Path) -> list[dict]:
     return rows
 
 
-def _summary_writer():
+TB = "tb"  # the TensorBoard directory under a run (`s2jax.run.tb_results` adds to it too)
+
+
+def summary_writer():
     """tensorboardX's `SummaryWriter`, imported without torch when torch is not loaded yet.
 
     tensorboardX imports torch, where installed, only to accept its tensors (and imports it
@@ -59,7 +62,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: str | Path, resume_step: int = 0, writer: bool = True):
-        SummaryWriter = _summary_writer()  # TensorBoard's writer only when it is asked for
+        SummaryWriter = summary_writer()  # TensorBoard's writer only when it is asked for
         self.enabled = writer
         if not writer:
             return
@@ -68,7 +71,7 @@ class MetricsLog:
             kept = [r for r in _rows(self.path) if r.get("step", 0) <= resume_step]
             write_jsonl(self.path, kept)
         self.file = self.path.open("a", encoding="utf-8")
-        self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step + 1)
+        self.tb = SummaryWriter(str(Path(run_dir) / TB), purge_step=resume_step + 1)
 
     def write(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
