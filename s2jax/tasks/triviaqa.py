@@ -73,7 +73,10 @@ def from_rows(rows: Iterable[Mapping], *, biased: bool) -> list[Example]:
                 if "{incorrect_answer}" in template and not base["incorrect_answer"]:
                     continue
                 text = template.format(**{k: str(v) for k, v in base.items()})
-                out.append(_example(str(row.get("id", f"triviaqa-{i}")) + f"-{j}", text, base,
+                # the bare question's id differs from every biased one's (an evaluation may
+                # hold both: rows are paired by id)
+                suffix = f"-{j}" if biased else "-bare"
+                out.append(_example(str(row.get("id", f"triviaqa-{i}")) + suffix, text, base,
                                     template))
         else:
             raise S2JaxError(f"triviaqa row {i}: expected SycophancyEval 'prompt'/'base' fields "
