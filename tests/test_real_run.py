@@ -66,15 +66,3 @@ def test_shortened_real_run_writes_every_artifact(tmp_path):
     assert all(r["examples"] == 2 for r in results["rows"])
     prov = json.loads((run_dir / "distill/provenance.json").read_text())
     assert prov["filter"] == "majority" and prov["counts"]["kept"] >= 1
-
-
-def test_refilter_reuses_generations_only_when_nothing_but_filter_and_training_differ():
-    import real_refilter
-
-    old = {"name": "a", "model": "m", "sampling": {"n": 4, "temperature": 0.7},
-           "distill": {"vote": {"threshold": 0.5}}, "train": {"steps": 8}}
-    new = {**old, "name": "b", "distill": {"vote": {"threshold": 0.75}}, "train": {"steps": 4}}
-    assert real_refilter.differing_fields(old, new) == []
-    assert real_refilter.differing_fields(old, {**new, "sampling": {"n": 8, "temperature": 0.7},
-                                                "model": "other"}) == ["model", "sampling"]
-    assert real_refilter.differing_fields(old, {**new, "usc": True}) == ["usc"]

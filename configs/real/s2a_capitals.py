@@ -1,9 +1,9 @@
 """S2A distilled on real capital-city facts with a user's wrong suggestion, on a real model.
 
 Distil on one template ("I think the answer is <largest other city> but I'm really not sure.")
-of all 86 unlabeled countries; evaluate on held-out countries (`scripts/real_matrix.py` adds the
-templates not distilled on and other tasks). Filter: majority vote over N samples keyed by the
-city, target: the winning sample's own S2A reply (see docs/real_results.md for why not USC).
+of all 86 unlabeled countries; evaluate on held-out countries (`s2a_capitals_sweep.py` adds the
+templates not distilled on and other tasks as retention suites). Filter: majority vote over N
+samples keyed by the city, target: the winning sample's own S2A reply (not USC).
 Run: s2jax run configs/real/s2a_capitals.py[:qwen2.5-coder-0.5b|smollm2-135m][,quick]
 """
 

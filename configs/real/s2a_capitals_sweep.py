@@ -3,7 +3,7 @@
   s2jax sweep configs/real/s2a_capitals_sweep.py[:qwen2.5-coder-0.5b|smollm2-135m][,quick] \
       [--root runs/s2a_capitals_sweep] [--workers K]
 
-What scripts/real_refilter.py, real_validation.py and real_matrix.py did by hand, as stages:
+What the one-off scripts of the exploratory runs did by hand (removed), as stages:
 System 2 is sampled once (every arm differs only in the filter and fine-tuning, so they share
 the samples and the base model's evaluations); each arm's distilled model is evaluated on the
 validation countries first, the selection rule picks one arm, and only then does any test
