@@ -326,8 +326,8 @@ def test_the_steps_memory_layout_keeps_its_arithmetic(hf_checkpoint, monkeypatch
     # The step computes its mean and clipped gradients once, behind optimization barriers, and
     # on CPU compiles with the memory-minimising scheduler (1.2 GB less at Qwen2.5-0.5B). Without
     # clipping the state after two steps is bitwise that of the step without either (measured);
-    # with clipping (on here: 1e-3), XLA no longer folds the mean's division into the clip's
-    # scale, (g / n) / norm as written instead of g * (1 / (n * norm)): last bits differ
+    # with clipping (on here: 1e-3), XLA no longer folds the mean's division and the clip's into
+    # one scalar factor: (g / n) / norm as written, and the last bits differ
     model, _ = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
     tcfg = TrainConfig(batch_size=2, seq_len=8, grad_accum=2, max_grad_norm=1e-3,
                        learning_rate=1e-3, warmup_steps=0)
