@@ -2,16 +2,20 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from s2jax.cli import main
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import S2JaxError
 from s2jax.models.config import ModelConfig
-from s2jax.models.params import num_params
-from s2jax.run.plan import GiB, hand_estimate, plan, plan_inputs
+from s2jax.models.params import num_params, param_specs
+from s2jax.parallel.sharding import make_mesh
+from s2jax.run.plan import GiB, hand_estimate, plan, plan_inputs, unrolled_weights
 from s2jax.train.config import KDConfig, LoraConfig, TrainConfig
 
 SHAPES = Path(__file__).resolve().parents[1] / "configs" / "models"
@@ -268,3 +272,23 @@ def test_a_teacher_is_counted_in_the_step_and_in_sampling():
     # no teacher named, KD on: the student's own weights, counted once more in the step
     own = plan(student, kd_train, mesh, 4, 1.0, 8, 128)
     assert own.teacher == "student" and own.teacher_train == sft.params
+
+
+def test_the_unrolled_decodes_copy_of_the_layers_is_counted_in_sampling():
+    # the sampler decodes with its layers unrolled on CPU under 200M params and on GPU under 4B:
+    # a per-layer copy of the layer weights, beside the stacked ones its programs take
+    cfg, mesh = _small(), make_mesh(devices=jax.devices()[:1])
+    layers = sum(math.prod(s.shape) for name, s in param_specs(cfg).items()
+                 if name.startswith("layers.")) * 4
+    assert unrolled_weights(cfg, mesh, jnp.float32) == layers  # this process: CPU
+    assert unrolled_weights(cfg, mesh, jnp.float32, "gpu") == layers
+    assert unrolled_weights(cfg, mesh, jnp.float32, "tpu") == 0
+    big = ModelConfig.from_file(SHAPES / "llama-3.1-8b-instruct.json")  # over both limits
+    assert unrolled_weights(big, mesh, jnp.bfloat16, "gpu") == 0
+    gemma = ModelConfig.from_file(SHAPES / "gemma-3-270m-it.json")  # a GPU unrolls it, not CPU
+    assert unrolled_weights(gemma, mesh, jnp.bfloat16, "cpu") == 0
+    assert unrolled_weights(gemma, mesh, jnp.bfloat16, "gpu") > 0
+    r = plan(cfg, TrainConfig(batch_size=8, seq_len=64, remat="full"), {}, 1, 1.0, 8, 128)
+    assert r.unrolled_weights == layers and "layer copy (unrolled decode)" in r.table()
+    assert r.sample_total >= r.sample_params + r.kv_cache + layers
+    assert r.prefill_total >= r.sample_params + r.kv_cache + layers

@@ -18,6 +18,11 @@ then held (5M SFT: 1.00 -> 1.77 GiB, flat from step 2 to 200; SmolLM2 shapes: 5.
 That is why it is not the default (`system`: glibc's own behaviour): a run near the machine's
 memory limit would not fit.
 
+Under `system`, `release()` gives the heap's free memory back before a phase that allocates
+from other threads (a checkpoint's writers, the export): freed blocks of a step's temporaries
+stay in the main heap (4.2 GB after a Qwen2.5-0.5B full fine-tune step), which those threads'
+arenas cannot reuse, so the phase's buffers came on top of them.
+
 `M_ARENA_MAX` is fixed by glibc when a second thread first allocates, so the setting takes full
 effect only when `s2jax` is imported before JAX, torch or anything else starts threads (the
 `s2jax` command does); a launcher can instead set `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
@@ -66,3 +71,15 @@ def configure() -> str:
                   ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))]
             applied = "keep" if all(ok) else "system"
     return applied
+
+
+def release() -> None:
+    """Returns the free memory of glibc's heaps to the system (`malloc_trim(3)`); a no-op under
+    `keep` (which holds it for the next call on purpose) and without glibc."""
+    if configure() == "keep" or not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

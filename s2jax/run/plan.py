@@ -39,6 +39,7 @@ from s2jax.parallel.sharding import MESH_AXES, RULES, make_mesh, named_sharding,
 from s2jax.parallel.targets import parse_target, target_mesh
 from s2jax.run.config import load_config
 from s2jax.sampling import loop
+from s2jax.sampling.engine import unrolls_layers
 from s2jax.sampling.token_rules import SamplingMethod
 from s2jax.train.config import TrainConfig
 from s2jax.train.loss import chunk_len
@@ -135,12 +136,12 @@ class PlanReport:
     kv_cache: int  # the decode state's KV cache
     sample_arguments: int  # XLA's argument bytes of a decode step: weights + decode state
     decode_temp: int
-    sample_total: int
+    sample_total: int  # weights + decode state + temporaries (+ `unrolled_weights`)
     sample_batch: int
     sample_max_len: int
     # one prefill of `sample_batch` prompts of `sample_max_len` slots (the longest prompt)
     prefill_temp: int  # XLA temporaries: activations and attention scores of one chunk
-    prefill_total: int  # weights + decode state + the prompts' cache + temporaries
+    prefill_total: int  # weights + decode state + the prompts' cache + temporaries (+ the same)
     compile_seconds: float
     hand: dict[str, int]  # the closed-form figures of `hand_estimate`
     remat: str = "none"  # the remat policy planned for
@@ -157,6 +158,9 @@ class PlanReport:
     teacher_sample_params: int = 0  # a separate teacher's weights in the sampling dtype
     teacher_sample_total: int = 0  # its decode step (weights + decode state + temporaries)
     teacher_prefill_total: int = 0  # its prefill of the longest prompts
+    # where the sampler decodes with its layers unrolled (`engine.unrolls_layers`), the
+    # per-layer copy of the stacked layer weights it makes for a call and holds through it
+    unrolled_weights: int = 0
 
     @property
     def separate_teacher(self) -> bool:
@@ -212,6 +216,9 @@ class PlanReport:
                 ("sampling total", self.sample_total, "sample_total"),
                 ("prefill temp", self.prefill_temp, None),
                 ("prefill total", self.prefill_total, None)]
+        if self.unrolled_weights:
+            rows.insert(rows.index(("decode temp", self.decode_temp, None)),
+                        ("layer copy (unrolled decode)", self.unrolled_weights, None))
         if self.teacher_train:
             rows.insert(rows.index(("train total", self.train_total, "train_total")),
                         ("frozen teacher (KD)", self.teacher_train, None))
@@ -558,9 +565,23 @@ def _planned(train_cfg: TrainConfig) -> tuple[TrainConfig, str]:
 
 
 def _sampling_memory(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
-    """(`_decode_memory`'s triple, the prefill's memory analysis) of the sampler."""
+    """(`_decode_memory`'s triple, the prefill's memory analysis, `unrolled_weights`) of the
+    sampler."""
     return (_decode_memory(cfg, mesh, batch, max_len, dtype),
-            prefill_memory(cfg, mesh, batch, max_len, max_len, dtype))
+            prefill_memory(cfg, mesh, batch, max_len, max_len, dtype),
+            unrolled_weights(cfg, mesh, dtype))
+
+
+def unrolled_weights(cfg: ModelConfig, mesh: Mesh, dtype, platform: str | None = None) -> int:
+    """Per device, the per-layer copy of the layer weights (`split_layers`) that a sampler on
+    `mesh` (on `platform`, default its devices') holds through a call where it decodes with
+    its layers unrolled, else 0. The compiled programs take the stacked weights: this is on
+    top of them."""
+    platform = platform or mesh.devices.flat[0].platform
+    if not unrolls_layers(num_params(cfg), platform):
+        return 0
+    return sum(_shard_bytes(x) for name, x in _abstract_weights(cfg, mesh, dtype).items()
+               if name.startswith("layers."))
 
 
 def _teacher_fields(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh, smesh: Mesh,
@@ -575,9 +596,10 @@ def _teacher_fields(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh, 
                   teacher_train=sum(_shard_bytes(x) for x in in_step.values()))
     if teacher_cfg is None:
         return fields, ()
-    (decode, params, _), prefill = _sampling_memory(teacher_cfg, smesh, batch, max_len, dtype)
+    (decode, params, _), prefill, copy = _sampling_memory(teacher_cfg, smesh, batch, max_len,
+                                                          dtype)
     return (dict(fields, teacher_sample_params=params, teacher_sample_total=compiled_total(
-        decode), teacher_prefill_total=compiled_total(prefill)),
+        decode) + copy, teacher_prefill_total=compiled_total(prefill) + copy),
             (("teacher decode", decode), ("teacher prefill", prefill)))
 
 
@@ -618,7 +640,7 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     train, state, batch = train_memory(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype),
                                        teacher_cfg, t_dtype)
     frozen = frozen_weights(model_cfg, train_cfg, mesh, jnp.dtype(sample_dtype))
-    (decode, sample_params, kv), prefill = _sampling_memory(
+    (decode, sample_params, kv), prefill, copy = _sampling_memory(
         model_cfg, smesh, sample_batch, sample_max_len, jnp.dtype(sample_dtype))
     teacher, teacher_programs = _teacher_fields(model_cfg, train_cfg, mesh, smesh, teacher_cfg,
                                                 teacher_name, t_dtype, sample_batch, sample_max_len)
@@ -627,14 +649,14 @@ def plan(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh_sizes: dict[str, i
     return PlanReport(
         model=name, num_params=num_params(model_cfg), mesh=mesh_sizes,
         device_memory=int((device_memory_gib or (tpu.hbm_gib if tpu else 0)) * GiB),
-        params=total(state.params),
+        params=total(state.params), unrolled_weights=copy,
         opt_state=total(state.opt_state), frozen=total(frozen), batch=total(batch),
         activations=train.temp_size_in_bytes, train_arguments=train.argument_size_in_bytes,
         train_total=compiled_total(train), sample_params=sample_params, kv_cache=kv,
         sample_arguments=decode.argument_size_in_bytes, decode_temp=decode.temp_size_in_bytes,
-        sample_total=compiled_total(decode), sample_batch=sample_batch,
+        sample_total=compiled_total(decode) + copy, sample_batch=sample_batch,
         sample_max_len=sample_max_len, prefill_temp=prefill.temp_size_in_bytes,
-        prefill_total=compiled_total(prefill), compile_seconds=seconds,
+        prefill_total=compiled_total(prefill) + copy, compile_seconds=seconds,
         hand=hand_estimate(model_cfg, train_cfg, mesh_sizes, sample_batch, sample_max_len,
                            sample_dtype, sample_mesh=sample_mesh, flash=tpu is not None),
         remat=remat, lora=_lora_summary(model_cfg, train_cfg), compiler=compiler,

@@ -86,6 +86,12 @@ UNROLL_MAX_PARAMS = 200_000_000
 GPU_UNROLL_MAX_PARAMS = 4_000_000_000
 
 
+def unrolls_layers(num_params: int, platform: str) -> bool:
+    """Whether a `Sampler` of a model of `num_params` on `platform` ("cpu", "gpu", "tpu")
+    decodes with its layers unrolled by default (see the constants above)."""
+    return num_params < {"cpu": UNROLL_MAX_PARAMS, "gpu": GPU_UNROLL_MAX_PARAMS}.get(platform, 0)
+
+
 class Sampler:
     """Generates `params.n` samples per prompt with a KV cache on one device or a mesh.
 
@@ -133,9 +139,7 @@ class Sampler:
         params = model.params()
         num_params = sum(v.size for v in params.values())
         if unroll_layers is None:
-            limit = {"cpu": UNROLL_MAX_PARAMS, "gpu": GPU_UNROLL_MAX_PARAMS}.get(
-                jax.default_backend(), 0)
-            unroll_layers = num_params < limit
+            unroll_layers = unrolls_layers(num_params, jax.default_backend())
         self.unroll_layers = unroll_layers
         self.mesh = mesh_of(next(iter(params.values())), mesh)
         self._param_shardings = param_shardings(self.cfg, self.mesh)

@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from s2jax.core import host_memory
 from s2jax.core.atomic import write_json
 from s2jax.core.errors import NonResult, RunFailed, S2JaxError
 from s2jax.core.memory import check_fits
@@ -472,6 +473,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
             if save:
                 progress.flush()  # a checkpoint follows only steps known to be finite
                 _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
+                host_memory.release()  # the writer threads' buffers do not reuse the step's
                 checkpoints.save(s, state, batches.state())
                 publish_root()  # on a gs:// run root, the logs so far go with the checkpoint
             if held_batches and (s == total or (config.eval_every and s % config.eval_every == 0)):
@@ -497,6 +499,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     if writer:
         write_json(run_dir / "summary.json", summary)
     if config.export:
+        host_memory.release()
         save_model(model, tokenizer, run_dir / "model")
         if lora.enabled:
             save_peft(cfg, lora, params, run_dir / "adapter",

@@ -2,10 +2,16 @@
 
 Weight decay skips norm scales and biases: decaying them pulls a norm's gain towards 0 and a
 bias towards 0, which regularises nothing and only distorts the layer.
+
+The clipped gradients are computed once, into buffers of their own: XLA does not copy a
+division into each op that reads it, so without the barrier a clipped leaf (`t / norm *
+max_norm`, read by both of Adam's moments) stood beside the gradient it came from, a second
+copy of the gradients in the step (bench/train_memory.py --rss; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from s2jax.train.config import TrainConfig
@@ -40,4 +46,16 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
                         mask=lambda params: {k: decays(k) for k in params})
     if not cfg.max_grad_norm:
         return adamw
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
+    return optax.chain(computed_once(optax.clip_by_global_norm(cfg.max_grad_norm)), adamw)
+
+
+def computed_once(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with its updates behind an optimization barrier: each leaf is computed once and
+    read from memory by every later op, never recomputed from `tx`'s input (which is then
+    freed). Same state and the same values as `tx`."""
+
+    def update(updates, state, params=None):
+        updates, state = tx.update(updates, state, params)
+        return jax.lax.optimization_barrier(updates), state
+
+    return optax.GradientTransformation(tx.init, update)

@@ -166,7 +166,9 @@ def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTrans
                                                             batch)
         count = jnp.sum(batch["weights"])
         denom = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+        # the mean once, into buffers of its own: the sums are then freed (`optim.computed_once`)
+        grads = jax.lax.optimization_barrier(
+            jax.tree.map(lambda g: g / denom.astype(g.dtype), grads))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss / denom, "accuracy": correct / denom,
@@ -181,7 +183,22 @@ def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTrans
     in_shardings = (shardings, frozen_shardings or {}, teacher.shardings if teacher else {},
                     batch_shardings(mesh, tcfg, (tcfg.grad_accum,)))
     return jax.jit(step, in_shardings=in_shardings, out_shardings=(shardings, replicated),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=compiler_options(mesh))
+
+
+def compiler_options(mesh: Mesh) -> dict[str, str]:
+    """XLA options of the train step on `mesh`'s platform.
+
+    XLA:CPU's default scheduler orders the program for concurrency: it starts independent work
+    early, so the zero-filled gradient buffers of the backward pass were made during the
+    forward, and the optimizer's buffers overlapped the backward's. Its memory-minimising
+    scheduler runs the same ops in another order (bitwise the same result). With the
+    gradients' mean and clip computed once (`optim.computed_once`), the temporaries of
+    Qwen2.5-0.5B's full fine-tune step go from 5.06 to 3.87 GB (either change alone: none).
+    """
+    if mesh.devices.flat[0].platform != "cpu":
+        return {}
+    return {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
 def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, mesh: Mesh,
