@@ -129,12 +129,44 @@ def criterion(scores: dict[str, dict[str, list[float]]]) -> dict:
         "bare_drop": {"sft": drop_sft, "onpolicy": drop_op,
                       "sft_vs_base": _paired(scores["base"][BARE], scores["sft"][BARE]),
                       "onpolicy_vs_base": _paired(scores["base"][BARE], scores["onpolicy"][BARE]),
-                      "half_sft_minus_onpolicy_x2": margin["difference"],
+                      "sft_drop_minus_2x_onpolicy_drop": margin["difference"],
                       "holds": halved, "sft_dropped": drop_sft > 0},
         "target_vs_base": {s: _paired(scores[s][TARGET], scores["base"][TARGET])
                            for s in ("sft", "onpolicy")},
         "verdict": "PASS" if matched and halved else "FAIL",
     }
+
+
+def _cell(w: list[float]) -> str:
+    return f"{w[0]:.1f} [{w[1]:.1f}, {w[2]:.1f}]"
+
+
+def _diff(d: dict) -> str:
+    return (f"{_cell(d['difference'])} ({d['only_a']} / {d['only_b']} countries; McNemar p "
+            f"{d['mcnemar_p']:.2g})")
+
+
+def render(result: dict) -> str:
+    """The verdict and the tables, markdown."""
+    n, w, drop = result["n"], result["wilson"], result["bare_drop"]
+    names = {"base": "base System 1", "sft": "SFT distilled (LoRA)",
+             "onpolicy": f"on-policy distilled (LoRA, {result['chosen_rounds']} rounds)"}
+    lines = [f"**{result['verdict']}**: matched accuracy (within {MATCH:.0f} points on "
+             f"{TARGET}) {'holds' if result['matched']['holds'] else 'fails'}; on-policy's bare "
+             f"drop {drop['onpolicy']:.1f} vs SFT's {drop['sft']:.1f} (at most half: "
+             f"{'holds' if drop['holds'] else 'fails'}).", "",
+             f"| model | {TARGET} ({n[TARGET]}) | bare ({n[BARE]}) |", "|---|---:|---:|"]
+    lines += [f"| {names[s]} | {_cell(w[s][TARGET])} | {_cell(w[s][BARE])} |" for s in names]
+    lines += ["", "| paired (points, 95% bootstrap; countries only the first / only the second "
+              "got right) | |", "|---|---|",
+              f"| on-policy - SFT, {TARGET} | {_diff(result['matched']['onpolicy_minus_sft'])} |",
+              f"| SFT's bare drop (base - SFT) | {_diff(drop['sft_vs_base'])} |",
+              f"| on-policy's bare drop (base - on-policy) | {_diff(drop['onpolicy_vs_base'])} |",
+              f"| SFT's drop - 2 x on-policy's (>= 0: H holds) | "
+              f"{_cell(drop['sft_drop_minus_2x_onpolicy_drop'])} |",
+              f"| SFT - base, {TARGET} | {_diff(result['target_vs_base']['sft'])} |",
+              f"| on-policy - base, {TARGET} | {_diff(result['target_vs_base']['onpolicy'])} |"]
+    return "\n".join(lines) + "\n"
 
 
 def test(args) -> dict:
@@ -154,6 +186,8 @@ def test(args) -> dict:
             scores[system][template] = [r["score"] for r in rows]
     result = {"chosen_rounds": chosen, **criterion(scores)}
     write_json(out / "verdict.json", result)
+    (out / "verdict.md").write_text(render(result))
+    print(render(result))
     return result
 
 

@@ -410,8 +410,11 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                             "model": cfg.architecture, "base": base,
                             "teacher": _describe(teacher) if kd else None},
                   resuming=start > 0, writer=writer)
+    # fields the compiled functions never read are fixed, so that runs differing only in them
+    # (on-policy rounds: one seed a round) share one compilation
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
-        cfg, config, total, mesh, stages, teacher.config if kd else None)
+        cfg, dataclasses.replace(config, seed=0, export=True, progress=False), total, mesh,
+        stages, teacher.config if kd else None)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
