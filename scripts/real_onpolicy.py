@@ -50,16 +50,22 @@ class Evaluator:
     def __init__(self, config: dict):
         self.config, self.task = config, TASKS[config["task"]]
         self.params = SamplingParams(**config["eval_sampling"])
-        self.model, tok = s2jax.load(config["model"], dtype=config["dtype"])
-        self.sampler = Sampler(self.model, tok, max_batch=config["max_batch"],
-                               max_len=config["max_len"], chat=config["chat"])
-        self.base = self.model.params()
         self.program = method(SYSTEM1, self.task.system1)
+        self.sampler = None  # the model loads when a row file is first missing
+
+    def _load(self) -> None:
+        config = self.config
+        model, tok = s2jax.load(config["model"], dtype=config["dtype"])
+        self.sampler = Sampler(model, tok, max_batch=config["max_batch"],
+                               max_len=config["max_len"], chat=config["chat"])
+        self.base = model.params()
 
     def rows(self, weights: Path | None, split: str, template: str, path: Path) -> list[dict]:
         if path.is_file():
             return [json.loads(x) for x in path.read_text().splitlines()]
         start = time.perf_counter()
+        if self.sampler is None:
+            self._load()
         params = self.base if weights is None else \
             s2jax.load(weights, dtype=self.config["dtype"])[0].params()
         self.sampler.set_params(params)
@@ -118,19 +124,22 @@ def criterion(scores: dict[str, dict[str, list[float]]]) -> dict:
     drop_sft = acc["base"][BARE] - acc["sft"][BARE]
     drop_op = acc["base"][BARE] - acc["onpolicy"][BARE]
     matched = abs(acc["onpolicy"][TARGET] - acc["sft"][TARGET]) <= MATCH
-    # drop_op <= drop_sft / 2  <=>  mean(2 op - base - sft) >= 0, per item: one paired interval
+    # drop_op <= drop_sft / 2  <=>  sum(2 op - base - sft) >= 0, per item: one paired interval;
+    # decided in whole countries (on the same items), so a tie is not lost to rounding
     margin = _paired(2 * op - base, sft)
-    halved = drop_sft > 0 and drop_op <= drop_sft / 2
+    lost_sft, lost_op = int(base.sum() - sft.sum()), int(base.sum() - op.sum())
+    halved = lost_sft > 0 and 2 * lost_op <= lost_sft
     return {
         "n": n, "accuracy": acc, "wilson": wil,
         "matched": {"onpolicy_minus_sft": _paired(scores["onpolicy"][TARGET],
                                                    scores["sft"][TARGET]),
                     "within": MATCH, "holds": matched},
-        "bare_drop": {"sft": drop_sft, "onpolicy": drop_op,
+        "bare_drop": {"sft": drop_sft, "onpolicy": drop_op, "countries_lost_net":
+                      {"sft": lost_sft, "onpolicy": lost_op},
                       "sft_vs_base": _paired(scores["base"][BARE], scores["sft"][BARE]),
                       "onpolicy_vs_base": _paired(scores["base"][BARE], scores["onpolicy"][BARE]),
                       "sft_drop_minus_2x_onpolicy_drop": margin["difference"],
-                      "holds": halved, "sft_dropped": drop_sft > 0},
+                      "holds": halved, "sft_dropped": lost_sft > 0},
         "target_vs_base": {s: _paired(scores[s][TARGET], scores["base"][TARGET])
                            for s in ("sft", "onpolicy")},
         "verdict": "PASS" if matched and halved else "FAIL",
