@@ -23,7 +23,7 @@ from s2jax.core.overrides import check_types, override
 from s2jax.core.ownership import check_input
 from s2jax.core.text_generator import SamplingParams
 from s2jax.distill.dataset import DistillConfig
-from s2jax.train.config import KDConfig, TrainConfig
+from s2jax.train.config import KDConfig, OnPolicyConfig, TrainConfig
 
 MAX_SYNTHETIC = 1_000_000  # synthetic inputs of one run: each is held in memory with its samples
 
@@ -146,6 +146,13 @@ class ExperimentConfig:
     cross_fit: CrossFit = CrossFit()  # folds over the `test` pool instead of `unlabeled`
     control: Control = ""  # "": System 2 distillation; else a control variant (above)
     retention: tuple[Suite, ...] = ()  # suites the base and the distilled model are run on
+    # on-policy context distillation instead of generate -> vote -> SFT: the student samples its
+    # own answers to the unlabeled inputs, round by round, and learns (train.kd) the frozen
+    # teacher's distribution on them; the teacher (by default the base model itself, with
+    # LoRA the base with adapters off) reads the input's System 2 context, the final prompt of
+    # `method` over its own greedy earlier stages (S2A: the question as its rewrite states it,
+    # the opinion removed; no label is read). None: off (s2jax.run.onpolicy)
+    onpolicy: OnPolicyConfig | None = None
 
     def __post_init__(self):
         check_types(self, "config")
@@ -175,6 +182,30 @@ class ExperimentConfig:
             if not ok:
                 raise S2JaxError(f"config {message}")
         self._check_meshes()
+        self._check_onpolicy()
+
+    def _check_onpolicy(self) -> None:
+        """An on-policy run has a divergence, steps per round, a teacher context, no vote."""
+        if self.onpolicy is None:
+            return
+        checks = [
+            (self.train.kd.enabled, "train.kd.divergence=none: expected reverse_kl, jsd or "
+             "forward_kl (the student learns the teacher's distributions)"),
+            (self.train.steps >= 1, f"train.steps={self.train.steps}: expected >= 1 (the "
+             "optimizer steps of each round)"),
+            (self.chat, "chat=False: expected chat=True (rounds sample chat replies)"),
+            (self.teacher.context == "system2" or self.separate_teacher,
+             "teacher.context=system1 with the student's own model as teacher: it would read "
+             "what the student reads (the loss starts at 0); expected teacher.context=system2"),
+            (not (self.control or self.usc or self.perturb),
+             f"control={self.control!r}, usc={self.usc}, perturb={self.perturb}: expected "
+             "none of them (on-policy rounds have no vote and no targets)"),
+            (not self.train.curriculum.enabled,
+             "train.curriculum: expected none (on-policy rounds have no traces to remove)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise S2JaxError(f"config onpolicy: {message}")
 
     def _check_meshes(self) -> None:
         """`mesh` and `train.mesh` parse, and span the same devices (stages share them)."""
@@ -221,13 +252,15 @@ class ExperimentConfig:
     def fingerprint(self) -> str:
         """A hash of everything that determines the run's artifacts.
 
-        Protocol fields, the teacher section, `train.kd` and cross-fitting's fields after
-        `folds` and `seed` count only when set, so run dirs made before they existed resume.
+        Protocol fields, the teacher section, `train.kd`, `onpolicy` and cross-fitting's fields
+        after `folds` and `seed` count only when set, so run dirs made before they existed resume.
         """
         unset = {k for k, v in PROTOCOL_DEFAULTS.items() if getattr(self, k) == v}
         data = {k: v for k, v in self.to_json().items() if k not in unset}
         if self.teacher == TeacherConfig():
             del data["teacher"]
+        if self.onpolicy is None:
+            del data["onpolicy"]
         if self.train.kd == KDConfig():
             data["train"] = {k: v for k, v in data["train"].items() if k != "kd"}
         if "cross_fit" in data:  # as cross-fitting's later fields (group, distil_on, ...)

@@ -11,8 +11,12 @@
   results.json               the table: base System 1, base System 2, distilled System 1
                              (+ "curriculum": one row per stage, `s2jax.run.stepwise`)
 
+  onpolicy/                  with `onpolicy` set, instead of generations, distill/ and train/:
+                             the teacher's contexts, the pool and the rounds (s2jax.run.onpolicy)
+
 `run_distillation` is the sequence (`s2jax run` and `s2jax demo` both call it):
-evaluate_stage x2 -> generate_stage -> distill_stage -> finetune_stage -> evaluate_stage.
+evaluate_stage x2 -> generate_stage -> distill_stage -> finetune_stage -> evaluate_stage
+(on-policy: evaluate_stage x2 -> onpolicy_stage -> evaluate_stage).
 A finished stage is skipped and a killed sampling stage resumes at its first unfinished shard,
 so a kill loses at most one shard (training resumes from its last orbax checkpoint).
 """
@@ -38,6 +42,7 @@ from s2jax.methods.catalog import METHODS, SYSTEM1, method
 from s2jax.methods.program import Program
 from s2jax.parallel.remote_root import checkpoint_dir, worked_on
 from s2jax.run.config import DataConfig, ExperimentConfig
+from s2jax.run.onpolicy import onpolicy_stage
 from s2jax.run.stages import (
     MAX_UNREADABLE_SHARE,
     check_train_dir,
@@ -54,7 +59,7 @@ from s2jax.run.tb_results import run_hparams, write_tb_results
 from s2jax.tasks import TASKS, load_examples
 from s2jax.tasks.task import Example, Task
 from s2jax.tasks.toy.world import TASKS as TOY
-from s2jax.train.config import TrainConfig
+from s2jax.train.config import OnPolicyConfig, TrainConfig
 from s2jax.train.data import read_examples
 from s2jax.train.metrics import TB
 
@@ -89,6 +94,7 @@ class Distillation:
     fail_on_empty: bool = True  # a filter that kept nothing is an error (else a marked row)
     teacher: str = ""  # the teacher's checkpoint when it is not the student (provenance)
     teacher_context: bool = False  # examples carry the teacher's System 2 context (train.kd)
+    onpolicy: OnPolicyConfig | None = None  # on-policy rounds instead of vote -> fine-tune
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +185,8 @@ def resolve(config: ExperimentConfig, run_dir: str | Path, *,
         usc=config.usc, chat=config.chat, shard_size=config.shard_size, dtype=config.dtype,
         test_split=(config.test.split or "test").partition(":")[0],
         teacher=config.teacher_model if config.separate_teacher else "",
-        teacher_context=config.train.kd.enabled and config.teacher.context == "system2")
+        teacher_context=config.train.kd.enabled and config.teacher.context == "system2",
+        onpolicy=config.onpolicy)
 
 
 def _run_key(config: ExperimentConfig, run_dir: Path) -> str:
@@ -241,9 +248,6 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
       `{"name", "task", "method", "rows": [system1, system2, distilled?], "distill": stats,
       "warnings": [...], "seconds": {...}}`
     """
-    # JAX only when a run starts (commands import this module early)
-    from s2jax.models.loading import load
-
     writer, sync = processes()
 
     def write(path: Path, obj) -> None:
@@ -275,23 +279,18 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
         write(run_dir / "eval_base.json", [r.to_json() for r in rows])
 
         t0 = time.perf_counter()
-        gen_path = run_dir / "generations.jsonl"
-        records = generate_stage(d.program, d.task, d.unlabeled, system2, d.sampling,
-                                 path=gen_path, key=d.fingerprint, shard_size=d.shard_size,
-                                 perturb=d.perturb, usc=d.usc, chat=d.chat, progress=progress)
-        generate_seconds = time.perf_counter() - t0
-
         distill_dir = run_dir / "distill"
-        if (distill_dir / PARQUET).is_file():
-            stats = json.loads((distill_dir / "vote_stats.json").read_text())
-            warnings = json.loads((distill_dir / "provenance.json").read_text())["warnings"]
+        if d.onpolicy is not None:  # the student's own samples scored by the teacher, in rounds
+            stats, warnings = onpolicy_stage(
+                d, run_dir, model, tokenizer, system2, sampler,
+                teacher=teacher.model if teacher else None,
+                teacher_tokenizer=teacher.tokenizer if teacher else None, log=log,
+                progress=progress)
+            log(f"[{d.name}] on-policy: {d.onpolicy.rounds} rounds over {stats['inputs']} inputs")
         else:
-            dset, warnings = distill_stage(records, d.task, d.distill, distill_dir,
-                                           generations=str(gen_path), model=d.teacher or d.model,
-                                           sampling=dataclasses.asdict(d.sampling),
-                                           context=d.program if d.teacher_context else None)
-            stats = dset.stats.to_json()
-        log(f"[{d.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs")
+            stats, warnings = _vote(d, run_dir, system2, progress)
+            log(f"[{d.name}] distillation set: kept {stats['kept']} of {stats['inputs']} inputs")
+        generate_seconds = time.perf_counter() - t0
         warnings = [*warnings, *(w for r in rows for w in _row_warnings(r))]
 
         t0 = time.perf_counter()
@@ -302,19 +301,10 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                   if d.train.curriculum.enabled else None)
         if stats["kept"] or d.fail_on_empty:
             require_examples(stats, str(distill_dir / PARQUET))
-            model_dir = run_dir / "train" / "model"
-            if (model_dir / "config.json").is_file():  # trained by an earlier run: from disk
-                if staged:
-                    staged.reread(run_dir / "train", run_dir / "eval")
-                weights = load(model_dir, dtype=d.dtype, mesh=mesh)[0].params()
-            else:  # trained here: `model` holds the weights, resharded onto its own mesh
-                examples = read_examples(distill_dir / PARQUET)
-                finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
-                               on_stage=staged, teacher=teacher.model if teacher else None,
-                               teacher_tokenizer=teacher.tokenizer if teacher else None,
-                               checkpoint_dir=checkpoint_dir(run_dir / "train"))
-                weights = model.params()
-            sampler.set_params(weights)  # same shapes: compiled programs are reused
+            if d.onpolicy is None:  # (on-policy rounds left the distilled weights in the sampler)
+                # same shapes: compiled programs are reused
+                sampler.set_params(_fine_tuned(d, run_dir, model, tokenizer, mesh, staged,
+                                               teacher))
             final = evaluate("distilled", d.system1, student)
             rows.append(final)
             warnings += _row_warnings(final)
@@ -336,6 +326,44 @@ def run_distillation(d: Distillation, run_dir: str | Path, model, tokenizer, sam
                              run_hparams(d), d.test_split)
             _write_report(run_dir, log, d.name)
         return results
+
+
+def _fine_tuned(d: Distillation, run_dir: Path, model, tokenizer, mesh, staged,
+                teacher: TeacherModels | None) -> dict:
+    """The distilled weights: fine-tuned here (`model` holds them after), or read back from
+    the model an earlier run exported."""
+    from s2jax.models.loading import load  # JAX only when a run trains
+
+    model_dir = run_dir / "train" / "model"
+    if (model_dir / "config.json").is_file():  # trained by an earlier run: from disk
+        if staged:
+            staged.reread(run_dir / "train", run_dir / "eval")
+        return load(model_dir, dtype=d.dtype, mesh=mesh)[0].params()
+    # trained here: `model` holds the weights, resharded onto its own mesh
+    examples = read_examples(run_dir / "distill" / PARQUET)
+    finetune_stage(model, tokenizer, examples, d.train, run_dir / "train", mesh=mesh,
+                   on_stage=staged, teacher=teacher.model if teacher else None,
+                   teacher_tokenizer=teacher.tokenizer if teacher else None,
+                   checkpoint_dir=checkpoint_dir(run_dir / "train"))
+    return model.params()
+
+
+def _vote(d: Distillation, run_dir: Path, system2, progress: bool) -> tuple[dict, list[str]]:
+    """System 2 samples of the unlabeled inputs, and the filter's distillation set of them
+    (read back when an earlier run made it): (its statistics, its warnings)."""
+    gen_path = run_dir / "generations.jsonl"
+    records = generate_stage(d.program, d.task, d.unlabeled, system2, d.sampling,
+                             path=gen_path, key=d.fingerprint, shard_size=d.shard_size,
+                             perturb=d.perturb, usc=d.usc, chat=d.chat, progress=progress)
+    distill_dir = run_dir / "distill"
+    if (distill_dir / PARQUET).is_file():
+        stats = json.loads((distill_dir / "vote_stats.json").read_text())
+        return stats, json.loads((distill_dir / "provenance.json").read_text())["warnings"]
+    dset, warnings = distill_stage(records, d.task, d.distill, distill_dir,
+                                   generations=str(gen_path), model=d.teacher or d.model,
+                                   sampling=dataclasses.asdict(d.sampling),
+                                   context=d.program if d.teacher_context else None)
+    return dset.stats.to_json(), warnings
 
 
 def _write_report(run_dir: Path, log: Log, name: str) -> None:

@@ -72,6 +72,9 @@ def plan_sweep(arms: Mapping[str, ExperimentConfig], root: str | os.PathLike, *,
         if name in RESERVED or name.startswith(".") or "/" in name or not name:
             raise S2JaxError(f"sweep arm {name!r}: expected a name that is not one of "
                              f"{RESERVED}, has no '/' and does not start with '.'")
+        if config.onpolicy is not None:
+            raise S2JaxError(f"sweep arm {name!r}: config onpolicy is set, but a sweep has no "
+                             "on-policy stage; run the arm with `s2jax run`")
         config = dataclasses.replace(config, name=name)
         check_dir(root / name, f"sweep arm {name}: run dir", RUN)  # s2jax's own, or new
         resolved[name] = (config, *resolve_arm(name, config, root / name, tasks))

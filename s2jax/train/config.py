@@ -1,7 +1,7 @@
 """`TrainConfig`: every knob of a fine-tuning run, one commented field each (`LoraConfig`: the
 low-rank adapters of a LoRA run, also read from and written to PEFT's adapter_config.json;
 `CurriculumConfig`: the trace-removal curriculum of stepwise internalization; `KDConfig`: the
-token-level distillation loss)."""
+token-level distillation loss; `OnPolicyConfig`: the rounds of on-policy distillation)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import math
 from typing import Literal, get_args, get_type_hints
 
 from s2jax.core.errors import S2JaxError
+from s2jax.core.text_generator import SamplingParams
 from s2jax.models.lora_config import LORA_TARGETS, LoraConfig  # noqa: F401 (re-exported)
 
 DIVERGENCES = ("none", "forward_kl", "reverse_kl", "jsd")
@@ -170,3 +171,20 @@ class TrainConfig:
     @property
     def teacher_seq_len(self) -> int:
         return self.kd.teacher_seq_len or self.seq_len
+
+
+@dataclasses.dataclass(frozen=True)
+class OnPolicyConfig:
+    """The rounds of on-policy distillation (`s2jax.train.onpolicy`); each round's training is
+    a `TrainConfig`'s, whose `steps` are the steps per round."""
+
+    rounds: int = 4  # sample -> score -> update rounds
+    prompts_per_round: int = 32  # prompts drawn (without replacement, per round) from the pool
+    # the student's sampling of its own answers (GKD samples at temperature 1)
+    sampling: SamplingParams = SamplingParams(n=1, temperature=1.0, max_new_tokens=32)
+    seed: int = 0  # which prompts each round draws
+
+    def __post_init__(self):
+        for name in ("rounds", "prompts_per_round"):
+            if getattr(self, name) < 1:
+                raise S2JaxError(f"on-policy config {name}={getattr(self, name)}: expected >= 1")

@@ -342,7 +342,7 @@ def _write_back(model, params: dict) -> None:
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
              mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
-             teacher=None, teacher_tokenizer=None, checkpoint_dir=None):
+             teacher=None, teacher_tokenizer=None, checkpoint_dir=None, adapters=None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -366,6 +366,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         default: `tokenizer`. Rows without them show the teacher the student's context.
       checkpoint_dir: where the orbax checkpoints go (default `run_dir/checkpoints`); a
         gs:// path (`etils.epath.Path`) keeps them on the object store, shared by every host.
+      adapters: with LoRA, the adapters to start from (e.g. an earlier round's, without their
+        scale); default: fresh ones drawn from `config.seed`.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
@@ -409,8 +411,11 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                             "model": cfg.architecture, "base": base,
                             "teacher": _describe(teacher) if kd else None},
                   resuming=start > 0, writer=writer)
+    # fields the compiled functions never read are fixed, so that runs differing only in them
+    # (on-policy rounds: one seed a round) share one compilation
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
-        cfg, config, total, mesh, stages, teacher.config if kd else None)
+        cfg, dataclasses.replace(config, seed=0, export=True, progress=False), total, mesh,
+        stages, teacher.config if kd else None)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
@@ -423,7 +428,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         state, data_state = checkpoints.restore(start, target)
         batches.restore(data_state)
     elif lora.enabled:
-        state = init(init_adapters(cfg, lora, jax.random.key(config.seed)))
+        state = init(init_adapters(cfg, lora, jax.random.key(config.seed))
+                     if adapters is None else adapters)
     else:
         # the model's buffers become the state's (one copy of the weights in memory, not two:
         # 4 bytes a parameter in fp32) until the trained weights are written back; a teacher
