@@ -6,7 +6,7 @@ from pathlib import Path
 from s2jax.core.hashing import json_hash
 from s2jax.run.config import PROTOCOL_DEFAULTS, CrossFit, ExperimentConfig, TeacherConfig
 from s2jax.run.stages import stage_key
-from s2jax.train.config import KDConfig, TrainConfig
+from s2jax.train.config import KDConfig, OnPolicyConfig, TrainConfig
 
 
 def test_json_hash_is_pinned():
@@ -23,11 +23,13 @@ def test_fingerprint_is_the_hash_of_the_config_json():
     # dirs made before they existed resume
     config = ExperimentConfig(name="x", model="m", task="coin_flip", method="cot_zero_shot")
     before = {k: v for k, v in config.to_json().items()
-              if k not in PROTOCOL_DEFAULTS and k != "teacher"}
+              if k not in PROTOCOL_DEFAULTS and k not in ("teacher", "onpolicy")}
     before["train"] = {k: v for k, v in before["train"].items() if k != "kd"}
     assert config.fingerprint() == json_hash(before)
     folds = dataclasses.replace(config, cross_fit=CrossFit(folds=2))
     assert folds.fingerprint() == json_hash({**before, "cross_fit": {"folds": 2, "seed": 0}})
     kd = dataclasses.replace(config, train=TrainConfig(kd=KDConfig("jsd")))
     teacher = dataclasses.replace(config, teacher=TeacherConfig(model="big"))
-    assert len({config.fingerprint(), kd.fingerprint(), teacher.fingerprint()}) == 3
+    onpolicy = dataclasses.replace(config, onpolicy=OnPolicyConfig())
+    assert len({config.fingerprint(), kd.fingerprint(), teacher.fingerprint(),
+                onpolicy.fingerprint()}) == 4
