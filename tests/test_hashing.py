@@ -30,6 +30,7 @@ def test_fingerprint_is_the_hash_of_the_config_json():
     assert folds.fingerprint() == json_hash({**before, "cross_fit": {"folds": 2, "seed": 0}})
     kd = dataclasses.replace(config, train=TrainConfig(kd=KDConfig("jsd")))
     teacher = dataclasses.replace(config, teacher=TeacherConfig(model="big"))
-    onpolicy = dataclasses.replace(config, onpolicy=OnPolicyConfig())
-    assert len({config.fingerprint(), kd.fingerprint(), teacher.fingerprint(),
-                onpolicy.fingerprint()}) == 4
+    assert len({config.fingerprint(), kd.fingerprint(), teacher.fingerprint()}) == 3
+    student = dataclasses.replace(config, train=TrainConfig(steps=1, kd=KDConfig("reverse_kl")))
+    onpolicy = dataclasses.replace(student, onpolicy=OnPolicyConfig())
+    assert onpolicy.fingerprint() != student.fingerprint()
