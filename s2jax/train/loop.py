@@ -236,14 +236,23 @@ def _describe(model) -> dict:
             "identity": getattr(model, "identity", None) or params_identity(model.params())}
 
 
-@functools.lru_cache(maxsize=8)
 def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int = 0,
                  teacher_cfg=None):
     """State init, restore target, the jitted train and eval steps of a run, the shardings
     of the frozen weights (with LoRA the base and the adapters' scale; else none), and the
     jitted optimizer reset of a curriculum's stages. `teacher_cfg`: the frozen teacher's
-    shapes, with `config.kd` on."""
-    # Cached: a process that calls `finetune` again with one config (the demo) compiles once.
+    shapes, with `config.kd` on.
+
+    Cached: a process that calls `finetune` again with one config (the demo) compiles once.
+    The fields the compiled functions never read are fixed first, so that runs differing only
+    in them (on-policy rounds: one seed a round) share one compilation."""
+    return _compiled_run(cfg, dataclasses.replace(config, seed=0, export=True, progress=False),
+                         total, mesh, stages, teacher_cfg)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int,
+                  teacher_cfg):
     tx = make_optimizer(config, schedule_steps(config, total))
     init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype), config.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
@@ -411,11 +420,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                             "model": cfg.architecture, "base": base,
                             "teacher": _describe(teacher) if kd else None},
                   resuming=start > 0, writer=writer)
-    # fields the compiled functions never read are fixed, so that runs differing only in them
-    # (on-policy rounds: one seed a round) share one compilation
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
-        cfg, dataclasses.replace(config, seed=0, export=True, progress=False), total, mesh,
-        stages, teacher.config if kd else None)
+        cfg, config, total, mesh, stages, teacher.config if kd else None)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
