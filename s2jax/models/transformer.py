@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, Bool, Float, Int
 
@@ -25,7 +26,7 @@ from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
 from s2jax.models.projection import LORA_SCALE
-from s2jax.models.rope import apply_rope
+from s2jax.models.rope import apply_rope, rope_table
 from s2jax.parallel.sharding import logical_to_spec
 
 Remat = Literal["auto", "none", "full", "dots"]
@@ -99,7 +100,8 @@ def forward(
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
-    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash)
+    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, _rope_tables(cfg, positions),
+                     segment_ids, use_splash)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
@@ -137,6 +139,13 @@ def _base_mask(positions: Int[Array, "B T"], segment_ids: Int[Array, "B T"] | No
     return k_pos, k_pos[:, None, :] <= positions[:, :, None]
 
 
+def _rope_tables(cfg: ModelConfig, positions: Int[Array, "B T"]) -> tuple[list, np.ndarray]:
+    """(one `rope_table` per distinct row of the layers' inverse frequencies, each layer's index
+    into them): one table for most models, two for Gemma 3 (local and global layers)."""
+    distinct, index = np.unique(cfg.rope_inv_freqs(), axis=0, return_inverse=True)
+    return [rope_table(positions, jnp.asarray(row)) for row in distinct], index.reshape(-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Layers:
     """The decoder layers of one `forward` call: what every layer shares (the tokens'
@@ -149,10 +158,11 @@ class _Layers:
     positions: Int[Array, "B T"]
     k_pos: Int[Array, "B S"]
     mask: Bool[Array, "B T S"]
+    rope: tuple[list, np.ndarray]  # `_rope_tables`
     segment_ids: Int[Array, "B T"] | None = None
     use_splash: bool = False
 
-    def layer(self, x, lp, window, inv_freq, kv, write):
+    def layer(self, x, lp, window, rope, kv, write):
         """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
         values in the cache `kv` and returns what to attend over ([B, K, S, H] each)."""
         cfg, positions = self.cfg, self.positions
@@ -161,7 +171,7 @@ class _Layers:
             """This layer's attention of q [B,T,N,H] over k, v [B,T,K,H] (pre-rope): rotates
             them, writes k and v to the cache and reads it back, masks the window."""
             nonlocal kv
-            q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
             if kv is not None:
                 kv, (ck, cv) = write(kv, k, v)
                 # prefill: this call's keys, as the cache holds them
@@ -191,18 +201,17 @@ class _Layers:
         layer's cache in place, where a scan would copy the layer's block out of the stacked
         cache (and every weight out of the stacked weights) at every step, as XLA:CPU does."""
         rows, positions = self._rows(), self.positions
-        inv_freqs = jnp.asarray(self.cfg.rope_inv_freqs())  # [L, H/2]: Gemma 3's differ
+        tables, index = self.rope
 
         def write(kv, k, v):
-            ck, cv = kv
-            ck = ck.at[rows, :, positions].set(k.astype(ck.dtype), mode="drop")
-            cv = cv.at[rows, :, positions].set(v.astype(cv.dtype), mode="drop")
-            return (ck, cv), (ck, cv)
+            out = tuple(_write_slots(c, new, rows, positions)
+                        for c, new in zip(kv, (k, v), strict=True))
+            return out, out
 
         ks, vs = list(cache.k), list(cache.v)
         for i in range(self.cfg.num_layers):
             lp = {name: w[i] for name, w in layer_params.items()}
-            x, (ks[i], vs[i]) = self.layer(x, lp, self.cfg.sliding_windows[i], inv_freqs[i],
+            x, (ks[i], vs[i]) = self.layer(x, lp, self.cfg.sliding_windows[i], tables[index[i]],
                                            (ks[i], vs[i]), write)
         return x, KVCache(tuple(ks), tuple(vs))
 
@@ -210,19 +219,25 @@ class _Layers:
         """Under `lax.scan` over the stacked weights (and stacked cache, if any)."""
         rows, positions = self._rows(), self.positions
 
+        dtypes = {name: w.dtype for name, w in layer_params.items()}
+        layer_params = {name: _to_bits(w) for name, w in layer_params.items()}
+        cdt = None if cache is None else cache.k.dtype
+
         def step(carry, xs):
             x, ck, cv = carry
-            lp, window, inv_freq, i = xs
+            lp, window, u, i = xs
+            lp = {name: _from_bits(w, dtypes[name]) for name, w in lp.items()}
+            rope = tables[0] if len(tables) == 1 else (cos[u], sin[u])
 
             def write(kv, k, v):
                 # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
                 ck, cv = kv
-                ck = ck.at[i, rows, :, positions].set(k.astype(ck.dtype), mode="drop")
-                cv = cv.at[i, rows, :, positions].set(v.astype(cv.dtype), mode="drop")
-                return (ck, cv), (ck[i], cv[i])
+                ck = ck.at[i, rows, :, positions].set(_to_bits(k.astype(cdt)), mode="drop")
+                cv = cv.at[i, rows, :, positions].set(_to_bits(v.astype(cdt)), mode="drop")
+                return (ck, cv), (_from_bits(ck[i], cdt), _from_bits(cv[i], cdt))
 
             kv = None if ck is None else (ck, cv)
-            x, kv = self.layer(x, lp, window, inv_freq, kv, write)
+            x, kv = self.layer(x, lp, window, rope, kv, write)
             ck, cv = (None, None) if kv is None else kv
             return (x, ck, cv), None
 
@@ -231,11 +246,52 @@ class _Layers:
         elif remat == "dots":
             step = jax.checkpoint(step,
                                   policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        ck, cv = (None, None) if cache is None else (cache.k, cache.v)
+        ck, cv = (None, None) if cache is None else (_to_bits(cache.k), _to_bits(cache.v))
+        tables, index = self.rope  # several tables (Gemma 3): the layer's, by its index
+        cos, sin = (jnp.stack(t) for t in zip(*tables, strict=True))
         xs = (layer_params, jnp.asarray(self.cfg.sliding_windows, jnp.int32),
-              jnp.asarray(self.cfg.rope_inv_freqs()), jnp.arange(self.cfg.num_layers))
+              jnp.asarray(index, jnp.int32), jnp.arange(self.cfg.num_layers))
         (x, ck, cv), _ = jax.lax.scan(step, (x, ck, cv), xs)
-        return x, None if cache is None else KVCache(ck, cv)
+        return x, None if cache is None else KVCache(_from_bits(ck, cdt), _from_bits(cv, cdt))
+
+
+def _to_bits(x: Array) -> Array:
+    """On CPU, a 16-bit float array as its uint16 bits; otherwise `x` (`_from_bits` undoes it).
+
+    XLA:CPU has no bf16 dynamic slice, update or scatter: under the layer scan it converts a
+    stacked bf16 weight to fp32 before the loop, slices that and rounds each layer's slice back,
+    and it converts the whole cache to fp32 and back around every write of a token's keys, so
+    a call writes and reads fp32 copies of the model and its cache (SmolLM2-135M bf16 prefill,
+    32 x 48 tokens: 0.18 + 0.17 of 1.75 thread-seconds; decode: a sixth of the step; twice the
+    weights' memory at any size). Slices, updates and scatters of the bits copy them as they
+    are."""
+    if jax.default_backend() == "cpu" and jnp.issubdtype(x.dtype, jnp.floating) and (
+            x.dtype.itemsize == 2):
+        return jax.lax.bitcast_convert_type(x, jnp.uint16)
+    return x
+
+
+def _from_bits(x: Array, dtype) -> Array:
+    return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+
+
+def _write_slots(c: Float[Array, "B K S H"], new: Float[Array, "B T K H"],
+                 rows: Int[Array, "B T"], positions: Int[Array, "B T"]) -> Array:
+    """One layer's cache buffer with token t of row b written to slot positions[b, t]
+    (positions past the last slot are dropped).
+
+    A 16-bit cache on CPU (see `_to_bits`): a decode step's one token per row is a select over
+    the buffer, which XLA:CPU runs in place in bf16 (SmolLM2-135M bf16 sampling at batch 32:
+    57 against 66 ms a step for the scatter of the bits, 76 for the fp32 round trip); longer
+    writes scatter the bits."""
+    new = new.astype(c.dtype)
+    if _to_bits(c) is c:
+        return c.at[rows, :, positions].set(new, mode="drop")
+    if positions.shape[1] == 1:
+        hit = (jnp.arange(c.shape[2])[None, :] == positions)[:, None, :, None]  # [B, 1, S, 1]
+        return jnp.where(hit, new[:, 0, :, None, :], c)
+    return _from_bits(_to_bits(c).at[rows, :, positions].set(_to_bits(new), mode="drop"),
+                      c.dtype)
 
 
 def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*B D"], dtype

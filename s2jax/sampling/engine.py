@@ -117,13 +117,14 @@ class Sampler:
         default: on CPU for models under `UNROLL_MAX_PARAMS`, where it makes a step up to 2.4x
         faster (larger models gain <= 5% a step and pay minutes of compile), and on GPU for
         models under `GPU_UNROLL_MAX_PARAMS`, where it doubles decode at 1B (see the constants).
+      cache_dtype: the KV cache's dtype (default: the model's).
     """
 
     def __init__(self, model, tokenizer, *, mesh: Mesh | None = None, max_batch: int = 64,
                  max_len: int | None = None, chat: bool = True, continuous: bool = True,
                  refill_rows: int | None = None, stop_check_steps: int = 32,
                  keep_special_tokens: bool = False, prefill_chunk: int = loop.PREFILL_CHUNK,
-                 unroll_layers: bool | None = None):
+                 unroll_layers: bool | None = None, cache_dtype=None):
         self.cfg = model.config
         self.keep_special_tokens = keep_special_tokens  # else dropped from texts, as in HF
         self.tokenizer = tokenizer
@@ -146,7 +147,7 @@ class Sampler:
         self.params = jax.device_put(params, self._param_shardings)
         self.slot_cost = slot_cost(self.cfg.num_layers, self.cfg.num_heads, self.cfg.head_dim,
                                    num_params)
-        self.cache_dtype = jnp.dtype(self.dtype or params["embed"].dtype)
+        self.cache_dtype = jnp.dtype(cache_dtype or self.dtype or params["embed"].dtype)
         self.shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         self._programs: dict[tuple, Callable] = {}
         self.stats = Stats()
