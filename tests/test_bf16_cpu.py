@@ -1,5 +1,6 @@
 """bf16 on XLA:CPU: products accumulated in fp32, layer scans that slice bits rather than an fp32
-copy of the model, rope's sin and cos once per forward, and a bf16 KV cache written without an fp32 round trip."""
+copy of the model, rope's sin and cos once per forward, and a bf16 KV cache written without an
+fp32 round trip."""
 
 import re
 
