@@ -57,8 +57,8 @@ def _fp32_arrays(hlo: str) -> set[str]:
 
 @cpu_only
 def test_bf16_layer_scan_holds_no_fp32_copy_of_weights_or_cache(hf_checkpoint):
-    """XLA:CPU would convert each stacked bf16 weight (and the stacked cache, at every layer) to
-    fp32 to slice it; the scan slices their bits instead."""
+    """XLA:CPU would convert each stacked bf16 weight (and the stacked cache, at every layer, and
+    the embedding table) to fp32 to slice or gather it; the scan slices their bits instead."""
     model, _ = s2jax.load(hf_checkpoint("llama3"), dtype="bfloat16")
     cfg, params = model.config, model.params()
     stacked = {",".join(map(str, v.shape)) for k, v in params.items() if k.startswith("layers.")
@@ -68,6 +68,8 @@ def test_bf16_layer_scan_holds_no_fp32_copy_of_weights_or_cache(hf_checkpoint):
     train = jax.jit(lambda p, t: forward(cfg, p, t, dtype=jnp.bfloat16)[0]).lower(
         params, tokens).compile().as_text()
     assert not _fp32_arrays(train) & stacked, _fp32_arrays(train) & stacked
+    # nor of the embedding table, which the tokens' rows are gathered from
+    assert ",".join(map(str, params["embed"].shape)) not in _fp32_arrays(train)
     prefill = jax.jit(lambda p, t, n: loop.prefill_cache(cfg, jnp.bfloat16, p, t, n,
                                                          jnp.bfloat16)).lower(
         params, tokens, lengths).compile().as_text()

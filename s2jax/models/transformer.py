@@ -96,7 +96,9 @@ def forward(
     if positions is None:
         positions = (segment_positions(segment_ids) if segment_ids is not None
                      else jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)))
-    x = _constrain(jnp.take(params["embed"], tokens, axis=0).astype(dtype), mesh)
+    embed = params["embed"]  # gathered as bits on CPU: no fp32 copy of a bf16 table per call
+    x = _from_bits(jnp.take(_to_bits(embed), tokens, axis=0), embed.dtype).astype(dtype)
+    x = _constrain(x, mesh)
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
