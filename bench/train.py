@@ -105,8 +105,10 @@ def matmul_rates(device: str, dtype: str, n: int, reps: int = 10) -> tuple[float
     import jax.numpy as jnp
     import torch
 
+    from s2jax.models.projection import matmul
+
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-    mm = jax.jit(lambda x: x @ x)
+    mm = jax.jit(lambda x: matmul(x, x, 1))  # as the model multiplies (fp32 sums of bf16 on CPU)
     mm(a).block_until_ready()
     ta = torch.randn(n, n, device=torch_device(device)).to(getattr(torch, dtype))
     ta @ ta
