@@ -44,11 +44,12 @@ def test_bf16_projection_is_the_fp32_product_rounded_once():
 
 
 def test_fp32_products_and_other_platforms_keep_their_dtype(monkeypatch):
-    assert not projection.accumulate_in_fp32(jnp.float32)
+    assert not projection.xla_cpu_16bit(jnp.float32)
+    assert not projection.xla_cpu_16bit(jnp.uint16)  # bits are not floats
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert not projection.accumulate_in_fp32(jnp.bfloat16)
+    assert not projection.xla_cpu_16bit(jnp.bfloat16)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert projection.accumulate_in_fp32(jnp.bfloat16)
+    assert projection.xla_cpu_16bit(jnp.bfloat16)
 
 
 def _fp32_arrays(hlo: str) -> set[str]:

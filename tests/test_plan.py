@@ -56,7 +56,7 @@ def test_small_plan_agrees_with_the_hand_formula(mesh, param_dtype, whole):
     # temporaries hold at least the gradients; the total is more than the state
     assert r.activations >= h["grads"]
     if whole:
-        # bf16 products take fp32 outputs on CPU (`projection.accumulate_in_fp32`), which left
+        # bf16 products take fp32 outputs on CPU (`projection.xla_cpu_16bit`), which left
         # XLA:CPU 11.5 MB of temporaries here against 12.3 MB before and 13.0 by hand
         _close(r.activations, h["temp"], "gradients + update + activations (temp)", tol=0.15)
         _close(r.train_total, h["train_total"], "train total")

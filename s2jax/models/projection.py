@@ -23,25 +23,31 @@ from jaxtyping import Array
 LORA_A, LORA_B, LORA_SCALE = ".lora_a", ".lora_b", "lora_scale"
 
 
-def accumulate_in_fp32(dtype) -> bool:
-    """Whether products of 16-bit floats take fp32 outputs (then rounded back): on CPU.
+def xla_cpu_16bit(dtype) -> bool:
+    """Whether `dtype` is a 16-bit float computed by XLA:CPU, which runs such products and moves
+    such arrays fast only in some forms.
 
-    XLA:CPU runs a bf16 x bf16 -> fp32 matmul with the CPU's bf16 dot products (AVX512-BF16),
-    but a bf16 -> bf16 one through a slower generic path. Measured on a 2-core Zen 4, SmolLM2
-    shapes: [1200, 576] x [576, 1536] at 425 against 206 GFLOP/s (fp32: 207), [32, 576] x
-    [576, 1536] at 258 against 132; bf16 sampling went from 241 to 343 tokens/s. GPUs and TPUs
-    accumulate bf16 products in fp32 inside the matmul unit either way, and keep bf16 outputs.
+    A bf16 x bf16 matmul with an fp32 result runs on the CPU's bf16 dot products (AVX512-BF16),
+    one with a bf16 result through a slower generic path (`matmul` asks for fp32 results).
+    Measured on a 2-core Zen 4, SmolLM2 shapes: [1200, 576] x [576, 1536] at 425 against 206
+    GFLOP/s (fp32: 207), [32, 576] x [576, 1536] at 258 against 132; bf16 sampling went from 241
+    to 343 tokens/s. It has no 16-bit dynamic slice, update, scatter or gather either (the
+    layer scan, the KV cache writes and the embedding move the bits:
+    `s2jax.models.transformer`). GPUs and TPUs accumulate bf16 products in fp32 inside the
+    matmul unit either way, and keep bf16 outputs.
     """
-    return jnp.dtype(dtype).itemsize == 2 and jax.default_backend() == "cpu"
+    dtype = jnp.dtype(dtype)
+    return (jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize == 2
+            and jax.default_backend() == "cpu")
 
 
 def matmul(x: Array, w: Array, n_in: int) -> Array:
     """x [..., *in] @ w [*in, *out] -> [..., *out], for the `n_in` leading axes of w, as a
     [tokens, prod(in)] x [prod(in), prod(out)] matmul, in x's dtype (accumulated in fp32 where
-    `accumulate_in_fp32`)."""
+    `xla_cpu_16bit`)."""
     k = math.prod(w.shape[:n_in])
     lead, out = x.shape[:x.ndim - n_in], w.shape[n_in:]
-    acc = jnp.float32 if accumulate_in_fp32(x.dtype) else None
+    acc = jnp.float32 if xla_cpu_16bit(x.dtype) else None
     y = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=acc)
     return y.astype(jnp.result_type(x, w)).reshape(*lead, *out)
 

@@ -25,7 +25,7 @@ from s2jax.models import splash
 from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
-from s2jax.models.projection import LORA_SCALE
+from s2jax.models.projection import LORA_SCALE, xla_cpu_16bit
 from s2jax.models.rope import apply_rope, rope_table
 from s2jax.parallel.sharding import logical_to_spec
 
@@ -102,8 +102,7 @@ def forward(
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
-    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, _rope_tables(cfg, positions),
-                     segment_ids, use_splash)
+    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
@@ -160,7 +159,6 @@ class _Layers:
     positions: Int[Array, "B T"]
     k_pos: Int[Array, "B S"]
     mask: Bool[Array, "B T S"]
-    rope: tuple[list, np.ndarray]  # `_rope_tables`
     segment_ids: Int[Array, "B T"] | None = None
     use_splash: bool = False
 
@@ -203,7 +201,7 @@ class _Layers:
         layer's cache in place, where a scan would copy the layer's block out of the stacked
         cache (and every weight out of the stacked weights) at every step, as XLA:CPU does."""
         rows, positions = self._rows(), self.positions
-        tables, index = self.rope
+        tables, index = _rope_tables(self.cfg, positions)
 
         def write(kv, k, v):
             out = tuple(_write_slots(c, new, rows, positions)
@@ -229,7 +227,7 @@ class _Layers:
             x, ck, cv = carry
             lp, window, u, i = xs
             lp = {name: _from_bits(w, dtypes[name]) for name, w in lp.items()}
-            rope = tables[0] if len(tables) == 1 else (cos[u], sin[u])
+            rope = tables[0] if stacked is None else (stacked[0][u], stacked[1][u])
 
             def write(kv, k, v):
                 # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
@@ -249,8 +247,9 @@ class _Layers:
             step = jax.checkpoint(step,
                                   policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
         ck, cv = (None, None) if cache is None else (_to_bits(cache.k), _to_bits(cache.v))
-        tables, index = self.rope  # several tables (Gemma 3): the layer's, by its index
-        cos, sin = (jnp.stack(t) for t in zip(*tables, strict=True))
+        tables, index = _rope_tables(self.cfg, positions)
+        # several tables (Gemma 3): the layer's, by its index
+        stacked = None if len(tables) == 1 else [jnp.stack(t) for t in zip(*tables, strict=True)]
         xs = (layer_params, jnp.asarray(self.cfg.sliding_windows, jnp.int32),
               jnp.asarray(index, jnp.int32), jnp.arange(self.cfg.num_layers))
         (x, ck, cv), _ = jax.lax.scan(step, (x, ck, cv), xs)
@@ -267,10 +266,7 @@ def _to_bits(x: Array) -> Array:
     32 x 48 tokens: 0.18 + 0.17 of 1.75 thread-seconds; decode: a sixth of the step; twice the
     weights' memory at any size). Slices, updates and scatters of the bits copy them as they
     are."""
-    if jax.default_backend() == "cpu" and jnp.issubdtype(x.dtype, jnp.floating) and (
-            x.dtype.itemsize == 2):
-        return jax.lax.bitcast_convert_type(x, jnp.uint16)
-    return x
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if xla_cpu_16bit(x.dtype) else x
 
 
 def _from_bits(x: Array, dtype) -> Array:
@@ -287,7 +283,7 @@ def _write_slots(c: Float[Array, "B K S H"], new: Float[Array, "B T K H"],
     57 against 66 ms a step for the scatter of the bits, 76 for the fp32 round trip); longer
     writes scatter the bits."""
     new = new.astype(c.dtype)
-    if _to_bits(c) is c:
+    if not xla_cpu_16bit(c.dtype):
         return c.at[rows, :, positions].set(new, mode="drop")
     if positions.shape[1] == 1:
         hit = (jnp.arange(c.shape[2])[None, :] == positions)[:, None, :, None]  # [B, 1, S, 1]
