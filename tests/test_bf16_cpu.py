@@ -1,6 +1,7 @@
-"""bf16 on XLA:CPU: products accumulated in fp32, layer scans that slice bits rather than an fp32
-copy of the model, rope's sin and cos once per forward, and a bf16 KV cache written without an
-fp32 round trip."""
+"""bf16 on XLA:CPU: products accumulated in fp32 (from bf16 operands on a CPU with bf16 dot
+products, from fp32 ones elsewhere), layer scans that slice bits rather than an fp32 copy of the
+model, rope's sin and cos once per forward, and a bf16 KV cache written without an fp32 round
+trip."""
 
 import re
 
@@ -12,6 +13,7 @@ import pytest
 import s2jax
 from s2jax.core.text_generator import SamplingParams
 from s2jax.models import projection
+from s2jax.models.attention import attention
 from s2jax.models.cache import KVCache
 from s2jax.models.params import split_layers
 from s2jax.models.projection import project
@@ -26,7 +28,9 @@ def _bf16(shape, seed):
 
 
 @cpu_only
-def test_bf16_projection_is_the_fp32_product_rounded_once():
+@pytest.mark.parametrize("bf16_dot", [True, False])
+def test_bf16_projection_is_the_fp32_product_rounded_once(monkeypatch, bf16_dot):
+    monkeypatch.setattr(projection, "cpu_bf16_dot", lambda: bf16_dot)
     x, w = _bf16((4, 7, 576), 0), _bf16((576, 96), 1)
     got = project({"up": w}, "up", "btd,df->btf", x, jnp.bfloat16)
     assert got.dtype == jnp.bfloat16
@@ -36,11 +40,91 @@ def test_bf16_projection_is_the_fp32_product_rounded_once():
     assert (np.asarray(got, np.float64) == want).mean() > 0.98
     ulp = np.abs(want) * 2.0**-7
     assert (np.abs(np.asarray(got, np.float64) - want) <= ulp + 1e-30).all()
-    # the program asks for an fp32 product of bf16 operands (the CPU's bf16 dot products)
+    # the program asks for an fp32 product: of bf16 operands where the CPU has bf16 dot
+    # products, of fp32 ones where it has not
     text = jax.jit(lambda x, w: project({"up": w}, "up", "btd,df->btf", x, jnp.bfloat16)
                    ).lower(x, w).as_text()
-    assert re.search(r"dot_general.*tensor<28x576xbf16>, tensor<576x96xbf16>\) -> "
+    operand = "bf16" if bf16_dot else "f32"
+    assert re.search(rf"dot_general.*tensor<28x576x{operand}>, tensor<576x96x{operand}>\) -> "
                      r"tensor<28x96xf32>", text), text
+
+
+@cpu_only
+@pytest.mark.parametrize("bf16_dot", [True, False])
+def test_bf16_attention_products_follow_the_cpu(monkeypatch, bf16_dot):
+    """Both attention products take fp32 operands on a CPU without bf16 dot products, and the
+    output agrees with fp32 attention over the same bf16 inputs either way."""
+    monkeypatch.setattr(projection, "cpu_bf16_dot", lambda: bf16_dot)
+    q, k, v = _bf16((2, 5, 4, 16), 2), _bf16((2, 2, 9, 16), 3), _bf16((2, 2, 9, 16), 4)
+    mask = jnp.tril(jnp.ones((5, 9), bool), 4)[None].repeat(2, 0)
+    got = attention(q, k, v, mask)
+    assert got.dtype == jnp.bfloat16
+    want = attention(*(a.astype(jnp.float32) for a in (q, k, v)), mask)
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), atol=0.03)
+    text = jax.jit(lambda q, k, v: attention(q, k, v, mask)).lower(q, k, v).as_text()
+    dots = re.findall(r"dot_general.*?\) -> tensor<[^>]*>", text)
+    assert len(dots) == 2, dots
+    operands = ["bf16" in d.split("->")[0] for d in dots]
+    assert operands == [bf16_dot] * 2, dots
+
+
+def test_cpu_bf16_dot_reads_the_cpu_flags(monkeypatch, tmp_path):
+    monkeypatch.delenv("S2JAX_CPU_BF16_DOT", raising=False)
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(projection, "CPUINFO", str(info))
+    cases = {"flags\t\t: fpu sse avx2 fma\n": False,  # AVX2 only (Zen 3)
+             "flags\t\t: fpu avx512f avx512_bf16 avx2\n": True,  # Zen 4, Cooper Lake
+             "flags\t\t: fpu amx_bf16 amx_tile\n": True,  # Sapphire Rapids
+             "Features\t: fp asimd bf16 i8mm\n": True,  # Arm (Graviton 3, Neoverse V1)
+             "Features\t: fp asimd sve\n": False}
+    try:
+        for text, want in cases.items():
+            info.write_text("processor\t: 0\n" + text)
+            projection.cpu_bf16_dot.cache_clear()
+            assert projection.cpu_bf16_dot() is want, text
+        info.unlink()  # no such file: counted as without
+        projection.cpu_bf16_dot.cache_clear()
+        assert projection.cpu_bf16_dot() is False
+        monkeypatch.setenv("S2JAX_CPU_BF16_DOT", "1")  # the override wins
+        projection.cpu_bf16_dot.cache_clear()
+        assert projection.cpu_bf16_dot() is True
+    finally:  # the next test reads this machine's own answer
+        monkeypatch.undo()
+        projection.cpu_bf16_dot.cache_clear()
+
+
+def _with_rows_reference(cache, dest, prompts, src):
+    """The scatter `KVCache.with_rows` replaced, in numpy."""
+    out = [np.array(c, np.float32) for c in (cache.k, cache.v)]
+    for d, s in zip(np.asarray(dest), np.asarray(src), strict=True):
+        if d < out[0].shape[1]:
+            for o, p in zip(out, (prompts.k, prompts.v), strict=True):
+                o[:, d, :, :prompts.slots] = np.asarray(p[:, s], np.float32)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("split", [False, True])
+def test_with_rows_starts_each_destination_row_from_its_prompt(hf_checkpoint, dtype, split):
+    model, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    cfg = model.config
+    rand = lambda seed, rows, slots: jax.random.normal(
+        jax.random.PRNGKey(seed), KVCache.shape(cfg, rows, slots)).astype(dtype)
+    cache = KVCache(rand(0, 6, 16), rand(1, 6, 16))
+    prompts = KVCache(rand(2, 3, 8), rand(3, 3, 8))
+    dest = jnp.asarray([4, 0, 6, 2], jnp.int32)  # 6: out of range, dropped
+    src = jnp.asarray([1, 2, 0, 1], jnp.int32)
+    want = _with_rows_reference(cache, dest, prompts, src)
+    got = (cache.split(16) if split else cache).with_rows(dest, prompts, src)
+    for g, w in zip((got.k, got.v), want, strict=True):
+        g = np.stack([np.asarray(x, np.float32) for x in g]) if split else np.asarray(g, np.float32)
+        np.testing.assert_array_equal(g, w)  # moved, not computed: exact
+    # and the window copy out and back is exact too
+    part = got.first_slots(8)
+    back = got.with_first_slots(part)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(got), strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
 def test_fp32_products_and_other_platforms_keep_their_dtype(monkeypatch):
@@ -57,9 +141,14 @@ def _fp32_arrays(hlo: str) -> set[str]:
 
 
 @cpu_only
-def test_bf16_layer_scan_holds_no_fp32_copy_of_weights_or_cache(hf_checkpoint):
+def test_bf16_layer_scan_holds_no_fp32_copy_of_weights_or_cache(hf_checkpoint, monkeypatch):
     """XLA:CPU would convert each stacked bf16 weight (and the stacked cache, at every layer, and
-    the embedding table) to fp32 to slice or gather it; the scan slices their bits instead."""
+    the embedding table) to fp32 to slice or gather it; the scan slices their bits instead.
+
+    With bf16 dot products: without them each layer's weights are converted for its products
+    after the slice, which XLA:CPU unrolls into conversions of whole stacked weights for this
+    2-layer model's scan (not for SmolLM2-135M's 30 layers)."""
+    monkeypatch.setattr(projection, "cpu_bf16_dot", lambda: True)
     model, _ = s2jax.load(hf_checkpoint("llama3"), dtype="bfloat16")
     cfg, params = model.config, model.params()
     stacked = {",".join(map(str, v.shape)) for k, v in params.items() if k.startswith("layers.")

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from s2jax.models.projection import dot_operands
+
 
 def softcap(x: Array, cap: float | None) -> Array:
     """cap * tanh(x / cap) (Gemma 2's soft-capping of attention scores and logits)."""
@@ -35,11 +37,11 @@ def attention(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[A
     K, S = k.shape[1], k.shape[2]
     G = N // K
     q = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
-    s = jnp.einsum("bkmh,bksh->bkms", q, k, preferred_element_type=jnp.float32)
+    s = jnp.einsum("bkmh,bksh->bkms", *dot_operands(q, k), preferred_element_type=jnp.float32)
     s = softcap(s * (H**-0.5 if scale is None else scale), logit_softcap).reshape(B, K, G, T, S)
     s = jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
     p = jax.nn.softmax(s, axis=-1).astype(v.dtype).reshape(B, K, G * T, S)
-    o = jnp.einsum("bkms,bksh->bkmh", p, v)
+    o = jnp.einsum("bkms,bksh->bkmh", *dot_operands(p, v)).astype(v.dtype)
     return o.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from s2jax.models.config import ModelConfig
+from s2jax.models.projection import from_bits, to_bits
 
 
 @jax.tree_util.register_dataclass
@@ -60,20 +61,34 @@ class KVCache:
 
     def first_slots(self, n: int) -> KVCache:
         """The first `n` slots of every row (a copy), in this cache's layout."""
-        return self._map(lambda c, _, lead: c[(*lead, slice(None), slice(None), slice(None, n))])
+        return self._map(lambda c, _, lead: from_bits(
+            to_bits(c)[(*lead, slice(None), slice(None), slice(None, n))], c.dtype))
 
     def with_first_slots(self, part: KVCache) -> KVCache:
         """This cache with `part` (from `first_slots`) written back over its first slots."""
-        return self._map(lambda c, w, _: jax.lax.dynamic_update_slice(c, w, (0,) * c.ndim),
-                         part)
+        return self._map(lambda c, w, _: from_bits(
+            jax.lax.dynamic_update_slice(to_bits(c), to_bits(w), (0,) * c.ndim), c.dtype), part)
 
     def with_rows(self, dest: Int[Array, " R"], prompts: KVCache, src: Int[Array, " R"]
                   ) -> KVCache:
         """This cache with rows `dest` (out of range: dropped) starting with the slots of rows
-        `src` of the stacked cache `prompts`."""
-        T = prompts.slots
-        return self._map(lambda c, p, lead: c.at[(*lead, dest, slice(None), slice(None, T))]
-                         .set(p[(*lead, src)], mode="drop"), prompts)
+        `src` of the stacked cache `prompts`.
+
+        Every row gathers the prompt row it starts from and selects it over its first slots
+        (rows not in `dest` keep theirs): XLA:CPU runs that at copy speed, where a scatter of
+        whole rows took 36 ms at SmolLM2-135M shapes (32 rows of 48 slots into 64) in fp32 and
+        74 in bf16."""
+        B, T = self.k[0].shape[-4], prompts.slots
+        row_src = jnp.full((B,), -1, jnp.int32).at[dest].set(src, mode="drop")
+        hit, take = (row_src >= 0)[:, None, None, None], jnp.maximum(row_src, 0)
+
+        def put(c, p, lead):
+            first = (*lead, slice(None), slice(None), slice(None, T))
+            bits = to_bits(c)
+            new = jnp.where(hit, to_bits(p)[(*lead, take)], bits[first])
+            return from_bits(bits.at[first].set(new), c.dtype)
+
+        return self._map(put, prompts)
 
     @staticmethod
     def shape(cfg: ModelConfig, batch: int, max_len: int) -> tuple[int, ...]:

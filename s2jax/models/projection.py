@@ -14,13 +14,37 @@ operand transposed in place. On the 5M SFT step those copies were about 1/6 of t
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import re
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 LORA_A, LORA_B, LORA_SCALE = ".lora_a", ".lora_b", "lora_scale"
+
+
+CPU_BF16_DOT_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512/AMX, Arm
+CPUINFO = "/proc/cpuinfo"
+
+
+@functools.cache
+def cpu_bf16_dot() -> bool:
+    """Whether this machine's CPU has bf16 dot-product instructions (x86 AVX512-BF16 or
+    AMX-BF16, Arm's BF16), as `CPUINFO` lists them; `S2JAX_CPU_BF16_DOT=1` or `0` says so
+    instead (a machine without that file counts as without). Read once per process."""
+    forced = os.environ.get("S2JAX_CPU_BF16_DOT", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    flags = re.findall(r"^(?:flags|Features)\s*:(.*)$", text, flags=re.MULTILINE)
+    return bool(CPU_BF16_DOT_FLAGS & set(" ".join(flags).split()))
 
 
 def xla_cpu_16bit(dtype) -> bool:
@@ -31,8 +55,9 @@ def xla_cpu_16bit(dtype) -> bool:
     one with a bf16 result through a slower generic path (`matmul` asks for fp32 results).
     Measured on a 2-core Zen 4, SmolLM2 shapes: [1200, 576] x [576, 1536] at 425 against 206
     GFLOP/s (fp32: 207), [32, 576] x [576, 1536] at 258 against 132; bf16 sampling went from 241
-    to 343 tokens/s. It has no 16-bit dynamic slice, update, scatter or gather either (the
-    layer scan, the KV cache writes and the embedding move the bits:
+    to 343 tokens/s. A CPU without those instructions runs 16-bit products fastest from fp32
+    operands (`fp32_products`). XLA:CPU has no 16-bit dynamic slice, update, scatter or gather
+    either (the layer scan, the KV cache writes and the embedding move the bits:
     `s2jax.models.transformer`). GPUs and TPUs accumulate bf16 products in fp32 inside the
     matmul unit either way, and keep bf16 outputs.
     """
@@ -41,14 +66,50 @@ def xla_cpu_16bit(dtype) -> bool:
             and jax.default_backend() == "cpu")
 
 
+def to_bits(x: Array) -> Array:
+    """On XLA:CPU, a 16-bit float array as its uint16 bits; otherwise `x` (`from_bits` undoes
+    it).
+
+    XLA:CPU has no 16-bit dynamic slice, update, gather or scatter: under the layer scan it
+    converts a stacked bf16 weight to fp32 before the loop, slices that and rounds each layer's
+    slice back, and it converts the whole cache to fp32 and back around every write of a token's
+    keys, so a call writes and reads fp32 copies of the model and its cache (SmolLM2-135M bf16
+    prefill, 32 x 48 tokens: 0.18 + 0.17 of 1.75 thread-seconds; decode: a sixth of the step;
+    twice the weights' memory at any size). Slices, updates and scatters of the bits copy them
+    as they are."""
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if xla_cpu_16bit(x.dtype) else x
+
+
+def from_bits(x: Array, dtype) -> Array:
+    """`x` (from `to_bits`) as `dtype` again."""
+    return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+
+
+def fp32_products(dtype) -> bool:
+    """Whether products of `dtype` operands run on fp32 copies of them: 16-bit floats on
+    XLA:CPU, but for bf16 on a CPU with bf16 dot products (`cpu_bf16_dot`). Without those
+    instructions (AVX2, e.g. Zen 3) the bf16 x bf16 -> fp32 product takes a generic path, at
+    103 against 164 GFLOP/s for fp32 operands at [1536, 576] x [576, 1536] on 2 Zen 3 cores; the
+    operands' conversion costs a pass over them."""
+    return xla_cpu_16bit(dtype) and not (jnp.dtype(dtype) == jnp.bfloat16 and cpu_bf16_dot())
+
+
+def dot_operands(*xs: Array) -> tuple[Array, ...]:
+    """`xs` as a product takes them: as fp32 where `fp32_products` holds for the first."""
+    if not fp32_products(xs[0].dtype):
+        return xs
+    return tuple(x.astype(jnp.float32) for x in xs)
+
+
 def matmul(x: Array, w: Array, n_in: int) -> Array:
     """x [..., *in] @ w [*in, *out] -> [..., *out], for the `n_in` leading axes of w, as a
     [tokens, prod(in)] x [prod(in), prod(out)] matmul, in x's dtype (accumulated in fp32 where
-    `xla_cpu_16bit`)."""
+    `xla_cpu_16bit`, from fp32 operands where `fp32_products`)."""
     k = math.prod(w.shape[:n_in])
     lead, out = x.shape[:x.ndim - n_in], w.shape[n_in:]
     acc = jnp.float32 if xla_cpu_16bit(x.dtype) else None
-    y = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=acc)
+    a, b = dot_operands(x.reshape(-1, k), w.reshape(k, -1))
+    y = jnp.dot(a, b, preferred_element_type=acc)
     return y.astype(jnp.result_type(x, w)).reshape(*lead, *out)
 
 

@@ -25,7 +25,7 @@ from s2jax.models import splash
 from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
-from s2jax.models.projection import LORA_SCALE, xla_cpu_16bit
+from s2jax.models.projection import LORA_SCALE, from_bits, to_bits, xla_cpu_16bit
 from s2jax.models.rope import apply_rope, rope_table
 from s2jax.parallel.sharding import logical_to_spec
 
@@ -97,7 +97,7 @@ def forward(
         positions = (segment_positions(segment_ids) if segment_ids is not None
                      else jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)))
     embed = params["embed"]  # gathered as bits on CPU: no fp32 copy of a bf16 table per call
-    x = _from_bits(jnp.take(_to_bits(embed), tokens, axis=0), embed.dtype).astype(dtype)
+    x = from_bits(jnp.take(to_bits(embed), tokens, axis=0), embed.dtype).astype(dtype)
     x = _constrain(x, mesh)
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
@@ -220,21 +220,21 @@ class _Layers:
         rows, positions = self._rows(), self.positions
 
         dtypes = {name: w.dtype for name, w in layer_params.items()}
-        layer_params = {name: _to_bits(w) for name, w in layer_params.items()}
+        layer_params = {name: to_bits(w) for name, w in layer_params.items()}
         cdt = None if cache is None else cache.k.dtype
 
         def step(carry, xs):
             x, ck, cv = carry
             lp, window, u, i = xs
-            lp = {name: _from_bits(w, dtypes[name]) for name, w in lp.items()}
+            lp = {name: from_bits(w, dtypes[name]) for name, w in lp.items()}
             rope = tables[0] if stacked is None else (stacked[0][u], stacked[1][u])
 
             def write(kv, k, v):
                 # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
                 ck, cv = kv
-                ck = ck.at[i, rows, :, positions].set(_to_bits(k.astype(cdt)), mode="drop")
-                cv = cv.at[i, rows, :, positions].set(_to_bits(v.astype(cdt)), mode="drop")
-                return (ck, cv), (_from_bits(ck[i], cdt), _from_bits(cv[i], cdt))
+                ck = ck.at[i, rows, :, positions].set(to_bits(k.astype(cdt)), mode="drop")
+                cv = cv.at[i, rows, :, positions].set(to_bits(v.astype(cdt)), mode="drop")
+                return (ck, cv), (from_bits(ck[i], cdt), from_bits(cv[i], cdt))
 
             kv = None if ck is None else (ck, cv)
             x, kv = self.layer(x, lp, window, rope, kv, write)
@@ -246,31 +246,14 @@ class _Layers:
         elif remat == "dots":
             step = jax.checkpoint(step,
                                   policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        ck, cv = (None, None) if cache is None else (_to_bits(cache.k), _to_bits(cache.v))
+        ck, cv = (None, None) if cache is None else (to_bits(cache.k), to_bits(cache.v))
         tables, index = _rope_tables(self.cfg, positions)
         # several tables (Gemma 3): the layer's, by its index
         stacked = None if len(tables) == 1 else [jnp.stack(t) for t in zip(*tables, strict=True)]
         xs = (layer_params, jnp.asarray(self.cfg.sliding_windows, jnp.int32),
               jnp.asarray(index, jnp.int32), jnp.arange(self.cfg.num_layers))
         (x, ck, cv), _ = jax.lax.scan(step, (x, ck, cv), xs)
-        return x, None if cache is None else KVCache(_from_bits(ck, cdt), _from_bits(cv, cdt))
-
-
-def _to_bits(x: Array) -> Array:
-    """On CPU, a 16-bit float array as its uint16 bits; otherwise `x` (`_from_bits` undoes it).
-
-    XLA:CPU has no bf16 dynamic slice, update or scatter: under the layer scan it converts a
-    stacked bf16 weight to fp32 before the loop, slices that and rounds each layer's slice back,
-    and it converts the whole cache to fp32 and back around every write of a token's keys, so
-    a call writes and reads fp32 copies of the model and its cache (SmolLM2-135M bf16 prefill,
-    32 x 48 tokens: 0.18 + 0.17 of 1.75 thread-seconds; decode: a sixth of the step; twice the
-    weights' memory at any size). Slices, updates and scatters of the bits copy them as they
-    are."""
-    return jax.lax.bitcast_convert_type(x, jnp.uint16) if xla_cpu_16bit(x.dtype) else x
-
-
-def _from_bits(x: Array, dtype) -> Array:
-    return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+        return x, None if cache is None else KVCache(from_bits(ck, cdt), from_bits(cv, cdt))
 
 
 def _write_slots(c: Float[Array, "B K S H"], new: Float[Array, "B T K H"],
@@ -288,7 +271,7 @@ def _write_slots(c: Float[Array, "B K S H"], new: Float[Array, "B T K H"],
     if positions.shape[1] == 1:
         hit = (jnp.arange(c.shape[2])[None, :] == positions)[:, None, :, None]  # [B, 1, S, 1]
         return jnp.where(hit, new[:, 0, :, None, :], c)
-    return _from_bits(_to_bits(c).at[rows, :, positions].set(_to_bits(new), mode="drop"),
+    return from_bits(to_bits(c).at[rows, :, positions].set(to_bits(new), mode="drop"),
                       c.dtype)
 
 
