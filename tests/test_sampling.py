@@ -208,20 +208,26 @@ def test_compile_count_is_bounded_by_the_bucket_plan(hf_checkpoint):
     many = np.random.default_rng(0).integers(1, 2000, size=10_000).tolist()
     programs = plan_programs(many, 8, 256, max_batch=64, max_len=4096)
     print(f"10k prompts, lengths 1..2000, n=8: at most {len(programs)} programs")
-    # init + 17 decode windows (16..4096) + 15 prompt buckets (16, 24, 32, 48, ..., 1536, 2048)
+    # init + 17 decode windows (16..4096) + 27 prompt buckets (16, 24, 32, 40, ..., 1792, 2048)
     # x 7 prefill batches, and for the tail (16 rows): take_rows + 17 decode windows
-    assert len(programs) == 1 + 17 + 15 * 7 + 1 + 17
+    assert len(programs) == 1 + 17 + 27 * 7 + 1 + 17
 
 
-def test_prompt_buckets_waste_at_most_a_third_of_a_prefill():
-    from s2jax.sampling.buckets import BucketPlan, ladder_at_least
+def test_prompt_buckets_waste_at_most_a_fifth_of_a_prefill():
+    from s2jax.sampling.buckets import BucketPlan, bucket_at_least
 
-    assert [ladder_at_least(n, 16) for n in (1, 16, 17, 24, 25, 37, 38, 49, 97, 129, 193)] == [
-        16, 16, 24, 24, 32, 48, 48, 64, 128, 192, 256]
+    assert [bucket_at_least(n, 16) for n in (1, 16, 17, 24, 25, 33, 37, 38, 49, 65, 97, 129,
+                                             193, 1000)] == [
+        16, 16, 24, 24, 32, 40, 40, 40, 56, 80, 112, 160, 224, 1024]
     plan = BucketPlan.make([38], 1, 64, max_batch=32, max_len=2048)
-    assert plan.prompt_len(38) == 48 and plan.prompt_len(200) == 128  # capped by the cache
+    assert plan.prompt_len(38) == 40 and plan.prompt_len(200) == 128  # capped by the cache
     for n in range(16, 3000):
-        assert n <= ladder_at_least(n) < 1.5 * n + 1
+        b = bucket_at_least(n)
+        assert n <= b and b % 8 == 0
+        if n > 32:
+            assert b - n < b / 5, n
+    # four buckets per power of two: the programs a wide spread of lengths can compile
+    assert len({bucket_at_least(n) for n in range(257, 513)}) == 4
 
 
 @pytest.mark.slow
