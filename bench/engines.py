@@ -180,6 +180,8 @@ def main() -> None:
     ap.add_argument("--source", help=argparse.SUPPRESS)
     ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds {args.rounds}: expected at least 1 timed round")
     if args.peer:
         return peer_main(args.peer, args.source, args.dtype, args.threads)
 
@@ -191,6 +193,7 @@ def main() -> None:
     import s2jax
     from s2jax.core.errors import S2JaxError
     from s2jax.models.fetch import resolve
+    from s2jax.models.projection import cpu_bf16_dot
 
     try:
         model, tokenizer = s2jax.load(args.model, dtype="float32")
@@ -202,7 +205,8 @@ def main() -> None:
     print(f"{args.model}: {PROMPTS} chat prompts of {min(map(len, prompts))}-"
           f"{max(map(len, prompts))} tokens, {NEW_TOKENS} new tokens, T=0.7 top-k 40, EOS "
           f"ignored, {args.threads} threads, {args.rounds} interleaved rounds, fastest shown; "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; CPU bf16 dot products: "
+          f"{'yes' if cpu_bf16_dot() else 'no (bf16 products run on fp32 copies)'}")
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "model"
         s2jax.save(model, tokenizer, directory)
