@@ -110,34 +110,32 @@ def matmul_rates(device: str, dtype: str, n: int, reps: int = 10) -> tuple[float
 
     from s2jax.models.projection import matmul
 
+    def rate(fn, m: int) -> float:
+        """FLOP/s of one timed call of `fn`, an [m, m] product."""
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        return 2 * m**3 / (time.perf_counter() - t)
+
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
     mm = jax.jit(lambda x: matmul(x, x, 1))  # as the model multiplies (fp32 sums of bf16 on CPU)
-    mm(a).block_until_ready()
-    best_jax = best_torch = 0.0
-    for _ in range(reps):
-        t = time.perf_counter()
-        mm(a).block_until_ready()
-        best_jax = max(best_jax, 2 * n**3 / (time.perf_counter() - t))
+    jax_call = lambda: mm(a).block_until_ready()
+    jax_call()
     # a small probe first: torch's bf16 reference kernel would take minutes per [n, n] product
     probe = torch.randn(256, 256, device=torch_device(device)).to(getattr(torch, dtype))
     probe @ probe
-    t = time.perf_counter()
-    probe @ probe
-    sync(device)
-    probe_rate = 2 * 256**3 / (time.perf_counter() - t)
-    if probe_rate < best_jax / TORCH_SLOWER_SKIP / 4:  # a small product's rate is lower anyway
-        return best_jax, probe_rate
-    ta = torch.randn(n, n, device=torch_device(device)).to(getattr(torch, dtype))
-    ta @ ta
-    for _ in range(reps):
-        t = time.perf_counter()
-        mm(a).block_until_ready()
-        best_jax = max(best_jax, 2 * n**3 / (time.perf_counter() - t))
-        t = time.perf_counter()
+    probe_rate = rate(lambda: probe @ probe, 256)
+    # a small product's rate is lower anyway: only a gap of 4x the skip ratio stops here
+    torch_runs = probe_rate >= rate(jax_call, n) / TORCH_SLOWER_SKIP / 4
+    if torch_runs:
+        ta = torch.randn(n, n, device=torch_device(device)).to(getattr(torch, dtype))
         ta @ ta
-        sync(device)
-        best_torch = max(best_torch, 2 * n**3 / (time.perf_counter() - t))
-    return best_jax, best_torch
+    best_jax = best_torch = 0.0
+    for _ in range(reps):  # interleaved, so that both see the same load
+        best_jax = max(best_jax, rate(jax_call, n))
+        if torch_runs:
+            best_torch = max(best_torch, rate(lambda: ta @ ta, n))
+    return best_jax, best_torch if torch_runs else probe_rate
 
 
 def torch_device(device: str) -> str:
