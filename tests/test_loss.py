@@ -124,9 +124,10 @@ def test_auto_remat_is_dots_on_cpu_with_the_gradients_of_no_remat():
         fn = jax.jit(jax.grad(lambda p, tcfg=tcfg: _sums(cfg, tcfg, None, p, batch)[0]))
         lowered[remat] = fn.lower(params).as_text()
         grads[remat] = fn(params)
-    # "auto" does rematerialise (its recomputation sits behind an optimization barrier)
-    assert "optimization_barrier" in lowered["auto"]
-    assert "optimization_barrier" not in lowered["none"]
+    # "auto" does rematerialise (its recomputation sits behind optimization barriers; the
+    # logits of few rows on CPU have one of their own: `matmul_out_in`)
+    barriers = {k: v.count("optimization_barrier") for k, v in lowered.items()}
+    assert barriers["auto"] > barriers["none"], barriers
     for name in params:
         np.testing.assert_array_equal(grads["auto"][name], grads["none"][name], err_msg=name)
 

@@ -230,16 +230,38 @@ def test_prompt_buckets_waste_at_most_a_fifth_of_a_prefill():
     assert len({bucket_at_least(n) for n in range(257, 513)}) == 4
 
 
+def test_one_new_token_is_the_prefills_and_runs_no_decode(hf_checkpoint):
+    """A call of one new token per prompt takes it at the prefill: the first token of a longer
+    call, sampled too, with no decode program and no per-layer copy of the weights."""
+    model, tok = s2jax.load(hf_checkpoint("qwen2"), dtype="float32")
+    prompts = _prompts(model.config.vocab_size)
+    sampler = Sampler(model, tok, max_batch=4)
+    for temperature in (0.0, 0.9):
+        params = SamplingParams(n=2, temperature=temperature, max_new_tokens=1, seed=3)
+        one = _tokens(sampler.generate_ids(prompts, params))
+        assert sampler.stats.decode_calls == 0 and sampler.stats.tokens == 2 * len(prompts)
+        assert not any(k[0] in ("decode", "split_layers") for k in sampler._programs)
+        longer = _tokens(sampler.generate_ids(prompts, SamplingParams(
+            n=2, temperature=temperature, max_new_tokens=5, seed=3)))
+        assert one == [[t[:1] for t in row] for row in longer]
+        assert sampler.stats.decode_calls > 0
+        sampler._programs.clear()
+
+
 @pytest.mark.slow
 def test_layer_scan_decode_equals_unrolled(hf_checkpoint):
     """The decode over stacked weights and cache (the CPU default for larger models) gives the
-    tokens of the unrolled one over per-layer buffers, through refills and the tail batch."""
+    tokens of the unrolled one over per-layer buffers, through refills and the tail batch (on
+    CPU, the unrolled one multiplies by transposed projections: `out_in_weights`)."""
     model, tok = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
     prompts = _prompts(model.config.vocab_size, [3, 9, 5, 17, 2, 6])
     params = SamplingParams(max_new_tokens=20)
     scan = Sampler(model, tok, max_batch=4, unroll_layers=False).generate_ids(prompts, params)
     unrolled = Sampler(model, tok, max_batch=4, unroll_layers=True)
     assert _tokens(scan) == _tokens(unrolled.generate_ids(prompts, params))
+    cpu = jax.default_backend() == "cpu"
+    assert unrolled._out_in(unrolled.plan([3], params)) == cpu
+    assert any(k[0] == "split_layers" and k[-1] == cpu for k in unrolled._programs)
     assert isinstance(unrolled._program("init", (), unrolled.plan([3], params),
                                         None)(0).cache.k, tuple)  # per-layer buffers
 

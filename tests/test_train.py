@@ -351,6 +351,7 @@ def test_the_steps_memory_layout_keeps_its_arithmetic(hf_checkpoint, monkeypatch
         return jax.device_get((state, metrics))
 
     new = two_steps()
+    # the step's barriers (`matmul_out_in` keeps its own, bound at import)
     monkeypatch.setattr(jax.lax, "optimization_barrier", lambda x: x)
     monkeypatch.setattr(train_steps, "compiler_options", lambda mesh: {})
     old = two_steps()

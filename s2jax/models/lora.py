@@ -31,8 +31,15 @@ from s2jax.core.ownership import ADAPTER, check_dir, replace_dir
 from s2jax.models.config import ModelConfig
 from s2jax.models.hf import hf_tensors, read_weights
 from s2jax.models.lora_config import ALL_LINEAR, LORA_TARGETS, LoraConfig
-from s2jax.models.params import ParamSpec, init_value, param_shardings, param_specs
-from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE
+from s2jax.models.params import (
+    ParamSpec,
+    init_value,
+    input_axes,
+    out_in_layout,
+    param_shardings,
+    param_specs,
+)
+from s2jax.models.projection import LORA_A, LORA_B, LORA_SCALE, OUT_IN
 from s2jax.models.safetensors_io import Checkpoint, write_safetensors
 from s2jax.parallel.distributed import is_writer
 from s2jax.parallel.sharding import mesh_of, named_sharding
@@ -42,24 +49,9 @@ PEFT_WEIGHTS = "adapter_model.safetensors"
 _PEFT_PREFIX = "base_model.model."
 
 
-def _input_axes(spec: ParamSpec) -> int:
-    """How many of W's per-layer axes x is contracted with (they come first in our layout).
-
-    HF stores a projection as [out, in]; `hf_view` splits both into our axes, so the leading
-    view axes whose sizes multiply to `out` are the outputs, and the rest are the inputs.
-    """
-    sizes = np.cumprod(spec.hf_view)
-    n_out = int(np.argmax(sizes == spec.hf_shape[0])) + 1
-    k = len(spec.hf_view) - n_out
-    # PEFT flattens A's inputs and B's outputs in HF's order: ours must keep that order
-    if tuple(spec.hf_perm) != (*range(n_out, n_out + k), *range(n_out)):
-        raise AssertionError(f"{spec.hf_key}: layout {spec.hf_perm} is not [inputs, outputs]")
-    return k
-
-
 def _adapter_spec(w: ParamSpec, which: str, rank: int) -> ParamSpec:
     """The spec of A (`which` = LORA_A) or B of weight `w` at `rank`, derived from `w`'s."""
-    k = _input_axes(w)
+    k = input_axes(w)
     L, ins, outs = w.shape[0], w.shape[1:1 + k], w.shape[1 + k:]
     key = _PEFT_PREFIX + w.hf_key.removesuffix(".weight")
     if which == LORA_A:  # PEFT's lora_A.weight is [rank, in]
@@ -111,6 +103,8 @@ def weight_shardings(cfg: ModelConfig, mesh: Mesh, weights: Mapping[str, Array]
             rank = x.shape[-1] if which == LORA_A else x.shape[1]
             spec = _adapter_spec(specs[target], which, rank)
             out[name] = named_sharding(mesh, spec.axes, spec.shape)
+        elif name.endswith(OUT_IN):  # a projection's transpose (`out_in_weights`)
+            out[name] = named_sharding(mesh, *out_in_layout(specs[name[:-len(OUT_IN)]]))
         else:
             out[name] = base[name]
     return out

@@ -13,10 +13,12 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array
 
 from s2jax.models.config import ModelConfig
+from s2jax.models.projection import OUT_IN
 from s2jax.parallel.sharding import named_sharding
 
 
@@ -124,3 +126,52 @@ def split_layers(params: dict[str, Array]) -> dict[str, Array | tuple[Array, ...
     cache then reads every weight in place (one copy here, not one per layer per step)."""
     return {k: tuple(v[i] for i in range(v.shape[0])) if k.startswith("layers.") else v
             for k, v in params.items()}
+
+
+def is_projection(spec: ParamSpec) -> bool:
+    """Whether `spec` is a layer's projection weight (an HF linear layer's [out, in] matrix),
+    which a block multiplies by through `s2jax.models.projection.project`."""
+    return spec.stacked and len(spec.hf_shape) == 2
+
+
+def input_axes(spec: ParamSpec) -> int:
+    """How many of a projection W's per-layer axes x is contracted with (they come first in our
+    layout).
+
+    HF stores a projection as [out, in]; `hf_view` splits both into our axes, so the leading
+    view axes whose sizes multiply to `out` are the outputs, and the rest are the inputs.
+    """
+    sizes = np.cumprod(spec.hf_view)
+    n_out = int(np.argmax(sizes == spec.hf_shape[0])) + 1
+    k = len(spec.hf_view) - n_out
+    # PEFT flattens A's inputs and B's outputs in HF's order: ours must keep that order
+    if tuple(spec.hf_perm) != (*range(n_out, n_out + k), *range(n_out)):
+        raise AssertionError(f"{spec.hf_key}: layout {spec.hf_perm} is not [inputs, outputs]")
+    return k
+
+
+def _out_in_perm(spec: ParamSpec) -> tuple[int, ...]:
+    """The axis order that takes a stacked projection [L, *in, *out] to [L, *out, *in]."""
+    k, n = input_axes(spec), len(spec.shape)
+    return (0, *range(1 + k, n), *range(1, 1 + k))
+
+
+def out_in_layout(spec: ParamSpec) -> tuple[tuple[str | None, ...], tuple[int, ...]]:
+    """(logical axes, shape) of a projection's `out_in_weights` form."""
+    perm = _out_in_perm(spec)
+    return tuple(spec.axes[i] for i in perm), tuple(spec.shape[i] for i in perm)
+
+
+def out_in_weights(cfg: ModelConfig, params: dict[str, Array]) -> dict[str, Array]:
+    """`params` with every projection weight W [L, *in, *out] replaced by `name + OUT_IN`, its
+    transpose [L, *out, *in], which `project` multiplies by (`matmul_out_in`: faster on XLA:CPU
+    for few rows, as in decode). Other weights and adapters pass unchanged."""
+    specs = param_specs(cfg)
+    out = {}
+    for name, w in params.items():
+        spec = specs.get(name)
+        if spec is not None and is_projection(spec):
+            out[name + OUT_IN] = jnp.transpose(w, _out_in_perm(spec))
+        else:
+            out[name] = w
+    return out

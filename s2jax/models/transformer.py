@@ -25,7 +25,7 @@ from s2jax.models import splash
 from s2jax.models.attention import attention, self_attention, softcap
 from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
-from s2jax.models.projection import LORA_SCALE, from_bits, to_bits, xla_cpu_16bit
+from s2jax.models.projection import LORA_SCALE, from_bits, matmul_out_in, to_bits, xla_cpu_16bit
 from s2jax.models.rope import apply_rope, rope_table
 from s2jax.parallel.sharding import logical_to_spec
 
@@ -279,6 +279,6 @@ def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*
                   ) -> Float[Array, "*B V"]:
     """fp32 logits of final-normed hidden states (the tied embedding or the LM head), soft-capped
     where the config says (Gemma 2). Every consumer of logits (sampler, loss) goes through here."""
-    head = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]
-    logits = jnp.einsum("...d,vd->...v", x, head.astype(dtype), preferred_element_type=jnp.float32)
+    head = params["embed"] if cfg.tie_word_embeddings else params["lm_head"]  # [V, D]: out, in
+    logits = matmul_out_in(x, head.astype(dtype), 1, jnp.float32)
     return softcap(logits, cfg.final_logit_softcap)

@@ -29,7 +29,8 @@ from s2jax.core.errors import S2JaxError
 from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.cache import KVCache
 from s2jax.models.lora import weight_shardings
-from s2jax.models.params import param_shardings, split_layers
+from s2jax.models.params import out_in_weights, param_shardings, split_layers
+from s2jax.models.projection import OUT_IN_MAX_ROWS, products_fp32
 from s2jax.parallel.memory import check_fits_devices
 from s2jax.parallel.sharding import mesh_of, named_sharding
 from s2jax.sampling import loop
@@ -217,8 +218,11 @@ class Sampler:
                                        *[replicated] * 6),
                          out_shardings=state, donate_argnums=1)
         elif kind == "decode":
-            window, = key
+            window, out_in = key
             if self.unroll_layers:  # it runs on `_decode_weights`
+                if out_in:
+                    w_shardings = weight_shardings(self.cfg, self.mesh, self._out_in_shapes(
+                        weights))
                 w_shardings = per_layer_shardings(w_shardings, self.cfg.num_layers)
             fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
                          in_shardings=(w_shardings, state, replicated, replicated),
@@ -239,18 +243,36 @@ class Sampler:
         self._programs[full] = fn
         return fn
 
-    def _decode_weights(self, weights: dict) -> dict:
+    def _out_in(self, plan: BucketPlan) -> bool:
+        """Whether this call's decode programs multiply by transposed projection weights
+        (`out_in_weights`): on XLA:CPU, with the layers unrolled (the per-layer copy is made
+        anyway), fp32 products and at most `OUT_IN_MAX_ROWS` rows, where that product is the
+        faster one (`matmul_out_in`; SmolLM2-135M at batch 32 on 2 Zen 3 cores: the step's
+        matmuls ~1.4x as fast)."""
+        return (self.unroll_layers and jax.default_backend() == "cpu"
+                and plan.batch <= OUT_IN_MAX_ROWS
+                and products_fp32(self.dtype or self.params["embed"].dtype))
+
+    def _out_in_shapes(self, weights: dict) -> dict:
+        return jax.eval_shape(functools.partial(out_in_weights, self.cfg), weights)
+
+    def _decode_weights(self, weights: dict, out_in: bool) -> dict:
         """The weights the decode programs take: with `unroll_layers`, per-layer copies
         (`split_layers`), made once per call rather than in every decode call (a copy of every
-        weight: ~110 ms at SmolLM2 shapes, about one decode step)."""
+        weight: ~110 ms at SmolLM2 shapes, about one decode step); with `out_in`, the
+        projections transposed in the same copy (`out_in_weights`)."""
         if not self.unroll_layers:
             return weights
-        key = ("split_layers", tuple(weights))
+        key = ("split_layers", tuple(weights), out_in)
         if key not in self._programs:
             stacked = weight_shardings(self.cfg, self.mesh, weights)
+            result = (weight_shardings(self.cfg, self.mesh, self._out_in_shapes(weights))
+                      if out_in else stacked)
+            fn = ((lambda w: split_layers(out_in_weights(self.cfg, w))) if out_in
+                  else split_layers)
             self._programs[key] = jax.jit(
-                split_layers, in_shardings=(stacked,),
-                out_shardings=per_layer_shardings(stacked, self.cfg.num_layers))
+                fn, in_shardings=(stacked,),
+                out_shardings=per_layer_shardings(result, self.cfg.num_layers))
         return self._programs[key](weights)
 
     # -- the call ------------------------------------------------------------------------------
@@ -309,7 +331,8 @@ class Sampler:
         method = SamplingMethod.from_params(params)
         weights = self.params if weights is None else jax.device_put(
             weights, weight_shardings(self.cfg, self.mesh, weights))
-        decode_weights = self._decode_weights(weights)
+        out_in = self._out_in(plan)  # one weight layout for every decode program of the call
+        decode_weights = None  # made at the first decode call: a call of one new token has none
         self.stats = Stats(prompts=len(ids))
         if first_sample is not None and len(first_sample) != len(ids):
             raise S2JaxError(f"first_sample has {len(first_sample)} entries for {len(ids)} "
@@ -347,13 +370,21 @@ class Sampler:
                 exit_done = B - plan.tail_batch()
             else:
                 exit_done = B
-            # enough slots for the furthest row to make progress (see `loop.decode`)
-            window = plan.window(max(positions[live]) + 1 + WINDOW_HEADROOM)
-            state, ran = self._program("decode", (window,), plan, method, weights)(
-                decode_weights, state, np.int32(chunk), np.int32(exit_done))
+            # a live row whose limit is one token took it at its prefill and is done; any
+            # other live row has a step to take
+            if any(min(params.max_new_tokens, plan.cache_len - len(ids[rows[r][0]])) > 1
+                   for r in live):
+                if decode_weights is None:
+                    decode_weights = self._decode_weights(weights, out_in)
+                # enough slots for the furthest row to make progress (see `loop.decode`)
+                window = plan.window(max(positions[live]) + 1 + WINDOW_HEADROOM)
+                state, ran = self._program("decode", (window, out_in), plan, method, weights)(
+                    decode_weights, state, np.int32(chunk), np.int32(exit_done))
+                self.stats.decode_calls += 1
+            else:
+                ran = window = 0
             done, steps, out, positions, ran = map(np.array, jax.device_get(
                 (state.done, state.steps, state.out, state.positions, ran)))
-            self.stats.decode_calls += 1
             self.stats.decode_steps += int(ran)
             self.stats.slot_steps += int(ran) * window
             stopped = np.zeros(B, bool)
