@@ -19,6 +19,9 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
 an answer of 5-30, right-padded), and only the answer tokens carry loss: s2jax's loss sends
 only those positions through the LM head; the torch side is a TRL-style completion-only loop
 (labels -100 outside the answers, padding masked; the head computes every position).
+`--distill --pack`: s2jax packs the same examples into rows (next-fit, `s2jax.train.data.pack`,
+what `s2jax.train.finetune` does by default) while the torch side keeps one padded example a
+row, as TRL's completion-only collator does; both rates count the same examples' tokens.
 
 The host-malloc policy is the process's, so it applies to both sides alike.
 """
@@ -89,6 +92,22 @@ def distill_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict:
         weights[r, prompt - 1:n - 1] = 1  # targets at positions prompt-1.. are answer tokens
     return {"tokens": ids[:, :-1], "targets": ids[:, 1:], "segment_ids": segment,
             "weights": weights}
+
+
+def packed(rows: dict, seq_len: int) -> dict:
+    """The examples of `distill_batch` rows packed next-fit into rows of `seq_len` slots, as
+    `s2jax.train.finetune` packs by default (fewer rows: no slot is padding but a row's tail)."""
+    import numpy as np
+
+    from s2jax.train.data import TokenizedExample, pack
+
+    examples = []
+    for r in range(len(rows["tokens"])):
+        n = int((rows["segment_ids"][r] > 0).sum())
+        mask = np.zeros(n, bool)
+        mask[1:] = rows["weights"][r, :n - 1] > 0  # token t is a loss token: target t-1 is
+        examples.append(TokenizedExample(rows["tokens"][r, :n], mask))
+    return pack(examples, range(len(examples)), seq_len)
 
 
 def model_flops_per_token(shapes: dict, seq_len: int) -> float:
@@ -278,7 +297,12 @@ def main() -> None:
                    "every activation)")
     p.add_argument("--distill", action="store_true",
                    help="distillation-shaped rows, loss on the answers only (module docstring)")
+    p.add_argument("--pack", action="store_true",
+                   help="with --distill: s2jax packs the examples (its finetune default), torch "
+                   "pads one a row (TRL's completion-only collator)")
     args = p.parse_args()
+    if args.pack and not args.distill:
+        p.error("--pack packs the distillation-shaped examples: it needs --distill")
     os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import jax
     import torch
@@ -325,7 +349,13 @@ def main() -> None:
                   f"tokens (the rate below counts these), {int(rows['weights'].sum())} loss "
                   "tokens")
         flops = model_flops_per_token(shapes, seq_len) * tokens
-        runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype, rows, args.remat)}
+        ours_rows = packed(rows, seq_len) if args.pack else rows
+        if args.pack:
+            assert int(ours_rows["weights"].sum()) == int(rows["weights"].sum())
+            print(f"{name}: s2jax packs them into {len(ours_rows['tokens'])} rows of {seq_len} "
+                  f"slots (torch: {batch} padded rows)")
+        runs = {"s2jax": s2jax_stepper(model, len(ours_rows["tokens"]) if args.pack else batch,
+                                       seq_len, args.dtype, ours_rows, args.remat)}
         del model  # the train state holds its own copy
         if torch_runs:
             runs["torch"] = torch_stepper(shapes, batch, seq_len, args.device, args.dtype,
