@@ -6,15 +6,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from flax import nnx
 
 from s2jax.models.config import ModelConfig
 from s2jax.models.lora import weight_shardings
 from s2jax.models.module import Transformer
 from s2jax.models.params import out_in_weights
-from s2jax.models.projection import (LORA_A, LORA_B, LORA_SCALE, OUT_IN, OUT_IN_MAX_ROWS,
-                                     matmul_out_in, project)
+from s2jax.models.projection import (
+    LORA_A,
+    LORA_B,
+    LORA_SCALE,
+    OUT_IN,
+    OUT_IN_MAX_ROWS,
+    matmul_out_in,
+    project,
+)
 from s2jax.models.transformer import forward
 from s2jax.parallel.sharding import make_mesh
 
