@@ -110,12 +110,7 @@ def matmul(x: Array, w: Array, n_in: int) -> Array:
     """x [..., *in] @ w [*in, *out] -> [..., *out], for the `n_in` leading axes of w, as a
     [tokens, prod(in)] x [prod(in), prod(out)] matmul, in x's dtype (accumulated in fp32 where
     `xla_cpu_16bit`, from fp32 operands where `fp32_products`)."""
-    k = math.prod(w.shape[:n_in])
-    lead, out = x.shape[:x.ndim - n_in], w.shape[n_in:]
-    acc = jnp.float32 if xla_cpu_16bit(x.dtype) else None
-    a, b = dot_operands(x.reshape(-1, k), w.reshape(k, -1))
-    y = jnp.dot(a, b, preferred_element_type=acc)
-    return y.astype(jnp.result_type(x, w)).reshape(*lead, *out)
+    return _product(x, w, n_in, out_in=False)
 
 
 def products_fp32(dtype) -> bool:
@@ -123,30 +118,42 @@ def products_fp32(dtype) -> bool:
     return jnp.dtype(dtype) == jnp.float32 or fp32_products(dtype)
 
 
+def out_in_faster(rows: int, dtype) -> bool:
+    """Whether a product of `rows` rows of `dtype` runs faster by a transposed weight
+    (`matmul_out_in`): on XLA:CPU, for at most `OUT_IN_MAX_ROWS` rows and fp32 products."""
+    return (rows <= OUT_IN_MAX_ROWS and products_fp32(dtype)
+            and jax.default_backend() == "cpu")
+
+
 def matmul_out_in(x: Array, wt: Array, n_in: int, out_dtype=None) -> Array:
     """x [..., *in] @ W -> [..., *out] for W given transposed, wt [*out, *in] (the layout of
     HF's linear weights and of the embedding): like `matmul`, in `out_dtype` if given.
 
-    On XLA:CPU, with at most `OUT_IN_MAX_ROWS` rows of x and fp32 products, it computes
-    (wt @ x^T)^T: its GEMM runs [out, in] x [in, rows] well above [rows, in] x [in, out] when
-    the rows are few, as in a decode step. On 2 Zen 3 cores, 32 rows: [1536, 576] at 147 against
-    100 GFLOP/s, the [49152, 576] head 12.3 against 18.3 ms; from 256 rows on the plain product
-    is as fast or faster. The optimization barrier keeps XLA from folding the transpose of the
-    result back into the product (which made it the slow one again); the transpose itself is
-    a copy of the small [rows, out] result."""
-    k = math.prod(wt.shape[wt.ndim - n_in:])
-    lead, out = x.shape[:x.ndim - n_in], wt.shape[:wt.ndim - n_in]
+    Where `out_in_faster` holds it computes (wt @ x^T)^T: XLA:CPU's GEMM runs [out, in] x
+    [in, rows] well above [rows, in] x [in, out] when the rows are few, as in a decode step.
+    On 2 Zen 3 cores, 32 rows: [1536, 576] at 147 against 100 GFLOP/s, the [49152, 576] head
+    12.3 against 18.3 ms; from 256 rows on the plain product is as fast or faster. The
+    optimization barrier keeps XLA from folding the transpose of the result back into the
+    product (which made it the slow one again); the transpose itself is a copy of the small
+    [rows, out] result."""
+    return _product(x, wt, n_in, out_in=True, out_dtype=out_dtype)
+
+
+def _product(x: Array, w: Array, n_in: int, *, out_in: bool, out_dtype=None) -> Array:
+    """x [..., *in] times w, [*in, *out] or (`out_in`) [*out, *in], as one 2-D matmul."""
+    k = math.prod(x.shape[x.ndim - n_in:])
+    lead = x.shape[:x.ndim - n_in]
+    out = w.shape[:w.ndim - n_in] if out_in else w.shape[n_in:]
     acc = out_dtype if out_dtype is not None else (
         jnp.float32 if xla_cpu_16bit(x.dtype) else None)
-    a, b = dot_operands(x.reshape(-1, k), wt.reshape(-1, k))
-    contract = (((1,), (1,)), ((), ()))
-    if (a.shape[0] <= OUT_IN_MAX_ROWS and a.dtype == jnp.float32
-            and jax.default_backend() == "cpu"):
-        yt = jax.lax.dot_general(b, a, contract, preferred_element_type=acc)
+    a, b = dot_operands(x.reshape(-1, k), w.reshape(-1, k) if out_in else w.reshape(k, -1))
+    if out_in and out_in_faster(a.shape[0], x.dtype):
+        yt = jax.lax.dot_general(b, a, (((1,), (1,)), ((), ())), preferred_element_type=acc)
         y = optimization_barrier(yt).T
     else:
+        contract = (((1,), (1 if out_in else 0,)), ((), ()))
         y = jax.lax.dot_general(a, b, contract, preferred_element_type=acc)
-    return y.astype(out_dtype or jnp.result_type(x, wt)).reshape(*lead, *out)
+    return y.astype(out_dtype or jnp.result_type(x, w)).reshape(*lead, *out)
 
 
 def project(lp: dict[str, Array], name: str, eq: str, x: Array, dtype) -> Array:

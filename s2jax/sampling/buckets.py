@@ -87,6 +87,11 @@ class BucketPlan:
         that ladder's over a wide spread of prompt lengths."""
         return min(bucket_at_least(length, MIN_LEN), self.cache_len)
 
+    def row_limit(self, length: int, max_new_tokens: int) -> int:
+        """The new tokens a row whose prompt has `length` tokens may make: `max_new_tokens`,
+        or fewer where its cache runs out of slots."""
+        return min(max_new_tokens, self.cache_len - length)
+
     def prefill_batch(self, prompts: int) -> int:
         """Prefill rows P for `prompts` distinct prompts."""
         return min(round_up(pow2_at_least(prompts), self.shards), self.batch)

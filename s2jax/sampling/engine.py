@@ -30,7 +30,7 @@ from s2jax.core.text_generator import Prompt, Sample, SamplingParams
 from s2jax.models.cache import KVCache
 from s2jax.models.lora import weight_shardings
 from s2jax.models.params import out_in_weights, param_shardings, split_layers
-from s2jax.models.projection import OUT_IN_MAX_ROWS, products_fp32
+from s2jax.models.projection import out_in_faster
 from s2jax.parallel.memory import check_fits_devices
 from s2jax.parallel.sharding import mesh_of, named_sharding
 from s2jax.sampling import loop
@@ -220,10 +220,7 @@ class Sampler:
         elif kind == "decode":
             window, out_in = key
             if self.unroll_layers:  # it runs on `_decode_weights`
-                if out_in:
-                    w_shardings = weight_shardings(self.cfg, self.mesh, self._out_in_shapes(
-                        weights))
-                w_shardings = per_layer_shardings(w_shardings, self.cfg.num_layers)
+                w_shardings = self._decode_shardings(weights, out_in)
             fn = jax.jit(functools.partial(loop.decode, *static, window, mesh=self.mesh),
                          in_shardings=(w_shardings, state, replicated, replicated),
                          out_shardings=(state, replicated), donate_argnums=1)
@@ -245,16 +242,21 @@ class Sampler:
 
     def _out_in(self, plan: BucketPlan) -> bool:
         """Whether this call's decode programs multiply by transposed projection weights
-        (`out_in_weights`): on XLA:CPU, with the layers unrolled (the per-layer copy is made
-        anyway), fp32 products and at most `OUT_IN_MAX_ROWS` rows, where that product is the
-        faster one (`matmul_out_in`; SmolLM2-135M at batch 32 on 2 Zen 3 cores: the step's
-        matmuls ~1.4x as fast)."""
-        return (self.unroll_layers and jax.default_backend() == "cpu"
-                and plan.batch <= OUT_IN_MAX_ROWS
-                and products_fp32(self.dtype or self.params["embed"].dtype))
+        (`out_in_weights`): with the layers unrolled (the per-layer copy is made anyway) where
+        that product is the faster one for the call's rows (`out_in_faster`; SmolLM2-135M at
+        batch 32 on 2 Zen 3 cores: the step's matmuls ~1.4x as fast)."""
+        return self.unroll_layers and out_in_faster(
+            plan.batch, self.dtype or self.params["embed"].dtype)
 
-    def _out_in_shapes(self, weights: dict) -> dict:
-        return jax.eval_shape(functools.partial(out_in_weights, self.cfg), weights)
+    def _decode_form(self, out_in: bool) -> Callable[[dict], dict]:
+        """The call's weights as the decode programs take them, before `split_layers`."""
+        return functools.partial(out_in_weights, self.cfg) if out_in else dict
+
+    def _decode_shardings(self, weights: dict, out_in: bool) -> dict:
+        """The shardings of `_decode_weights(weights, out_in)` (with `unroll_layers`)."""
+        shapes = jax.eval_shape(self._decode_form(out_in), weights)
+        return per_layer_shardings(weight_shardings(self.cfg, self.mesh, shapes),
+                                   self.cfg.num_layers)
 
     def _decode_weights(self, weights: dict, out_in: bool) -> dict:
         """The weights the decode programs take: with `unroll_layers`, per-layer copies
@@ -265,14 +267,11 @@ class Sampler:
             return weights
         key = ("split_layers", tuple(weights), out_in)
         if key not in self._programs:
-            stacked = weight_shardings(self.cfg, self.mesh, weights)
-            result = (weight_shardings(self.cfg, self.mesh, self._out_in_shapes(weights))
-                      if out_in else stacked)
-            fn = ((lambda w: split_layers(out_in_weights(self.cfg, w))) if out_in
-                  else split_layers)
+            form = self._decode_form(out_in)
             self._programs[key] = jax.jit(
-                fn, in_shardings=(stacked,),
-                out_shardings=per_layer_shardings(result, self.cfg.num_layers))
+                lambda w: split_layers(form(w)),
+                in_shardings=(weight_shardings(self.cfg, self.mesh, weights),),
+                out_shardings=self._decode_shardings(weights, out_in))
         return self._programs[key](weights)
 
     # -- the call ------------------------------------------------------------------------------
@@ -372,7 +371,7 @@ class Sampler:
                 exit_done = B
             # a live row whose limit is one token took it at its prefill and is done; any
             # other live row has a step to take
-            if any(min(params.max_new_tokens, plan.cache_len - len(ids[rows[r][0]])) > 1
+            if any(plan.row_limit(len(ids[rows[r][0]]), params.max_new_tokens) > 1
                    for r in live):
                 if decode_weights is None:
                     decode_weights = self._decode_weights(weights, out_in)
@@ -443,7 +442,7 @@ class Sampler:
         for k, ((i, j), r) in enumerate(zip(take, free, strict=False)):
             stream, first = self._streams[i]
             dest[k], src[k], pid[k], sid[k] = r, where[i], stream, first + j
-            limits[k] = min(params.max_new_tokens, plan.cache_len - len(ids[i]))
+            limits[k] = plan.row_limit(len(ids[i]), params.max_new_tokens)
             rows[r] = (i, j)
         self.stats.prefills += 1
         fn = self._program("prefill", (P, T), plan, method, weights)
