@@ -1,5 +1,8 @@
 """No-cache attention: `jax.nn.dot_product_attention` equals the einsum reference on CPU."""
 
+import re
+from itertools import pairwise
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,3 +37,48 @@ def test_dot_product_attention_equals_the_einsum_reference():
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(want_grads[1]).sum()) > 0
+
+
+@pytest.mark.parametrize("softcap", [None, 5.0])
+def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
+    from s2jax.models.attention import CAUSAL_BLOCK, attention, causal_blocks
+
+    B, T, N, K, H = 2, 2 * CAUSAL_BLOCK + 37, 4, 2, 8
+    bounds = causal_blocks(T)
+    assert bounds[0] == 0 and bounds[-1] == T and len(bounds) == 4  # 3 blocks of 76-77
+    assert max(b - a for a, b in pairwise(bounds)) <= CAUSAL_BLOCK
+    assert causal_blocks(CAUSAL_BLOCK) == [0, CAUSAL_BLOCK]
+    ks = jax.random.split(jax.random.PRNGKey(1), 4)
+    q = jax.random.normal(ks[0], (B, T, N, H))
+    k, v = (jax.random.normal(key, (B, T, K, H)) for key in ks[1:3])
+    # row 0 packs three examples across the block bounds, with a sliding window of 50; row 1 is
+    # one example then padding (segment 0), whose queries may attend to nothing
+    seg = jnp.array([[1] * 90 + [2] * 100 + [3] * (T - 190), [1] * 150 + [0] * (T - 150)])
+    idx = jnp.arange(T)
+    window = jnp.array([50, T])[:, None, None]
+    mask = ((idx[:, None] >= idx[None, :]) & (seg[:, :, None] == seg[:, None, :])
+            & (seg[:, None, :] != 0) & (idx[:, None] - idx[None, :] < window))
+    real = np.asarray(seg != 0)[:, :, None, None]
+    do = jax.random.normal(ks[3], (B, T, N, H)) * real
+
+    def run(f):
+        return jax.jit(lambda q, k, v, do: (lambda out, vjp: (out, vjp(do)))(
+            *jax.vjp(f, q, k, v)))(q, k, v, do)
+
+    got, got_grads = run(lambda q, k, v: self_attention(q, k, v, mask, scale=0.3, causal=True,
+                                                        logit_softcap=softcap))
+    want, want_grads = run(lambda q, k, v: attention(
+        q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask, scale=0.3,
+        logit_softcap=softcap))
+    np.testing.assert_allclose(got * real, want * real, rtol=1e-5, atol=1e-6)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    assert float(jnp.abs(want_grads[2]).sum()) > 0
+    # the blocks above the diagonal are not computed: 3 blocks of two products each, the scores
+    # of each over the keys up to its last query ([B, K, G x block, keys])
+    hlo = jax.jit(lambda q, k, v: self_attention(q, k, v, mask, causal=True)).lower(
+        q, k, v).as_text()
+    scores = re.findall(r"dot_general.*-> tensor<2x2x(\d+)x(\d+)xf32>", hlo)
+    assert len(scores) == 6
+    assert sorted({(int(m) // 2, int(s)) for m, s in scores if int(s) != H}) == [
+        (b - a, b) for a, b in pairwise(bounds)]

@@ -202,6 +202,47 @@ def test_the_head_runs_on_chunks_of_loss_positions_only():
     assert not calls  # no loss token: no chunk at all
 
 
+@pytest.mark.parametrize("counts,tokens", [
+    ((15, 3), [40]),  # no whole chunk: a last one of 20 positions per row (sizes 40, 20, 10)
+    ((5, 0), [20]),  # of 10, the smallest size
+    ((55, 1), [80, 40]),  # one whole chunk of 40, then 15 left: 20
+    ((40, 2), [80]),  # exactly one chunk: no last one
+    ((100, 7), [80, 80, 40]),  # every position: 40 + 40 + 20
+    ((0, 0), []),
+])
+def test_a_last_partial_chunk_takes_the_smallest_size_that_holds_it(counts, tokens):
+    Bt, Tt = 2, 100
+    k = jax.random.split(jax.random.PRNGKey(5), 4)
+    x = jax.random.normal(k[0], (Bt, Tt, D))
+    targets = jax.random.randint(k[1], (Bt, Tt), 0, V)
+    weights = np.zeros((Bt, Tt), np.float32)
+    rng = np.random.default_rng(sum(counts))
+    for r, n in enumerate(counts):  # scattered positions of random positive weight
+        weights[r, rng.choice(Tt, n, replace=False)] = rng.uniform(0.5, 2.0, n)
+    head = {"embed": 0.5 * jax.random.normal(k[2], (V, D))}
+    calls = []
+
+    def logits_fn(head, x):
+        jax.debug.callback(lambda n=x.shape[0]: calls.append(n))
+        return jnp.einsum("...d,vd->...v", x, head["embed"])
+
+    def reference(head, x):
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits_fn(head, x), targets)
+        return jnp.sum(nll * weights)
+
+    want, want_g = jax.jit(jax.value_and_grad(reference, (0, 1)))(head, x)
+    jax.effects_barrier()
+    calls.clear()
+    got, got_g = jax.jit(jax.value_and_grad(
+        lambda h, x: fused_loss(logits_fn, 80, h, x, targets, jnp.asarray(weights))[0],
+        (0, 1)))(head, x)
+    jax.effects_barrier()
+    assert sorted(calls, reverse=True) == tokens  # tokens through the head, chunk by chunk
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 def test_sharded_loss_and_gradients_equal_one_device():
     from s2jax.models.params import param_shardings
     from s2jax.parallel.sharding import make_mesh

@@ -39,6 +39,10 @@ from s2jax.train.config import KDConfig
 # 1.41x for JSD, with the teacher's weights).
 KD_SPLIT = 4
 
+# The smallest last chunk, in positions per row: a loss of few positions (a distillation set's
+# answers) computes the head on about as many, while each size is one more compiled loop body.
+TAIL_MIN = 8
+
 # logits_fn(head, x) -> fp32 logits [..., V]; `head` is the pytree of the weights it reads
 LogitsFn = Callable[[dict, Float[Array, "*B D"]], Float[Array, "*B V"]]
 
@@ -170,6 +174,15 @@ def loss_positions(weights: Float[Array, "B T"]) -> tuple[Int[Array, "B T"], Int
     return order, jnp.sum(weights != 0, axis=1, dtype=jnp.int32)
 
 
+def tail_sizes(chunk: int) -> list[int]:
+    """The sizes a last, partial chunk of `chunk` positions per row may take: `chunk`, then
+    halved (rounding up) while at least `TAIL_MIN` positions."""
+    sizes = [chunk]
+    while (half := -(-sizes[-1] // 2)) >= TAIL_MIN and half < sizes[-1]:
+        sizes.append(half)
+    return sizes
+
+
 def _take(a: Array, order: Int[Array, "B T"]) -> Array:
     """a [B, S, ...] at positions `order` of each row -> [B, T, ...]."""
     return jnp.take_along_axis(a, order.reshape(*order.shape, *[1] * (a.ndim - 2)), axis=1)
@@ -189,11 +202,14 @@ def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad
         rows["xt"] = _take(teacher.x, _take(teacher.index, order))
     rows = {k: pad(v if k == "xt" else _take(v, order)) for k, v in rows.items()}
 
-    def body(i, carry):
+    def body(start, size, carry):
+        """Scores the `size` loss positions of every row from `start` on."""
         d_head, sums, dx = carry
-        # one [B*C, D] token axis: the head's gradient then contracts one axis, which XLA:CPU
-        # runs in place; over (B, C) it wrote a transposed copy of every chunk's logit gradient
-        c = {k: jax.lax.dynamic_slice_in_dim(v, i * C, C, axis=1).reshape(B * C, *v.shape[2:])
+        # one [B*size, D] token axis: the head's gradient then contracts one axis, which
+        # XLA:CPU runs in place; over (B, size) it wrote a transposed copy of every chunk's logit
+        # gradient
+        c = {k: jax.lax.dynamic_slice_in_dim(v, start, size, axis=1).reshape(B * size,
+                                                                             *v.shape[2:])
              for k, v in rows.items()}
         z_t = None if teacher is None else teacher.logits_fn(teacher.head, c["xt"])
         if with_grad:
@@ -207,15 +223,25 @@ def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad
             return d_head, sums, dx
         dh, dx_c = vjp(d_z * w[:, None])
         d_head = jax.tree.map(lambda a, g: a + g.astype(a.dtype), d_head, dh)
-        dx = jax.lax.dynamic_update_slice_in_dim(dx, dx_c.reshape(B, C, D), i * C, axis=1)
+        dx = jax.lax.dynamic_update_slice_in_dim(dx, dx_c.reshape(B, size, D), start, axis=1)
         return d_head, sums, dx
 
     # the head's gradient accumulates in fp32 whatever the weights' dtype
     d_head = jax.tree.map(lambda h: jnp.zeros(h.shape, jnp.float32), head) if with_grad else None
     dx = jnp.zeros_like(rows["x"]) if with_grad else None
     sums = (jnp.zeros((), jnp.float32),) * 3
-    trips = (jnp.max(count) + C - 1) // C  # chunks until every row's loss positions are done
-    d_head, sums, dx = jax.lax.fori_loop(0, trips, body, (d_head, sums, dx))
+    # whole chunks while a row has C loss positions left, then one chunk of the smallest size of
+    # `sizes` that holds what is left (none when nothing is): 30 answer positions a row cost a
+    # chunk of 32, not of C
+    most = jnp.max(count)
+    full = most // C
+    carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * C, C, c), (d_head, sums, dx))
+    sizes = tail_sizes(C)
+    left = most - full * C
+    tail = jnp.where(left > 0, jnp.sum(jnp.asarray(sizes) >= left), 0)
+    d_head, sums, dx = jax.lax.switch(
+        tail, [lambda c: c] + [partial(lambda s, c: body(full * C, s, c), s) for s in sizes],
+        carry)
     if not with_grad:
         return sums, None
     # back to each row's own order: the positions that were never scored get a zero gradient
