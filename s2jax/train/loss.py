@@ -7,8 +7,9 @@ logits, not the whole micro-batch's: at Gemma's 262,144-token vocabulary, 8 x 51
 fp32 logits are 4 GiB, and their softmax and gradient as much again each.
 
 Only the positions that carry loss (a non-zero weight) reach the head: each row's loss positions
-are gathered to its front and the chunks stop when every row's are scored, so on distillation
-data (prompts of hundreds of tokens, answers of tens) the head's cost follows the answers.
+are gathered to its front and the chunks stop when every row's are scored, the last one no
+larger than it needs (`tail_sizes`), so on distillation data (prompts of hundreds of tokens,
+answers of tens) the head's cost follows the answers.
 
 Training wants the weighted sum of the losses, whose cotangent is one scalar, so `fused_loss`
 computes the gradient of each chunk in the forward pass, while its logits are at hand: the
