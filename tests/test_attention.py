@@ -62,8 +62,11 @@ def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
     do = jax.random.normal(ks[3], (B, T, N, H)) * real
 
     def run(f):
-        return jax.jit(lambda q, k, v, do: (lambda out, vjp: (out, vjp(do)))(
-            *jax.vjp(f, q, k, v)))(q, k, v, do)
+        def forward_and_back(q, k, v, do):
+            out, vjp = jax.vjp(f, q, k, v)
+            return out, vjp(do)
+
+        return jax.jit(forward_and_back)(q, k, v, do)
 
     got, got_grads = run(lambda q, k, v: self_attention(q, k, v, mask, scale=0.3, causal=True,
                                                         logit_softcap=softcap))

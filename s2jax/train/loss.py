@@ -241,8 +241,7 @@ def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad
     left = most - full * C
     tail = jnp.where(left > 0, jnp.sum(jnp.asarray(sizes) >= left), 0)
     d_head, sums, dx = jax.lax.switch(
-        tail, [lambda c: c] + [partial(lambda s, c: body(full * C, s, c), s) for s in sizes],
-        carry)
+        tail, [lambda c: c] + [partial(body, full * C, s) for s in sizes], carry)
     if not with_grad:
         return sums, None
     # back to each row's own order: the positions that were never scored get a zero gradient
