@@ -22,6 +22,16 @@ only those positions through the LM head; the torch side is a TRL-style completi
 `--distill --pack`: s2jax packs the same examples into rows (next-fit, `s2jax.train.data.pack`,
 what `s2jax.train.finetune` does by default) while the torch side keeps one padded example a
 row, as TRL's completion-only collator does; both rates count the same examples' tokens.
+`--model M --data SET [SET ...]`: real distillation sets (each a `train.parquet` that `s2jax run`
+or `s2jax vote` wrote, or its directory; e.g. the capitals sets of the committed confirmation run,
+docs/real_runs/confirm/stages/distill-*/set: 6 of S2A and 6 of its System 1 control), rendered
+with M's chat template and tokenizer as `s2jax.train.finetune` renders them
+(`s2jax.train.data`), loss on the assistant turn. Each step
+takes the next `--batch` examples (a seeded shuffle; default 8, TRL's per-device default and
+TrainConfig's rows) on both sides: torch pads them to the step's longest, as TRL's collator
+does; s2jax pads them to the set's longest (one compiled shape). With `--pack`, s2jax trains as
+its finetune does by default: the shuffled examples packed next-fit into rows of `--seq-len`
+(default 512, TrainConfig's), `--batch` rows a step; torch keeps `--batch` examples a step.
 
 The host-malloc policy is the process's, so it applies to both sides alike.
 """
@@ -29,6 +39,7 @@ The host-malloc policy is the process's, so it applies to both sides alike.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -94,6 +105,38 @@ def distill_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict:
             "weights": weights}
 
 
+def real_set(paths: list[str], tokenizer, seed: int = 0) -> tuple[list, list[int]]:
+    """Distillation sets' examples (`s2jax.train.data.TokenizedExample`), tokenized as
+    `s2jax.train.finetune` tokenizes them, and a seeded shuffle of their indices."""
+    import numpy as np
+
+    from s2jax.distill.dataset import PARQUET
+    from s2jax.train.data import read_examples, tokenize_examples
+
+    examples = []
+    for path in paths:
+        file = Path(path) / PARQUET if Path(path).is_dir() else Path(path)
+        examples += tokenize_examples(tokenizer, read_examples(file), source=str(file))
+    return examples, np.random.default_rng(seed).permutation(len(examples)).tolist()
+
+
+def set_steps(examples: list, order: list[int], batch: int, seq_len: int | None,
+              packed: bool) -> list[dict]:
+    """Each step's rows (`s2jax.train.data.pack`) over the examples in `order`: `batch`
+    examples a step, one a row, padded to `seq_len` (None: the step's longest, as TRL's collator
+    pads); or, `packed`, the examples packed next-fit into rows of `seq_len` in turn, as
+    `s2jax.train.finetune` packs them, `batch` rows a step. A last, partial step is dropped."""
+    from s2jax.train.data import pack
+
+    if packed:
+        rows = pack(examples, order, seq_len)
+        return [{k: v[i:i + batch] for k, v in rows.items()}
+                for i in range(0, len(rows["tokens"]) - batch + 1, batch)]
+    groups = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    return [pack(examples, g, seq_len or max(len(examples[i].ids) for i in g), False)
+            for g in groups]
+
+
 def packed(rows: dict, seq_len: int) -> dict:
     """The examples of `distill_batch` rows packed next-fit into rows of `seq_len` slots, as
     `s2jax.train.finetune` packs by default (fewer rows: no slot is padding but a row's tail)."""
@@ -143,7 +186,9 @@ def matmul_rates(device: str, dtype: str, n: int, reps: int = 10) -> tuple[float
     # a small probe first: torch's bf16 reference kernel would take minutes per [n, n] product
     probe = torch.randn(256, 256, device=torch_device(device)).to(getattr(torch, dtype))
     probe @ probe
-    probe_rate = rate(lambda: probe @ probe, 256)
+    # the best of a few: one timing alone read 2 GFLOP/s twice, right after another process
+    # had been killed for memory, and skipped the torch side
+    probe_rate = max(rate(lambda: probe @ probe, 256) for _ in range(5))
     # a small product's rate is lower anyway: only a gap of 4x the skip ratio stops here
     torch_runs = probe_rate >= rate(jax_call, n) / TORCH_SLOWER_SKIP / 4
     if torch_runs:
@@ -169,10 +214,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None = None,
-                  remat: str = "auto") -> Callable[[], None]:
+def s2jax_stepper(model, batch: int, seq_len: int, dtype: str,
+                  rows: dict | list[dict] | None = None, remat: str = "auto"
+                  ) -> Callable[[], None]:
     """One call = one step of `s2jax.train`'s jitted, donated train step on `model`'s weights
-    (compiled here), on `rows` (a `distill_batch`) or random tokens that all carry loss."""
+    (compiled here), on `rows` (a `distill_batch`; a list: one per step, in turn, all of one
+    shape) or random tokens that all carry loss."""
     import jax
     import numpy as np
 
@@ -193,15 +240,16 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None
                            jax.tree.map(lambda x: x.sharding, target), mesh)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (1, batch, seq_len + 1)).astype(np.int32)
-    data = ({k: v[None] for k, v in rows.items()} if rows is not None else
-            {"tokens": tokens[..., :-1], "targets": tokens[..., 1:],
-             "segment_ids": np.ones((1, batch, seq_len), np.int32),
-             "weights": np.ones((1, batch, seq_len), np.float32)})
-    data = jax.device_put(data)
-    state_box = [state]
+    steps = [rows] if isinstance(rows, dict) else rows or [
+        {"tokens": tokens[0, :, :-1], "targets": tokens[0, :, 1:],
+         "segment_ids": np.ones((batch, seq_len), np.int32),
+         "weights": np.ones((batch, seq_len), np.float32)}]
+    data = [jax.device_put({k: v[None] for k, v in d.items()}) for d in steps]
+    state_box, turn = [state], itertools.count()
 
     def run() -> None:
-        state_box[0], metrics = step(state_box[0], {}, {}, data)  # no frozen weights or teacher
+        # no frozen weights or teacher
+        state_box[0], metrics = step(state_box[0], {}, {}, data[next(turn) % len(data)])
         jax.block_until_ready(metrics)
 
     run()  # compiles
@@ -209,12 +257,13 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str, rows: dict | None
 
 
 def torch_stepper(shapes: dict | None, batch: int, seq_len: int, device: str, dtype: str,
-                  checkpoint: Path | None = None, rows: dict | None = None
+                  checkpoint: Path | None = None, rows: dict | list[dict] | None = None
                   ) -> Callable[[], None]:
     """One call = one step of the `transformers` model (default attention: sdpa, flash on GPU)
     with torch AdamW; bf16 through autocast over fp32 weights. The model is a random Llama of
-    `shapes`, or the HF checkpoint directory `checkpoint`. With `rows` (a `distill_batch`), a
-    completion-only loss as TRL computes it: labels -100 outside the answers, padding masked."""
+    `shapes`, or the HF checkpoint directory `checkpoint`. With `rows` (a `distill_batch`; a
+    list: one per step, in turn), a completion-only loss as TRL computes it: labels -100 outside
+    the answers, padding masked."""
     import contextlib
 
     import torch
@@ -233,19 +282,28 @@ def torch_stepper(shapes: dict | None, batch: int, seq_len: int, device: str, dt
     model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0,
                             fused=device == "gpu")
-    tokens = torch.randint(0, config.vocab_size, (batch, seq_len), device=dev)
-    labels, mask = tokens, None
-    if rows is not None:  # HF shifts labels itself: label t is the target of position t-1
+    def inputs(rows: dict) -> tuple:
+        """(input ids, attention mask, labels); HF shifts labels itself: label t is the target
+        of position t-1."""
         tokens = torch.as_tensor(rows["tokens"], dtype=torch.long, device=dev)
         mask = torch.as_tensor(rows["segment_ids"] > 0, dtype=torch.long, device=dev)
         labels = torch.full_like(tokens, -100)
         targets = torch.as_tensor(rows["targets"], dtype=torch.long, device=dev)
         keep = torch.as_tensor(rows["weights"] > 0, device=dev)
         labels[:, 1:][keep[:, :-1]] = targets[:, :-1][keep[:, :-1]]
+        return tokens, mask, labels
+
+    if rows is None:
+        tokens = torch.randint(0, config.vocab_size, (batch, seq_len), device=dev)
+        steps = [(tokens, None, tokens)]
+    else:
+        steps = [inputs(r) for r in ([rows] if isinstance(rows, dict) else rows)]
+    turn = itertools.count()
     autocast = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else (
         contextlib.nullcontext)
 
     def run() -> None:
+        tokens, mask, labels = steps[next(turn) % len(steps)]
         with autocast():
             loss = model(input_ids=tokens, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -277,6 +335,59 @@ def interleaved_times(runs: dict[str, Callable[[], None]], steps: int
     return times, cpu, sys_time
 
 
+def real_set_run(args, model, tokenizer, shapes: dict, checkpoint: Path, torch_runs: bool,
+                 peak: float) -> str:
+    """`--data`: each side steps through the set in turn. A torch call runs as many steps as
+    hold about one s2jax step's tokens; a rate is the example tokens of all timed calls over
+    their summed seconds (the median call's in brackets)."""
+    import numpy as np
+
+    from s2jax.core.errors import S2JaxError
+    from s2jax.train.config import TrainConfig
+
+    examples, order = real_set(args.data, tokenizer)
+    lengths = [len(e.ids) for e in examples]
+    batch = args.batch or TrainConfig.batch_size  # also TRL's per-device default, 8
+    seq_len = args.seq_len or (TrainConfig.seq_len if args.pack else -(-max(lengths) // 8) * 8)
+    ours = set_steps(examples, order, batch, seq_len, args.pack)
+    theirs = set_steps(examples, order, batch, None, False)
+    if not ours or not theirs:
+        raise S2JaxError(f"{', '.join(args.data)}: {len(examples)} examples, fewer than one "
+                         f"step of {batch} {'rows' if args.pack else 'examples'}")
+    real = lambda step: int((step["segment_ids"] > 0).sum())
+    loss = sum(int(e.loss_mask[1:].sum()) for e in examples)
+    per_call = max(1, round(statistics.mean(map(real, ours)) / statistics.mean(map(real, theirs))))
+    layout = (f"packs them into rows of {seq_len}, {batch} a step (as its finetune does)"
+              if args.pack else f"pads {batch} a step to {seq_len} (the longest)")
+    print(f"{len(args.data)} set(s): {len(examples)} examples of {min(lengths)}-{max(lengths)} "
+          f"tokens (mean {statistics.mean(lengths):.0f}, {loss / len(examples):.1f} loss "
+          f"tokens); s2jax {layout}, {len(ours)} steps; torch pads {batch} a step to the step's "
+          f"longest, {len(theirs)} steps, {per_call} a timed call")
+    calls = args.steps or min(len(ours), 8)
+    runs = {"s2jax": s2jax_stepper(model, batch, seq_len, args.dtype, ours, args.remat)}
+    del model
+    if torch_runs:
+        step = torch_stepper(shapes, batch, seq_len, args.device, args.dtype, checkpoint, theirs)
+        runs["torch"] = lambda: [step() for _ in range(per_call)]
+    shutil.rmtree(checkpoint.parent)
+    times, cpu, sys_time = interleaved_times(runs, calls)
+    # each side's warm-up took its first step; call c then takes steps 1 + c*k .. c*k + k
+    tokens = {"s2jax": [real(ours[(1 + c) % len(ours)]) for c in range(calls)],
+              "torch": [sum(real(theirs[(1 + c * per_call + j) % len(theirs)])
+                            for j in range(per_call)) for c in range(calls)]}
+    flops = model_flops_per_token(shapes, statistics.mean(lengths))
+    row = f"{'real set':12s} {int(np.mean(tokens['s2jax'])):11d} "
+    rate = {}
+    for name in runs:
+        rate[name] = sum(tokens[name]) / sum(times[name])
+        med = statistics.median(n / t for n, t in zip(tokens[name], times[name], strict=True))
+        row += (f"{rate[name]:9.0f} [{med:8.0f}] {flops * rate[name] / peak:6.1%} "
+                f"{statistics.median(cpu[name]):6.2f} ({statistics.median(sys_time[name]):4.2f}) ")
+    if torch_runs:
+        row += f"{rate['s2jax'] / rate['torch']:5.2f}x"
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="5m,100m", help="comma-separated: " + ",".join(CONFIGS))
@@ -300,9 +411,17 @@ def main() -> None:
     p.add_argument("--pack", action="store_true",
                    help="with --distill: s2jax packs the examples (its finetune default), torch "
                    "pads one a row (TRL's completion-only collator)")
+    p.add_argument("--data", nargs="+", default=None, metavar="SET",
+                   help="with --model: real distillation sets, train.parquet files or their "
+                   "directories (module docstring)")
     args = p.parse_args()
-    if args.pack and not args.distill:
-        p.error("--pack packs the distillation-shaped examples: it needs --distill")
+    if args.pack and not (args.distill or args.data):
+        p.error("--pack packs the distillation-shaped examples: it needs --distill or --data")
+    if args.data and not args.model:
+        p.error("--data is rendered with a real model's chat template and tokenizer: it needs "
+                "--model")
+    if args.data and args.distill:
+        p.error("--data and --distill are two sources of examples: give one")
     os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
     import jax
     import torch
@@ -339,6 +458,13 @@ def main() -> None:
         else:
             shapes, batch, seq_len = CONFIGS[name]
             model, checkpoint = s2jax_llama(shapes), None
+        if args.data:  # the call holds the model's only reference: its stepper frees it
+            models = [model]
+            del model
+            print(real_set_run(args, models.pop(), tokenizer, shapes, checkpoint, torch_runs,
+                               peak), flush=True)
+            continue
+        batch = args.batch or batch
         batch = args.batch or batch
         seq_len = args.seq_len or (DISTILL_SEQ_LEN if args.distill else seq_len)
         rows = distill_batch(batch, seq_len, shapes["vocab_size"]) if args.distill else None

@@ -243,6 +243,34 @@ def test_a_last_partial_chunk_takes_the_smallest_size_that_holds_it(counts, toke
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
+def test_a_chunk_of_whole_rows_computes_the_head_only_in_the_chosen_branch():
+    """Rows no longer than a chunk: the head runs once, on the smallest size that holds the
+    loss positions. A loop of at most one trip would be loop-invariant (its slice start clamps
+    to 0), and XLA would hoist its body, computing the head on every position, unconditionally,
+    beside the chosen branch."""
+    Bt, Tt, Vt = 4, 48, 1000  # a chunk of 1024 tokens holds the 4 rows whole
+    k = jax.random.split(jax.random.PRNGKey(7), 3)
+    x = jax.random.normal(k[0], (Bt, Tt, D))
+    targets = jax.random.randint(k[1], (Bt, Tt), 0, Vt)
+    weights = jnp.zeros((Bt, Tt)).at[:, -10:-1].set(1.0)  # 9 answer positions a row
+    head = {"embed": 0.5 * jax.random.normal(k[2], (Vt, D))}
+    logits_fn = lambda h, x: jnp.einsum("...d,vd->...v", x, h["embed"])
+    # weights as an argument: constants would let XLA pick the branch at compile time
+    grad = jax.jit(jax.grad(lambda h, x, w: fused_loss(logits_fn, 1024, h, x, targets, w)[0],
+                            (0, 1)))
+    hlo = grad.lower(head, x, weights).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY "):]
+    entry = entry[:entry.index("\n}")]
+    # the head's logits over all B*T positions: in a branch only, never in the entry computation
+    assert f"f32[{Bt * Tt},{Vt}]" in hlo
+    assert f"f32[{Bt * Tt},{Vt}]" not in entry
+    assert " while(" not in entry
+    want = jax.grad(lambda h, x: jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+        logits_fn(h, x), targets) * weights), (0, 1))(head, x)
+    for g, w in zip(jax.tree.leaves(grad(head, x, weights)), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 def test_sharded_loss_and_gradients_equal_one_device():
     from s2jax.models.params import param_shardings
     from s2jax.parallel.sharding import make_mesh

@@ -235,8 +235,15 @@ def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad
     # `sizes` that holds what is left (none when nothing is): 30 answer positions a row cost a
     # chunk of 32, not of C
     most = jnp.max(count)
-    full = most // C
-    carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * C, C, c), (d_head, sums, dx))
+    carry = (d_head, sums, dx)
+    if n == 1:
+        # one chunk holds a whole row: no loop. A loop of at most one trip whose slice start
+        # clamps to 0 is loop-invariant, and XLA hoists its body out, computing the head on
+        # every position even when the loop runs no trip (8 rows of 96 tokens: +1.1 s a step)
+        full = 0
+    else:
+        full = most // C
+        carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * C, C, c), carry)
     sizes = tail_sizes(C)
     left = most - full * C
     tail = jnp.where(left > 0, jnp.sum(jnp.asarray(sizes) >= left), 0)
