@@ -14,6 +14,8 @@ the s2jax / torch ratio, and each library's own matmul rate, since on CPU the GE
   python bench/train.py --model smollm2-135m-instruct   # the real model, once fetched
   S2JAX_HOST_MALLOC=keep python bench/train.py  # glibc keeps freed memory (core/host_memory.py)
   python bench/train.py --distill --sizes smollm2-135m,qwen2.5-0.5b   # distillation-shaped
+  python bench/train.py --model smollm2-135m-instruct --pack \
+      --data docs/real_runs/confirm/stages/distill-*/set          # real capitals sets
 
 `--distill`: each row is one example shaped as a distillation set (a prompt of 50-300 tokens,
 an answer of 5-30, right-padded), and only the answer tokens carry loss: s2jax's loss sends
@@ -26,12 +28,12 @@ row, as TRL's completion-only collator does; both rates count the same examples'
 or `s2jax vote` wrote, or its directory; e.g. the capitals sets of the committed confirmation run,
 docs/real_runs/confirm/stages/distill-*/set: 6 of S2A and 6 of its System 1 control), rendered
 with M's chat template and tokenizer as `s2jax.train.finetune` renders them
-(`s2jax.train.data`), loss on the assistant turn. Each step
-takes the next `--batch` examples (a seeded shuffle; default 8, TRL's per-device default and
-TrainConfig's rows) on both sides: torch pads them to the step's longest, as TRL's collator
-does; s2jax pads them to the set's longest (one compiled shape). With `--pack`, s2jax trains as
-its finetune does by default: the shuffled examples packed next-fit into rows of `--seq-len`
-(default 512, TrainConfig's), `--batch` rows a step; torch keeps `--batch` examples a step.
+(`s2jax.train.data`), loss on the assistant turn. Each step takes the next `--batch` examples
+(a seeded shuffle; default 8, TRL's per-device default and TrainConfig's rows) on both sides:
+torch pads them to the step's longest, as TRL's collator does; s2jax pads them to the set's
+longest (one compiled shape). With `--pack`, s2jax trains as its finetune does by default: the
+shuffled examples packed next-fit into rows of `--seq-len` (default 512, TrainConfig's),
+`--batch` rows a step; torch keeps `--batch` examples a step.
 
 The host-malloc policy is the process's, so it applies to both sides alike.
 """

@@ -189,6 +189,27 @@ def _take(a: Array, order: Int[Array, "B T"]) -> Array:
     return jnp.take_along_axis(a, order.reshape(*order.shape, *[1] * (a.ndim - 2)), axis=1)
 
 
+def _over_chunks(body, C: int, n: int, count: Int[Array, " B"], carry):
+    """`body(start, size, carry)` over every row's first `count` positions (of `n` * C): whole
+    chunks of C while a row has C left, then one chunk of the smallest size of `tail_sizes(C)`
+    that holds what is left (none when nothing is): 30 answer positions a row cost a chunk of
+    32, not of C."""
+    most = jnp.max(count)
+    if n == 1:
+        # one chunk holds a whole row: no loop. A loop of at most one trip whose slice start
+        # clamps to 0 is loop-invariant, and XLA hoists its body out, computing the head on
+        # every position even when the loop runs no trip (8 rows of 96 tokens: +1.5 s a step)
+        full = 0
+    else:
+        full = most // C
+        carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * C, C, c), carry)
+    sizes = tail_sizes(C)
+    left = most - full * C
+    tail = jnp.where(left > 0, jnp.sum(jnp.asarray(sizes) >= left), 0)
+    return jax.lax.switch(tail, [lambda c: c] + [partial(body, full * C, s) for s in sizes],
+                          carry)
+
+
 def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad: bool):
     """The chunk loop over the loss positions: ((loss, hits, nll) sums, grads or None), the
     grads being d(loss)/d(head, x) for a cotangent of 1. Its trip count is data-dependent:
@@ -231,24 +252,7 @@ def _loop(kd, logits_fn, chunk, head, x, targets, weights, teacher, *, with_grad
     d_head = jax.tree.map(lambda h: jnp.zeros(h.shape, jnp.float32), head) if with_grad else None
     dx = jnp.zeros_like(rows["x"]) if with_grad else None
     sums = (jnp.zeros((), jnp.float32),) * 3
-    # whole chunks while a row has C loss positions left, then one chunk of the smallest size of
-    # `sizes` that holds what is left (none when nothing is): 30 answer positions a row cost a
-    # chunk of 32, not of C
-    most = jnp.max(count)
-    carry = (d_head, sums, dx)
-    if n == 1:
-        # one chunk holds a whole row: no loop. A loop of at most one trip whose slice start
-        # clamps to 0 is loop-invariant, and XLA hoists its body out, computing the head on
-        # every position even when the loop runs no trip (8 rows of 96 tokens: +1.1 s a step)
-        full = 0
-    else:
-        full = most // C
-        carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * C, C, c), carry)
-    sizes = tail_sizes(C)
-    left = most - full * C
-    tail = jnp.where(left > 0, jnp.sum(jnp.asarray(sizes) >= left), 0)
-    d_head, sums, dx = jax.lax.switch(
-        tail, [lambda c: c] + [partial(body, full * C, s) for s in sizes], carry)
+    d_head, sums, dx = _over_chunks(body, C, n, count, (d_head, sums, dx))
     if not with_grad:
         return sums, None
     # back to each row's own order: the positions that were never scored get a zero gradient
