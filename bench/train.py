@@ -342,8 +342,6 @@ def real_set_run(args, model, tokenizer, shapes: dict, checkpoint: Path, torch_r
     """`--data`: each side steps through the set in turn. A torch call runs as many steps as
     hold about one s2jax step's tokens; a rate is the example tokens of all timed calls over
     their summed seconds (the median call's in brackets)."""
-    import numpy as np
-
     from s2jax.core.errors import S2JaxError
     from s2jax.train.config import TrainConfig
 
@@ -378,7 +376,7 @@ def real_set_run(args, model, tokenizer, shapes: dict, checkpoint: Path, torch_r
               "torch": [sum(real(theirs[(1 + c * per_call + j) % len(theirs)])
                             for j in range(per_call)) for c in range(calls)]}
     flops = model_flops_per_token(shapes, statistics.mean(lengths))
-    row = f"{'real set':12s} {int(np.mean(tokens['s2jax'])):11d} "
+    row = f"{'real set':12s} {int(statistics.mean(tokens['s2jax'])):11d} "
     rate = {}
     for name in runs:
         rate[name] = sum(tokens[name]) / sum(times[name])
@@ -466,7 +464,6 @@ def main() -> None:
             print(real_set_run(args, models.pop(), tokenizer, shapes, checkpoint, torch_runs,
                                peak), flush=True)
             continue
-        batch = args.batch or batch
         batch = args.batch or batch
         seq_len = args.seq_len or (DISTILL_SEQ_LEN if args.distill else seq_len)
         rows = distill_batch(batch, seq_len, shapes["vocab_size"]) if args.distill else None
