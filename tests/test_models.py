@@ -147,7 +147,12 @@ def test_load_places_only_local_shards_in_host_memory(tmp_path):
           f"{retained / 1e6:.2f} MB, transient {transient / 1e6:.2f} MB; "
           f"largest tensor {biggest / 1e6:.2f} MB")
     assert transient <= biggest + local_shards, (transient, biggest)
-    assert retained < 1.5 * sum(v.nbytes for v in sharded.values())
+    # `retained` is the read shards the devices kept without a copy: XLA:CPU aliases a numpy
+    # array only at an address aligned for it, which depends on the heap's history (5.8-7.0 MB
+    # here by what ran before in the process), so the bound is every device's shard aliased,
+    # plus the Python objects of the result (~40 KB): a second copy of the model exceeds it
+    shards = sum(s.data.nbytes for v in sharded.values() for s in v.addressable_shards)
+    assert retained <= shards + 2**16, (retained, shards)
     assert sharded["layers.gate"].addressable_shards[0].data.nbytes \
         < sharded["layers.gate"].nbytes
 
