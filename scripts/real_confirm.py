@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from s2jax.core import compile_cache
 from s2jax.core.errors import S2JaxError
 from s2jax.parallel.platforms import default_to_cpu
 from s2jax.run.confirm import (
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="recompute report and claim from the root's rows, run nothing")
     args = ap.parse_args(argv)
     default_to_cpu()  # as the CLI: no libtpu start-up errors on a machine without an accelerator
+    compile_cache.enable()  # as the CLI: the fold models' programs compile once, then load
     arg = "smollm2-135m,quick" if args.quick else "qwen2.5-coder-0.5b"
     arms, claims = load_arms(f"{CONFIG}:{arg}", quick=args.quick)
     if args.hashes:

@@ -44,9 +44,14 @@ class Engine:
         self.base: dict = {}
         self.holds = "base"  # which weights the model and sampler hold now
 
+    @staticmethod
+    def loaded(config: ExperimentConfig) -> tuple:
+        """What decides the model and sampler `get` holds for `config`."""
+        return (config.model, config.dtype, config.mesh, config.max_batch, config.max_len,
+                config.chat)
+
     def get(self, config: ExperimentConfig):
-        key = (config.model, config.dtype, config.mesh, config.max_batch, config.max_len,
-               config.chat)
+        key = self.loaded(config)
         if key != self.key:
             # JAX only when a stage needs the model (planning a sweep imports this module)
             from s2jax.models.loading import load
@@ -64,15 +69,22 @@ class Engine:
 
     def use(self, config: ExperimentConfig, weights: Path | None = None) -> Engine:
         """The engine holding the base weights, or those of the exported model `weights`."""
-        if self.base and any(v.is_deleted() for v in self.base.values()):
-            self.key = None  # a fine-tune released the base buffers: load the model again
+        from s2jax.models.loading import load  # JAX: as in `get`
+
+        if (self.key == self.loaded(config) and self.base
+                and any(v.is_deleted() for v in self.base.values())):
+            # a fine-tune released the base buffers: read the weights again into the model and
+            # sampler held, whose traced and compiled programs stay (a new sampler retraces
+            # them), the tuned weights freed first (one copy of the model at a time)
+            for name in self.model.params():
+                self.model.param(name).get_value().delete()
+            self.base = dict(load(config.model, dtype=config.dtype, mesh=self.mesh)[0].params())
+            self.holds = None
         self.get(config)
         want = "base" if weights is None else str(weights)
         if self.holds != want:
             params = self.base
             if weights is not None:
-                from s2jax.models.loading import load  # JAX: as in `get`
-
                 params = load(weights, dtype=config.dtype, mesh=self.mesh)[0].params()
             for name, value in params.items():
                 self.model.param(name).set_value(value)
@@ -173,13 +185,14 @@ def run_finetune(node: Node, work: Path, store: StageStore, engine: Engine, log:
     try:
         finetune_stage(engine.model, engine.tokenizer, read_examples(parquet), train,
                        work / "train", mesh=engine.mesh, teacher=teacher,
-                       teacher_tokenizer=teacher_tokenizer)
+                       teacher_tokenizer=teacher_tokenizer, final_checkpoint=False)
     finally:
         engine.holds = "tuned"  # the model's weights were replaced (or half replaced)
     for part in ("model", "adapter"):
         if (work / "train" / part).exists():
             (work / "train" / part).rename(work / part)
-    shutil.rmtree(work / "train" / "checkpoints", ignore_errors=True)  # only for resuming
+    # only for resuming (the stage's export is its product: no checkpoint after the last step)
+    shutil.rmtree(work / "train" / "checkpoints", ignore_errors=True)
     move_into_log(work, ["train"])
     _seconds(work, time.perf_counter() - t0)
     log(f"{node.id}: fine-tuned on {dist}")

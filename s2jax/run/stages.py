@@ -296,14 +296,15 @@ def check_train_memory(model, config, mesh=None, teacher=None) -> None:
 def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | os.PathLike, *,
                    mesh=None, eval_examples: Sequence | None = None,
                    on_stage: Callable[[int, int], None] | None = None, teacher=None,
-                   teacher_tokenizer=None, checkpoint_dir=None):
+                   teacher_tokenizer=None, checkpoint_dir=None, final_checkpoint=True):
     """Fine-tunes System 1 (resuming from `run_dir`), exports it, and returns the model.
 
     `finetune` refuses a schedule whose learning rate never leaves 0 and non-finite weights;
     with a removal curriculum it calls `on_stage(stage, step)` after every stage. With
     `config.kd` on, `teacher` (default: the student's own loaded weights) runs frozen in
     every step on the examples' `teacher_messages` (rendered by `teacher_tokenizer`).
-    `checkpoint_dir` (default `run_dir/checkpoints`) may be on an object store (gs://).
+    `checkpoint_dir` (default `run_dir/checkpoints`) may be on an object store (gs://);
+    `final_checkpoint=False` skips the checkpoint after the last step (`finetune`).
     """
     # the train loop (JAX, optax, orbax) only for fine-tuning: `vote` uses the other stages
     from s2jax.train.loop import finetune
@@ -313,4 +314,5 @@ def finetune_stage(model, tokenizer, examples: Sequence, config, run_dir: str | 
     check_train_memory(model, config, mesh, teacher)
     return finetune(model, tokenizer, examples, config, Path(run_dir), mesh=mesh,
                     eval_examples=eval_examples, on_stage=on_stage, teacher=teacher,
-                    teacher_tokenizer=teacher_tokenizer, checkpoint_dir=checkpoint_dir)
+                    teacher_tokenizer=teacher_tokenizer, checkpoint_dir=checkpoint_dir,
+                    final_checkpoint=final_checkpoint)

@@ -351,7 +351,8 @@ def _write_back(model, params: dict) -> None:
 def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
              mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
-             teacher=None, teacher_tokenizer=None, checkpoint_dir=None, adapters=None):
+             teacher=None, teacher_tokenizer=None, checkpoint_dir=None, adapters=None,
+             final_checkpoint: bool = True):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -377,6 +378,11 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         gs:// path (`etils.epath.Path`) keeps them on the object store, shared by every host.
       adapters: with LoRA, the adapters to start from (e.g. an earlier round's, without their
         scale); default: fresh ones drawn from `config.seed`.
+      final_checkpoint: write a checkpoint after the last step (default). False where the
+        export is the run's only product and its checkpoints are deleted after it (a sweep's
+        fine-tuning stage): the weights and Adam moments, three times the export's bytes, are
+        not written; a run killed before its export lands retrains from its last periodic
+        checkpoint (`checkpoint_every`), else from the start. Curriculum stage ends still save.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
@@ -480,11 +486,12 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
             state, metrics = train_step(state, frozen, teacher_params,
                                         _put(next(batches), b_sharding))
             progress.push(s, metrics)
-            save = (s == total or ends_stage(s)
+            save = ((s == total and final_checkpoint) or ends_stage(s)
                     or (config.checkpoint_every and s % config.checkpoint_every == 0))
-            if save:
-                progress.flush()  # a checkpoint follows only steps known to be finite
+            if save or s == total:
+                progress.flush()  # a checkpoint or export follows only steps known to be finite
                 _check_finite(state.params, s, checkpoints)  # ... and holds finite weights
+            if save:
                 host_memory.release()  # the writer threads' buffers do not reuse the step's
                 checkpoints.save(s, state, batches.state())
                 publish_root()  # on a gs:// run root, the logs so far go with the checkpoint
