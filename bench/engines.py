@@ -172,6 +172,8 @@ def main() -> None:
                     help="weights and KV cache of s2jax and vLLM, each compared in its own rows")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS,
+                    help="new tokens per prompt in the decode measure (more: longer KV caches)")
     ap.add_argument("--vllm-python", default="/work/venvs/vllm/bin/python",
                     help="an interpreter with vllm (the CPU build) installed")
     ap.add_argument("--llama-python", default="/work/venvs/vllm/bin/python",
@@ -182,6 +184,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds {args.rounds}: expected at least 1 timed round")
+    if args.new_tokens < 2:
+        ap.error(f"--new-tokens {args.new_tokens}: expected at least 2 (1 is the prefill measure)")
     if args.peer:
         return peer_main(args.peer, args.source, args.dtype, args.threads)
 
@@ -203,7 +207,7 @@ def main() -> None:
     gguf = str(resolve(args.model))
     prompts = chat_prompts(tokenizer)
     print(f"{args.model}: {PROMPTS} chat prompts of {min(map(len, prompts))}-"
-          f"{max(map(len, prompts))} tokens, {NEW_TOKENS} new tokens, T=0.7 top-k 40, EOS "
+          f"{max(map(len, prompts))} tokens, {args.new_tokens} new tokens, T=0.7 top-k 40, EOS "
           f"ignored, {args.threads} threads, {args.rounds} interleaved rounds, fastest shown; "
           f"load average {os.getloadavg()[0]:.2f}; CPU bf16 dot products: "
           f"{'yes' if cpu_bf16_dot() else 'no (bf16 products run on fp32 copies)'}")
@@ -230,12 +234,12 @@ def compare(dtype: str, directory: Path, gguf: str, prompts: list[list[int]], ar
         else:
             sides[p.name] = p
     for run in sides.values():  # warm-up: compiles, allocates
-        run(prompts, NEW_TOKENS)
+        run(prompts, args.new_tokens)
         run(prompts, 1)
     best = {name: {} for name in sides}  # name: {decode|prefill: (seconds, tokens)}
     for _ in range(args.rounds):
         for name, run in sides.items():
-            for what, n in (("decode", NEW_TOKENS), ("prefill", 1)):
+            for what, n in (("decode", args.new_tokens), ("prefill", 1)):
                 time.sleep(PAUSE_S)
                 s, tok = run(prompts, n)
                 if what not in best[name] or s < best[name][what][0]:

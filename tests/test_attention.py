@@ -1,5 +1,6 @@
 """No-cache attention: `jax.nn.dot_product_attention` equals the einsum reference on CPU."""
 
+import functools
 import re
 from itertools import pairwise
 
@@ -85,3 +86,48 @@ def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
     assert len(scores) == 6
     assert sorted({(int(m) // 2, int(s)) for m, s in scores if int(s) != H}) == [
         (b - a, b) for a, b in pairwise(bounds)]
+
+
+@pytest.mark.parametrize("S,H,dtype", [(40, 8, jnp.float32),  # one chunk of slots (40 = 2 x 20)
+                                       (128, 64, jnp.float32),  # 4 x 32 slots, 2 x 32 head dims
+                                       (96, 80, jnp.bfloat16)])  # a 16-bit cache
+def test_decode_attention_over_keys_last_equals_the_einsum_product(S, H, dtype):
+    """A decode step's attention over a keys-last cache ([B, K, H, S]), which on CPU sums
+    elementwise products in chunks, equals the batched einsum over [B, K, S, H] keys."""
+    from s2jax.models.attention import _decode_products, attention
+
+    B, N, K = 3, 6, 2
+    ks = jax.random.split(jax.random.PRNGKey(2), 3)
+    q = jax.random.normal(ks[0], (B, 1, N, H)).astype(dtype)
+    k, v = (jax.random.normal(key, (B, K, S, H)).astype(dtype) for key in ks[1:])
+    pos = jnp.array([S - 1, 5, S // 2])
+    mask = (jnp.arange(S)[None, :] <= pos[:, None])[:, None, :]  # [B, 1, S]
+    want = attention(q, k, v, mask, scale=0.2, logit_softcap=30.0)
+    step = jax.jit(functools.partial(attention, scale=0.2, logit_softcap=30.0, keys_last=True))
+    got = step(q, k.swapaxes(2, 3), v, mask)
+    # no batched GEMM: XLA:CPU runs those [G, X] x [X, Y] products on one core
+    assert "dot_general" not in step.lower(q, k.swapaxes(2, 3), v, mask).as_text()
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               rtol=tol, atol=tol)
+    # the chunked sum itself, against numpy in float64
+    a, b = jax.random.normal(ks[0], (B, K, 3, S)), jax.random.normal(ks[1], (B, K, S, H))
+    np.testing.assert_allclose(
+        _decode_products(a, b),
+        np.einsum("bkgx,bkxy->bkgy", np.asarray(a, np.float64), np.asarray(b, np.float64)),
+        rtol=1e-5, atol=1e-4)
+
+
+def test_decode_attention_benchmark_runs_and_agrees(tmp_path):
+    """bench/decode_attention.py at a tiny size: both forms run and give the same output."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "decode_attention.py"
+    out = subprocess.run([sys.executable, str(script), "--slots", "48", "--rows", "2",
+                          "--layers", "2", "--repeats", "1"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("  48 slots: matmul"))
+    assert float(re.search(r"max difference ([0-9.e+-]+)", line).group(1)) < 1e-5

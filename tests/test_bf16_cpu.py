@@ -98,8 +98,8 @@ def _with_rows_reference(cache, dest, prompts, src):
     out = [np.array(c, np.float32) for c in (cache.k, cache.v)]
     for d, s in zip(np.asarray(dest), np.asarray(src), strict=True):
         if d < out[0].shape[1]:
-            for o, p in zip(out, (prompts.k, prompts.v), strict=True):
-                o[:, d, :, :prompts.slots] = np.asarray(p[:, s], np.float32)
+            out[0][:, d, ..., :prompts.slots] = np.asarray(prompts.k[:, s], np.float32)
+            out[1][:, d, :, :prompts.slots] = np.asarray(prompts.v[:, s], np.float32)
     return out
 
 
@@ -108,10 +108,10 @@ def _with_rows_reference(cache, dest, prompts, src):
 def test_with_rows_starts_each_destination_row_from_its_prompt(hf_checkpoint, dtype, split):
     model, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
     cfg = model.config
-    rand = lambda seed, rows, slots: jax.random.normal(
-        jax.random.PRNGKey(seed), KVCache.shape(cfg, rows, slots)).astype(dtype)
-    cache = KVCache(rand(0, 6, 16), rand(1, 6, 16))
-    prompts = KVCache(rand(2, 3, 8), rand(3, 3, 8))
+    rand = lambda seed, rows, slots, part: jax.random.normal(
+        jax.random.PRNGKey(seed), KVCache.shapes(cfg, rows, slots)[part]).astype(dtype)
+    cache = KVCache(rand(0, 6, 16, 0), rand(1, 6, 16, 1))
+    prompts = KVCache(rand(2, 3, 8, 0), rand(3, 3, 8, 1))
     dest = jnp.asarray([4, 0, 6, 2], jnp.int32)  # 6: out of range, dropped
     src = jnp.asarray([1, 2, 0, 1], jnp.int32)
     want = _with_rows_reference(cache, dest, prompts, src)

@@ -266,6 +266,32 @@ def test_layer_scan_decode_equals_unrolled(hf_checkpoint):
                                         None)(0).cache.k, tuple)  # per-layer buffers
 
 
+@pytest.mark.parametrize("unroll", [False, True])
+def test_tpu_cache_layout_samples_the_cpu_layouts_tokens(hf_checkpoint, monkeypatch, unroll):
+    """A KV cache with keys [B, K, S, H] (the TPU layout, `KVCache.keys_last` False) gives the
+    tokens of the slots-last keys CPUs and GPUs keep, through refills, windows and both decode
+    forms (scanned and unrolled)."""
+    from s2jax.sampling import loop
+
+    model, tok = s2jax.load(hf_checkpoint("gemma2"), dtype="float32")  # soft-capped scores
+    prompts = _prompts(model.config.vocab_size, [3, 30, 5, 17, 2, 6])
+    params = SamplingParams(n=2, temperature=0.8, top_k=20, max_new_tokens=24, seed=4)
+    sampler = lambda: Sampler(model, tok, max_batch=4, max_len=64, unroll_layers=unroll)
+    def keys(s):  # (keys_last, the slots axis of a layer's keys)
+        plan = s.plan([3], params)
+        cache = s._program("init", (), plan, None)(0).cache
+        k = cache.k[0] if unroll else cache.k[0, 0]
+        return cache.keys_last, k.shape.index(plan.cache_len) - k.ndim
+
+    last = sampler()
+    want = last.generate_ids(prompts, params)
+    assert keys(last) == (True, -1)
+    monkeypatch.setattr(loop, "cache_keys_last", lambda mesh: False)
+    other = sampler()
+    assert other.generate_ids(prompts, params) == want
+    assert keys(other) == (False, -2)
+
+
 def test_decode_windows_are_those_worth_a_program():
     from s2jax.sampling.buckets import BucketPlan, slot_cost
 

@@ -25,7 +25,7 @@ def test_chunked_prefill_equals_one_pass(hf_checkpoint, family):
     last, cache = prefill_cache(cfg, None, params, tokens, lengths, jnp.float32, chunk=16)
     np.testing.assert_allclose(last, one_last, rtol=1e-5, atol=1e-5)
     for p, n in enumerate(lengths):  # slots past a prompt's end hold padding, never read
-        np.testing.assert_allclose(cache.k[:, p, :, :n], one.k[:, p, :, :n], rtol=1e-5,
+        np.testing.assert_allclose(cache.k[:, p, ..., :n], one.k[:, p, ..., :n], rtol=1e-5,
                                    atol=1e-5)
         np.testing.assert_allclose(cache.v[:, p, :, :n], one.v[:, p, :, :n], rtol=1e-5,
                                    atol=1e-5)
@@ -53,5 +53,5 @@ def test_a_chunk_that_does_not_divide_the_prompt_slots_takes_equal_passes(hf_che
     last, cache = prefill_cache(*args, chunk=32)
     np.testing.assert_allclose(last, one_last, rtol=1e-5, atol=1e-5)
     for p, n in enumerate(lengths):
-        np.testing.assert_allclose(cache.k[:, p, :, :n], one.k[:, p, :, :n], rtol=1e-5,
+        np.testing.assert_allclose(cache.k[:, p, ..., :n], one.k[:, p, ..., :n], rtol=1e-5,
                                    atol=1e-5)

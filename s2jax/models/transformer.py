@@ -102,7 +102,8 @@ def forward(
     if cfg.family.scale_embeddings:  # by sqrt(D) rounded to the compute dtype, as HF does
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
-    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash)
+    layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash,
+                     cache is None or cache.keys_last)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
@@ -161,10 +162,12 @@ class _Layers:
     mask: Bool[Array, "B T S"]
     segment_ids: Int[Array, "B T"] | None = None
     use_splash: bool = False
+    keys_last: bool = True  # the cache's layout of keys (`KVCache.keys_last`)
 
     def layer(self, x, lp, window, rope, kv, write):
         """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
-        values in the cache `kv` and returns what to attend over ([B, K, S, H] each)."""
+        values in the cache `kv` and returns what to attend over (keys [B, K, H, S] or, not
+        `keys_last`, [B, K, S, H]; values [B, K, S, H])."""
         cfg, positions = self.cfg, self.positions
 
         def attend(q, k, v):
@@ -188,7 +191,7 @@ class _Layers:
                 return self_attention(q, k, v, mask, scale=cfg.attn_scale,
                                       logit_softcap=cfg.attn_logit_softcap, causal=True)
             return attention(q, k, v, mask, scale=cfg.attn_scale,
-                             logit_softcap=cfg.attn_logit_softcap)
+                             logit_softcap=cfg.attn_logit_softcap, keys_last=self.keys_last)
 
         return cfg.family.block(cfg, lp, _constrain(x, self.mesh), attend, self.dtype), kv
 
@@ -204,8 +207,8 @@ class _Layers:
         tables, index = _rope_tables(self.cfg, positions)
 
         def write(kv, k, v):
-            out = tuple(_write_slots(c, new, rows, positions)
-                        for c, new in zip(kv, (k, v), strict=True))
+            out = (_write_slots(kv[0], k, rows, positions, slots_last=self.keys_last),
+                   _write_slots(kv[1], v, rows, positions, slots_last=False))
             return out, out
 
         ks, vs = list(cache.k), list(cache.v)
@@ -213,7 +216,7 @@ class _Layers:
             lp = {name: w[i] for name, w in layer_params.items()}
             x, (ks[i], vs[i]) = self.layer(x, lp, self.cfg.sliding_windows[i], tables[index[i]],
                                            (ks[i], vs[i]), write)
-        return x, KVCache(tuple(ks), tuple(vs))
+        return x, KVCache(tuple(ks), tuple(vs), cache.keys_last)
 
     def scanned(self, x, layer_params, cache: KVCache | None, remat: Remat):
         """Under `lax.scan` over the stacked weights (and stacked cache, if any)."""
@@ -230,9 +233,12 @@ class _Layers:
             rope = tables[0] if stacked is None else (stacked[0][u], stacked[1][u])
 
             def write(kv, k, v):
-                # advanced indices (rows, positions) around the K slice: updates are [B,T,K,H]
+                # advanced indices (rows, positions) around the K (and H) slices: updates are
+                # [B,T,K,H] in either layout
                 ck, cv = kv
-                ck = ck.at[i, rows, :, positions].set(to_bits(k.astype(cdt)), mode="drop")
+                at = (i, rows, slice(None), slice(None), positions) if self.keys_last else (
+                    i, rows, slice(None), positions)
+                ck = ck.at[at].set(to_bits(k.astype(cdt)), mode="drop")
                 cv = cv.at[i, rows, :, positions].set(to_bits(v.astype(cdt)), mode="drop")
                 return (ck, cv), (from_bits(ck[i], cdt), from_bits(cv[i], cdt))
 
@@ -253,26 +259,32 @@ class _Layers:
         xs = (layer_params, jnp.asarray(self.cfg.sliding_windows, jnp.int32),
               jnp.asarray(index, jnp.int32), jnp.arange(self.cfg.num_layers))
         (x, ck, cv), _ = jax.lax.scan(step, (x, ck, cv), xs)
-        return x, None if cache is None else KVCache(from_bits(ck, cdt), from_bits(cv, cdt))
+        return x, None if cache is None else KVCache(from_bits(ck, cdt), from_bits(cv, cdt),
+                                                      cache.keys_last)
 
 
-def _write_slots(c: Float[Array, "B K S H"], new: Float[Array, "B T K H"],
-                 rows: Int[Array, "B T"], positions: Int[Array, "B T"]) -> Array:
-    """One layer's cache buffer with token t of row b written to slot positions[b, t]
-    (positions past the last slot are dropped).
+def _write_slots(c: Float[Array, "B K H S"] | Float[Array, "B K S H"],
+                 new: Float[Array, "B T K H"], rows: Int[Array, "B T"],
+                 positions: Int[Array, "B T"], *, slots_last: bool) -> Array:
+    """One layer's cache buffer, [B, K, H, S] (`slots_last`: keys) or [B, K, S, H], with token
+    t of row b written to slot positions[b, t] (positions past the last slot are dropped).
 
     A 16-bit cache on CPU (see `_to_bits`): a decode step's one token per row is a select over
     the buffer, which XLA:CPU runs in place in bf16 (SmolLM2-135M bf16 sampling at batch 32:
     57 against 66 ms a step for the scatter of the bits, 76 for the fp32 round trip); longer
     writes scatter the bits."""
     new = new.astype(c.dtype)
+    at = (rows, slice(None), slice(None), positions) if slots_last else (
+        rows, slice(None), positions)
     if not xla_cpu_16bit(c.dtype):
-        return c.at[rows, :, positions].set(new, mode="drop")
+        return c.at[at].set(new, mode="drop")
     if positions.shape[1] == 1:
-        hit = (jnp.arange(c.shape[2])[None, :] == positions)[:, None, :, None]  # [B, 1, S, 1]
-        return jnp.where(hit, new[:, 0, :, None, :], c)
-    return from_bits(to_bits(c).at[rows, :, positions].set(to_bits(new), mode="drop"),
-                      c.dtype)
+        slots = c.shape[3 if slots_last else 2]
+        hit = (jnp.arange(slots)[None, :] == positions)[:, None, None, :]  # [B, 1, 1, S]
+        if slots_last:
+            return jnp.where(hit, new[:, 0, :, :, None], c)
+        return jnp.where(hit.swapaxes(2, 3), new[:, 0, :, None, :], c)
+    return from_bits(to_bits(c).at[at].set(to_bits(new), mode="drop"), c.dtype)
 
 
 def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*B D"], dtype

@@ -505,7 +505,8 @@ def compiled_total(analysis) -> int:
 
 def _abstract_state(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int, dtype):
     state = jax.eval_shape(functools.partial(loop.DecodeState.empty, cfg, batch, max_len, 256,
-                                             dtype=dtype), 0)
+                                             dtype=dtype, keys_last=loop.cache_keys_last(mesh)),
+                           0)
     state_shardings = loop.DecodeState.shardings(mesh, cfg, batch, max_len, 256)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         state, state_shardings)

@@ -184,7 +184,7 @@ class Sampler:
         """Raises before allocating when a call's decode state (the KV cache, the output
         buffer, a step's logits and scores) cannot fit on the mesh's devices."""
         cfg, B, S = self.cfg, plan.batch, plan.cache_len
-        cache = 2 * math.prod(KVCache.shape(cfg, B, S)) * self.cache_dtype.itemsize
+        cache = sum(map(math.prod, KVCache.shapes(cfg, B, S))) * self.cache_dtype.itemsize
         step = 4 * B * (plan.out_len + 2 * cfg.vocab_size + cfg.num_heads * S)  # fp32
         check_fits_devices(
             cache + step, self.mesh.devices.flat,
@@ -232,7 +232,8 @@ class Sampler:
         elif kind == "init":  # born sharded: the cache never exists on one device
             empty = functools.partial(loop.DecodeState.empty, self.cfg, plan.batch,
                                       plan.cache_len, plan.out_len, dtype=self.cache_dtype,
-                                      split=self.unroll_layers)
+                                      split=self.unroll_layers,
+                                      keys_last=loop.cache_keys_last(self.mesh))
             fn = jax.jit(empty, in_shardings=replicated, out_shardings=state)
         else:
             fn = jax.jit(loop.mark_done, in_shardings=(state, replicated), out_shardings=state,

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
 from s2jax.models import splash
-from s2jax.models.cache import KVCache
+from s2jax.models.cache import KVCache, keys_last_on
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
 from s2jax.parallel.sharding import named_sharding
@@ -30,7 +30,7 @@ from s2jax.sampling.token_rules import SamplingMethod, row_keys
 class DecodeState:
     """Everything the decode loop carries. Idle rows are `done`."""
 
-    cache: KVCache  # [L, B, K, S, H], or L [B, K, S, H] buffers (`split`)
+    cache: KVCache  # keys [L, B, K, H, S], values [L, B, K, S, H], or per-layer (`split`)
     tokens: Int[Array, " B"]  # last sampled token, fed at the next step
     positions: Int[Array, " B"]  # its position, i.e. the cache slot it is written to
     steps: Int[Array, " B"]  # tokens generated so far (also the RNG step of the next one)
@@ -49,26 +49,44 @@ class DecodeState:
     @classmethod
     def shardings(cls, mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, out_len: int,
                   *, split: bool = False) -> DecodeState:
-        """The sharding of every field: rows over the batch axes, the cache per `KVCache.AXES`."""
-        shape = KVCache.shape(cfg, batch, cache_len)
-        cache = named_sharding(mesh, KVCache.AXES, shape)
-        if split:
-            cache = (named_sharding(mesh, KVCache.AXES[1:], shape[1:]),) * cfg.num_layers
+        """The sharding of every field: rows over the batch axes, the cache per
+        `KVCache.KEY_AXES` and `VALUE_AXES`."""
         shapes = dict(out=(batch, out_len), seed=())
         fields = {name: named_sharding(mesh, axes, shapes.get(name, (batch,)))
                   for name, axes in cls.AXES.items()}
-        return cls(cache=KVCache(cache, cache), **fields)
+        return cls(cache=cache_shardings(mesh, cfg, batch, cache_len, split=split), **fields)
 
     @classmethod
     def empty(cls, cfg: ModelConfig, batch: int, max_len: int, max_new: int,
-              seed: Int[Array, ""], dtype, *, split: bool = False) -> DecodeState:
+              seed: Int[Array, ""], dtype, *, split: bool = False, keys_last: bool = True
+              ) -> DecodeState:
         """An idle state; `split`: the cache as per-layer buffers, which `decode`
-        then runs on in place (no copy of the cache in and out of a stacked array per call)."""
+        then runs on in place (no copy of the cache in and out of a stacked array per call);
+        `keys_last`: the cache's layout of keys (`KVCache.keys_last`, `cache_keys_last`)."""
         zeros = lambda: jnp.zeros((batch,), jnp.int32)
-        cache = KVCache.zeros(cfg, batch, max_len, dtype)
+        cache = KVCache.zeros(cfg, batch, max_len, dtype, keys_last=keys_last)
         return cls(cache.split(max_len) if split else cache, zeros(), zeros(), zeros(),
                    zeros(), jnp.ones((batch,), bool), zeros(), zeros(),
                    jnp.zeros((batch, max_new), jnp.int32), jnp.asarray(seed, jnp.int32))
+
+
+def cache_keys_last(mesh: Mesh | None) -> bool:
+    """The layout of keys of a KV cache on `mesh`'s platform (None: the default backend's)."""
+    return keys_last_on(jax.default_backend() if mesh is None else
+                        mesh.devices.flat[0].platform)
+
+
+def cache_shardings(mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, *,
+                    split: bool = False, keys_last: bool | None = None) -> KVCache:
+    """The shardings of a KV cache of `batch` rows of `cache_len` slots on `mesh`, in its
+    platform's layout unless `keys_last` says (`split`: per layer)."""
+    last = cache_keys_last(mesh) if keys_last is None else keys_last
+    parts = []
+    for axes, shape in zip(KVCache.axes(last), KVCache.shapes(cfg, batch, cache_len,
+                                                              keys_last=last), strict=True):
+        parts.append((named_sharding(mesh, axes[1:], shape[1:]),) * cfg.num_layers if split
+                     else named_sharding(mesh, axes, shape))
+    return KVCache(*parts, last)
 
 
 def _finish(state: DecodeState, rows: Int[Array, " R"], new: Int[Array, " R"],
@@ -83,7 +101,8 @@ PREFILL_CHUNK = 128  # prompt tokens per prefill pass (see `prefill_cache`)
 
 def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int[Array, "P T"],
                   lengths: Int[Array, " P"], cache_dtype, *, chunk: int = PREFILL_CHUNK,
-                  mesh: Mesh | None = None) -> tuple[Array, KVCache]:
+                  mesh: Mesh | None = None, keys_last: bool | None = None
+                  ) -> tuple[Array, KVCache]:
     """The KV cache [L, P, K, T, H] of P right-padded prompts and each one's last hidden state.
 
     The prompt is fed `chunk` tokens at a time, each chunk attending to the cache the earlier
@@ -97,11 +116,12 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
     # passes of equal length: the largest divisor of T within `chunk` (T = 192: two of 96)
     C = T if splash.use_splash(mesh) or chunk >= T else max(
         c for c in range(1, chunk + 1) if T % c == 0)
-    pre = KVCache.zeros(cfg, P, T, cache_dtype)
+    keys_last = cache_keys_last(mesh) if keys_last is None else keys_last
+    pre = KVCache.zeros(cfg, P, T, cache_dtype, keys_last=keys_last)
     if mesh is not None:  # rows over the batch axes, as the decode state's: unconstrained, the
         # partitioner may keep every row's cache on every device (70B, 64 x 4096: 40 GiB each)
         pre = jax.lax.with_sharding_constraint(
-            pre, named_sharding(mesh, KVCache.AXES, KVCache.shape(cfg, P, T)))
+            pre, cache_shardings(mesh, cfg, P, T, keys_last=keys_last))
     rows = jnp.arange(P)
 
     def one(carry, start):
@@ -152,7 +172,7 @@ def prefill_into(
     # Pad slots hold garbage keys: a row attends only to slots <= its position, and decode
     # overwrites slot `len` before it is first read.
     last, pre = prefill_cache(cfg, dtype, params, tokens, lengths, state.cache.k[0].dtype,
-                              chunk=chunk, mesh=mesh)
+                              chunk=chunk, mesh=mesh, keys_last=state.cache.keys_last)
     logits = output_logits(cfg, params, last, dtype)[src]  # [R, V]
     keys = row_keys(state.seed, prompt_ids, sample_ids, jnp.zeros_like(dest))
     first = method(logits, keys)
