@@ -117,8 +117,3 @@ class KVCache:
         """The logical axes of the stacked keys and values."""
         v = ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
         return ((*v[:3], "head_dim", "cache_seq") if keys_last else v), v
-
-
-def keys_last_on(platform: str) -> bool:
-    """Whether a KV cache on `platform` ("cpu", "gpu", "tpu") keeps its keys slots-last."""
-    return platform != "tpu"

@@ -233,13 +233,12 @@ class _Layers:
             rope = tables[0] if stacked is None else (stacked[0][u], stacked[1][u])
 
             def write(kv, k, v):
-                # advanced indices (rows, positions) around the K (and H) slices: updates are
-                # [B,T,K,H] in either layout
+                # layer i's slots (`_slot_index`): updates are [B,T,K,H] in either layout
                 ck, cv = kv
-                at = (i, rows, slice(None), slice(None), positions) if self.keys_last else (
-                    i, rows, slice(None), positions)
-                ck = ck.at[at].set(to_bits(k.astype(cdt)), mode="drop")
-                cv = cv.at[i, rows, :, positions].set(to_bits(v.astype(cdt)), mode="drop")
+                ck = ck.at[(i, *_slot_index(rows, positions, slots_last=self.keys_last))].set(
+                    to_bits(k.astype(cdt)), mode="drop")
+                cv = cv.at[(i, *_slot_index(rows, positions, slots_last=False))].set(
+                    to_bits(v.astype(cdt)), mode="drop")
                 return (ck, cv), (from_bits(ck[i], cdt), from_bits(cv[i], cdt))
 
             kv = None if ck is None else (ck, cv)
@@ -274,8 +273,7 @@ def _write_slots(c: Float[Array, "B K H S"] | Float[Array, "B K S H"],
     57 against 66 ms a step for the scatter of the bits, 76 for the fp32 round trip); longer
     writes scatter the bits."""
     new = new.astype(c.dtype)
-    at = (rows, slice(None), slice(None), positions) if slots_last else (
-        rows, slice(None), positions)
+    at = _slot_index(rows, positions, slots_last=slots_last)
     if not xla_cpu_16bit(c.dtype):
         return c.at[at].set(new, mode="drop")
     if positions.shape[1] == 1:
@@ -285,6 +283,14 @@ def _write_slots(c: Float[Array, "B K H S"] | Float[Array, "B K S H"],
             return jnp.where(hit, new[:, 0, :, :, None], c)
         return jnp.where(hit.swapaxes(2, 3), new[:, 0, :, None, :], c)
     return from_bits(to_bits(c).at[at].set(to_bits(new), mode="drop"), c.dtype)
+
+
+def _slot_index(rows: Int[Array, "B T"], positions: Int[Array, "B T"], *, slots_last: bool
+                ) -> tuple:
+    """The index of slot positions[b, t] of row rows[b, t] in a layer's [B, K, H, S]
+    (`slots_last`) or [B, K, S, H] cache block: advanced indices around the K (and H) slices, so
+    the indexed elements are [B, T, K, H] in either layout."""
+    return (rows, slice(None), *((slice(None),) if slots_last else ()), positions)
 
 
 def output_logits(cfg: ModelConfig, params: dict[str, Array], x: Float[Array, "*B D"], dtype

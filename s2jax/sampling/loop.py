@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Int
 
 from s2jax.models import splash
-from s2jax.models.cache import KVCache, keys_last_on
+from s2jax.models.cache import KVCache
 from s2jax.models.config import ModelConfig
 from s2jax.models.transformer import forward, output_logits
 from s2jax.parallel.sharding import named_sharding
@@ -50,7 +50,7 @@ class DecodeState:
     def shardings(cls, mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, out_len: int,
                   *, split: bool = False) -> DecodeState:
         """The sharding of every field: rows over the batch axes, the cache per
-        `KVCache.KEY_AXES` and `VALUE_AXES`."""
+        `cache_shardings`."""
         shapes = dict(out=(batch, out_len), seed=())
         fields = {name: named_sharding(mesh, axes, shapes.get(name, (batch,)))
                   for name, axes in cls.AXES.items()}
@@ -71,9 +71,10 @@ class DecodeState:
 
 
 def cache_keys_last(mesh: Mesh | None) -> bool:
-    """The layout of keys of a KV cache on `mesh`'s platform (None: the default backend's)."""
-    return keys_last_on(jax.default_backend() if mesh is None else
-                        mesh.devices.flat[0].platform)
+    """Whether a KV cache on `mesh`'s platform (None: the default backend's) keeps its keys
+    slots-last: everywhere but on TPU (`KVCache`)."""
+    platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+    return platform != "tpu"
 
 
 def cache_shardings(mesh: Mesh, cfg: ModelConfig, batch: int, cache_len: int, *,
@@ -103,7 +104,8 @@ def prefill_cache(cfg: ModelConfig, dtype, params: dict[str, Array], tokens: Int
                   lengths: Int[Array, " P"], cache_dtype, *, chunk: int = PREFILL_CHUNK,
                   mesh: Mesh | None = None, keys_last: bool | None = None
                   ) -> tuple[Array, KVCache]:
-    """The KV cache [L, P, K, T, H] of P right-padded prompts and each one's last hidden state.
+    """The KV cache (`KVCache`, T slots) of P right-padded prompts and each one's last hidden
+    state; `keys_last`: its layout of keys (default: `cache_keys_last(mesh)`).
 
     The prompt is fed `chunk` tokens at a time, each chunk attending to the cache the earlier
     ones filled (slots <= its positions), so attention scores are [P, N, chunk, T] rather than
