@@ -229,7 +229,7 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str,
     from s2jax.train.config import TrainConfig
     from s2jax.train.optim import learning_rate_schedule, make_optimizer
     from s2jax.train.state import plan_state
-    from s2jax.train.step import make_train_step
+    from s2jax.train.step import longest_segment, make_train_step
 
     cfg = model.config
     tcfg = TrainConfig(steps=100, seq_len=seq_len, batch_size=batch, learning_rate=1e-4,
@@ -238,14 +238,17 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str,
     tx = make_optimizer(tcfg, 100)
     init, target = plan_state(cfg, tx, mesh)
     state = init(model.params())
-    step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 100),
-                           jax.tree.map(lambda x: x.sharding, target), mesh)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (1, batch, seq_len + 1)).astype(np.int32)
     steps = [rows] if isinstance(rows, dict) else rows or [
         {"tokens": tokens[0, :, :-1], "targets": tokens[0, :, 1:],
          "segment_ids": np.ones((batch, seq_len), np.int32),
          "weights": np.ones((batch, seq_len), np.float32)}]
+    # as `finetune` compiles its step: for no example longer than the longest in any row
+    reach = max(longest_segment(d["segment_ids"]) for d in steps)
+    step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 100),
+                           jax.tree.map(lambda x: x.sharding, target), mesh,
+                           reach=reach if reach < seq_len else None)
     data = [jax.device_put({k: v[None] for k, v in d.items()}) for d in steps]
     state_box, turn = [state], itertools.count()
 

@@ -40,8 +40,8 @@ def test_dot_product_attention_equals_the_einsum_reference():
     assert float(jnp.abs(want_grads[1]).sum()) > 0
 
 
-@pytest.mark.parametrize("softcap", [None, 5.0])
-def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
+@pytest.mark.parametrize("softcap,reach", [(None, None), (5.0, None), (None, 150)])
+def test_causal_blocks_on_cpu_equal_the_whole_product(softcap, reach):
     from s2jax.models.attention import CAUSAL_BLOCK, attention, causal_blocks
 
     B, T, N, K, H = 2, 2 * CAUSAL_BLOCK + 37, 4, 2, 8
@@ -53,7 +53,8 @@ def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
     q = jax.random.normal(ks[0], (B, T, N, H))
     k, v = (jax.random.normal(key, (B, T, K, H)) for key in ks[1:3])
     # row 0 packs three examples across the block bounds, with a sliding window of 50; row 1 is
-    # one example then padding (segment 0), whose queries may attend to nothing
+    # one example then padding (segment 0), whose queries may attend to nothing. Its 150 tokens
+    # are the longest segment: `reach`=150 holds
     seg = jnp.array([[1] * 90 + [2] * 100 + [3] * (T - 190), [1] * 150 + [0] * (T - 150)])
     idx = jnp.arange(T)
     window = jnp.array([50, T])[:, None, None]
@@ -70,7 +71,7 @@ def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
         return jax.jit(forward_and_back)(q, k, v, do)
 
     got, got_grads = run(lambda q, k, v: self_attention(q, k, v, mask, scale=0.3, causal=True,
-                                                        logit_softcap=softcap))
+                                                        logit_softcap=softcap, reach=reach))
     want, want_grads = run(lambda q, k, v: attention(
         q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask, scale=0.3,
         logit_softcap=softcap))
@@ -79,13 +80,19 @@ def test_causal_blocks_on_cpu_equal_the_whole_product(softcap):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(want_grads[2]).sum()) > 0
     # the blocks above the diagonal are not computed: 3 blocks of two products each, the scores
-    # of each over the keys up to its last query ([B, K, G x block, keys])
-    hlo = jax.jit(lambda q, k, v: self_attention(q, k, v, mask, causal=True)).lower(
-        q, k, v).as_text()
+    # of each over the keys up to its last query ([B, K, G x block, keys]), from the first
+    # query's reach
+    hlo = jax.jit(lambda q, k, v: self_attention(q, k, v, mask, causal=True,
+                                                 reach=reach)).lower(q, k, v).as_text()
     scores = re.findall(r"dot_general.*-> tensor<2x2x(\d+)x(\d+)xf32>", hlo)
     assert len(scores) == 6
+    first = (lambda a: 0) if reach is None else (lambda a: max(0, a - reach + 1))
     assert sorted({(int(m) // 2, int(s)) for m, s in scores if int(s) != H}) == [
-        (b - a, b) for a, b in pairwise(bounds)]
+        (b - a, b - first(a)) for a, b in pairwise(bounds)]
+    if reach:  # a reach that does not hold drops keys some queries attend to
+        short, _ = run(lambda q, k, v: self_attention(q, k, v, mask, scale=0.3, causal=True,
+                                                      reach=40))
+        assert not np.allclose(short * real, want * real, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("S,H,dtype", [(40, 8, jnp.float32),  # one chunk of slots (40 = 2 x 20)

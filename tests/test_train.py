@@ -1,5 +1,6 @@
 """SFT: loss masking, packing, accumulation, sharding, overfitting, NaN guard, HF export."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -359,3 +360,43 @@ def test_the_steps_memory_layout_keeps_its_arithmetic(hf_checkpoint, monkeypatch
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(new), jax.tree.leaves(old),
                             strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=2e-7, err_msg=jax.tree_util.keystr(path))
+
+
+def test_longest_segment_is_the_longest_run_of_one_nonzero_id():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ids = np.sort(rng.integers(0, 4, (3, 2, 17)), axis=-1)  # runs, padding (0) first
+        want = max((len(list(run)) for row in ids.reshape(-1, 17)
+                    for s, run in itertools.groupby(row) if s != 0), default=0)
+        assert train_steps.longest_segment(ids) == want
+    # equal ids at the end of one row and the start of the next are two runs
+    assert train_steps.longest_segment(np.array([[0, 1, 1], [1, 1, 0]])) == 2
+
+
+def test_finetune_compiles_for_its_longest_example_and_trains_as_without(hf_checkpoint,
+                                                                         tmp_path, monkeypatch):
+    """The step is compiled with `reach` = the longest example (attention on CPU skips keys out
+    of every query's reach in rows of 256, blocks of 96), and trains the weights it trains
+    without; a batch holding a longer example is refused rather than trained wrong."""
+    from s2jax.train import loop
+
+    compiled = loop.compiled_run
+    reaches = []
+
+    def spy(*args):
+        reaches.append(args[6])
+        return compiled(*args)
+
+    monkeypatch.setattr(loop, "compiled_run", spy)
+    kw = dict(seq_len=256, steps=2, weight_decay=0.1)
+    with_reach, tok = _run(hf_checkpoint, tmp_path, "reach", **kw)
+    longest = max(len(e.ids) for e in tokenize_examples(tok, _examples(24)))
+    assert reaches == [longest] and longest < 256 - 96
+    monkeypatch.setattr(loop, "compiled_run", lambda *args: compiled(*args[:6], None))
+    without, _ = _run(hf_checkpoint, tmp_path, "whole", **kw)
+    a, b = _params(with_reach), _params(without)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=2e-6, rtol=0, err_msg=name)
+    with pytest.raises(AssertionError, match="an example of 3 tokens; the train step was "
+                       "compiled for at most 2"):
+        loop._within({"segment_ids": np.array([[1, 1, 1, 0]])}, 2)

@@ -108,7 +108,7 @@ def _decode_products(a: Float[Array, "B K G X"], b: Float[Array, "B K X Y"]
 def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
                    v: Float[Array, "B T K H"], mask: Float[Array, "B T T"], *,
                    scale: float | None = None, logit_softcap: float | None = None,
-                   causal: bool = False,
+                   causal: bool = False, reach: int | None = None,
                    implementation: Literal["cudnn", "xla"] | None = None
                    ) -> Float[Array, "B T N H"]:
     """Attention of a sequence over itself (no KV cache): the training path.
@@ -118,7 +118,12 @@ def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
     cannot tell from an arbitrary mask.
 
     On CPU, a causal call runs the einsum `attention` in blocks of queries (`causal_blocks`),
-    each over the keys up to its own last, skipping the blocks above the diagonal.
+    each over the keys up to its own last, skipping the blocks above the diagonal. `reach`
+    promises more: no query may attend to a key `reach` or more positions before it (packed
+    rows whose longest example has `reach` tokens); each block then also skips the keys out of
+    its first query's reach. At SmolLM2's shapes, 8 packed rows of 512 holding examples of at
+    most 148 tokens: 6 layers' attention forward and backward 1.02 -> 0.66 s, a whole SFT step
+    4-5% faster (`bench/train.py --data`).
 
     On GPU this is `jax.nn.dot_product_attention` with cuDNN's flash kernel, which never holds
     the fp32 [T, T] scores (the mask goes in as a [B, 1, T, T] bias of the compute dtype);
@@ -135,13 +140,15 @@ def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
             pass
     if implementation is None or logit_softcap is not None:
         k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-        bounds = causal_blocks(q.shape[1]) if causal and jax.default_backend() == "cpu" else [
-            0, q.shape[1]]
-        # each block of queries over the keys up to its last; a query that may attend to none
-        # (padding) averages the values of that block's keys instead of all of them
+        blocked = causal and jax.default_backend() == "cpu"
+        bounds = causal_blocks(q.shape[1]) if blocked else [0, q.shape[1]]
+        first = (lambda a: max(0, a - reach + 1)) if blocked and reach else (lambda a: 0)
+        # each block of queries over the keys from its first query's reach to its last query; a
+        # query that may attend to none (padding) averages the values of those keys instead
         return jnp.concatenate([
-            attention(q[:, a:b], k[:, :, :b], v[:, :, :b], mask[:, a:b, :b], scale=scale,
-                      logit_softcap=logit_softcap) for a, b in pairwise(bounds)], axis=1)
+            attention(q[:, a:b], k[:, :, first(a):b], v[:, :, first(a):b],
+                      mask[:, a:b, first(a):b], scale=scale, logit_softcap=logit_softcap)
+            for a, b in pairwise(bounds)], axis=1)
     return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale,
                                         is_causal=causal, implementation=implementation)
 

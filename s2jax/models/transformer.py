@@ -69,19 +69,20 @@ def forward(
     return_hidden: bool = False,
     mesh: Mesh | None = None,
     prefill: bool = False,
+    reach: int | None = None,
 ) -> tuple[Float[Array, "B T V"], KVCache | None]:
     """Logits [B, T, V] in fp32 and, with a cache, the cache holding the new keys and values.
 
     `params` holds every weight of `param_specs`, and optionally LoRA adapters (`projection.py`).
 
     Without a cache, attention is causal over the T tokens, restricted to equal non-zero
-    `segment_ids` when given (packing; 0 marks padding). With a cache, token t of row b is written
+    `segment_ids` when given (packing; 0 marks padding); `reach` promises no segment is longer
+    (attention on CPU then skips keys further back). With a cache, token t of row b is written
     to slot `positions[b, t]` and attends to slots <= its position: callers keep positions
     contiguous per row, so the cache has no holes and needs no per-slot mask.
 
     With a `mesh`, the residual stream is constrained to be split over the batch axes at every
-    layer: without it XLA may gather the batch instead of the (fsdp-sharded) weights, and every
-    device would compute every row.
+    layer: else XLA may gather the batch, not the (fsdp-sharded) weights, on every device.
 
     `prefill=True` promises a cache of T slots that holds nothing yet and positions 0..T-1 in
     every row (a whole prompt in one pass): attention over the cache is then causal attention
@@ -103,7 +104,7 @@ def forward(
         x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
     k_pos, mask = _base_mask(positions, segment_ids, cache)
     layers = _Layers(cfg, dtype, mesh, positions, k_pos, mask, segment_ids, use_splash,
-                     cache is None or cache.keys_last)
+                     cache is None or cache.keys_last, reach if cache is None else None)
     layer_params = {k[7:]: v for k, v in params.items() if k.startswith("layers.")}
     if LORA_SCALE in params:  # LoRA adapters' scale, the same for every layer's `project`
         layer_params[LORA_SCALE] = jnp.broadcast_to(params[LORA_SCALE], (cfg.num_layers,))
@@ -163,6 +164,7 @@ class _Layers:
     segment_ids: Int[Array, "B T"] | None = None
     use_splash: bool = False
     keys_last: bool = True  # the cache's layout of keys (`KVCache.keys_last`)
+    reach: int | None = None  # no segment is longer (`forward`)
 
     def layer(self, x, lp, window, rope, kv, write):
         """One layer; `write(kv, k, v) -> (kv, (keys, values))` stores this layer's new keys and
@@ -189,7 +191,8 @@ class _Layers:
             mask = self.mask & ((window == 0) | in_window)
             if kv is None:  # no cache (training, scoring): k and v are still [B, T, K, H]
                 return self_attention(q, k, v, mask, scale=cfg.attn_scale,
-                                      logit_softcap=cfg.attn_logit_softcap, causal=True)
+                                      logit_softcap=cfg.attn_logit_softcap, causal=True,
+                                      reach=self.reach)
             return attention(q, k, v, mask, scale=cfg.attn_scale,
                              logit_softcap=cfg.attn_logit_softcap, keys_last=self.keys_last)
 

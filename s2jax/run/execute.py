@@ -31,6 +31,7 @@ from s2jax.train.data import read_examples
 Log = Callable[[str], None]
 SET = "set"  # a distill stage's distillation set directory
 EMPTY = "empty.json"  # a finetune stage whose filter kept nothing: no model
+EXPORTS = ("model", "adapter")  # a finetune stage's product: what its export wrote
 
 
 class Engine:
@@ -178,18 +179,22 @@ def run_finetune(node: Node, work: Path, store: StageStore, engine: Engine, log:
     if not parquet.is_file():
         write_json(work / EMPTY, {"reason": f"{dist}: the filter kept nothing"})
         return
-    engine.use(config)
-    teacher, teacher_tokenizer = kd_teacher(config, engine)
-    train = dataclasses.replace(d.train, progress=engine.progress)
     t0 = time.perf_counter()
-    try:
-        finetune_stage(engine.model, engine.tokenizer, read_examples(parquet), train,
-                       work / "train", mesh=engine.mesh, teacher=teacher,
-                       teacher_tokenizer=teacher_tokenizer, final_checkpoint=False)
-    finally:
-        engine.holds = "tuned"  # the model's weights were replaced (or half replaced)
-    for part in ("model", "adapter"):
-        if (work / "train" / part).exists():
+    # A worker killed after moving the finished export out of train/ left its product in place:
+    # the resumed stage keeps it and moves what is left (moving onto it would fail; retraining
+    # would redo the whole fine-tune for the same weights).
+    if not any((work / part).exists() for part in EXPORTS):
+        engine.use(config)
+        teacher, teacher_tokenizer = kd_teacher(config, engine)
+        train = dataclasses.replace(d.train, progress=engine.progress)
+        try:
+            finetune_stage(engine.model, engine.tokenizer, read_examples(parquet), train,
+                           work / "train", mesh=engine.mesh, teacher=teacher,
+                           teacher_tokenizer=teacher_tokenizer, final_checkpoint=False)
+        finally:
+            engine.holds = "tuned"  # the model's weights were replaced (or half replaced)
+    for part in EXPORTS:
+        if (work / "train" / part).exists() and not (work / part).exists():
             (work / "train" / part).rename(work / part)
     # only for resuming (the stage's export is its product: no checkpoint after the last step)
     shutil.rmtree(work / "train" / "checkpoints", ignore_errors=True)

@@ -58,6 +58,7 @@ from s2jax.train.state import plan_state
 from s2jax.train.step import (
     TeacherModel,
     batch_shardings,
+    longest_segment,
     make_eval_step,
     make_train_step,
 )
@@ -237,22 +238,24 @@ def _describe(model) -> dict:
 
 
 def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int = 0,
-                 teacher_cfg=None):
+                 teacher_cfg=None, reach: int | None = None):
     """State init, restore target, the jitted train and eval steps of a run, the shardings
     of the frozen weights (with LoRA the base and the adapters' scale; else none), and the
     jitted optimizer reset of a curriculum's stages. `teacher_cfg`: the frozen teacher's
-    shapes, with `config.kd` on.
+    shapes, with `config.kd` on. `reach`: the most tokens of one example in any row (see
+    `make_train_step`; None: seq_len).
 
     Cached: a process that calls `finetune` again with one config (the demo) compiles once.
     The fields the compiled functions never read are fixed first, so that runs differing only
     in them (on-policy rounds: one seed a round) share one compilation."""
     return _compiled_run(cfg, dataclasses.replace(config, seed=0, export=True, progress=False),
-                         total, mesh, stages, teacher_cfg)
+                         total, mesh, stages, teacher_cfg,
+                         None if reach is None or reach >= config.seq_len else reach)
 
 
 @functools.lru_cache(maxsize=8)
 def _compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int,
-                  teacher_cfg):
+                  teacher_cfg, reach: int | None):
     tx = make_optimizer(config, schedule_steps(config, total))
     init, target = plan_state(cfg, tx, mesh, jnp.dtype(config.param_dtype), config.lora)
     shardings = jax.tree.map(lambda x: x.sharding, target)
@@ -261,8 +264,9 @@ def _compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int,
     teacher = (TeacherModel(teacher_cfg, param_shardings(teacher_cfg, mesh))
                if config.kd.enabled else None)
     train_step = make_train_step(cfg, config, tx, _step_schedule(config, total, stages),
-                                 shardings, mesh, frozen, teacher)
-    evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh, teacher)
+                                 shardings, mesh, frozen, teacher, reach)
+    evaluate = make_eval_step(cfg, config, {**frozen, **shardings.params}, mesh, teacher,
+                              reach)
     reset = jax.jit(tx.init, in_shardings=(shardings.params,),
                     out_shardings=shardings.opt_state)
     return init, target, train_step, evaluate, frozen, reset
@@ -336,6 +340,16 @@ def _batches(data: list[TokenizedExample], config: TrainConfig, teacher_seq_len:
     batches = Batches(data, **kwargs)
     return batches, config.steps or max(1, math.ceil(
         config.epochs * batches.rows_per_epoch() / config.rows_per_step)), 0
+
+
+def _within(batch: dict, reach: int) -> dict:
+    """`batch`, whose rows hold no example longer than the `reach` the step was compiled for
+    (a longer one would lose its first tokens from later tokens' attention)."""
+    longest = longest_segment(batch["segment_ids"])
+    if longest > reach:
+        raise AssertionError(f"a batch holds an example of {longest} tokens; the train step was "
+                             f"compiled for at most {reach}")
+    return batch
 
 
 def _write_back(model, params: dict) -> None:
@@ -426,8 +440,11 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                             "model": cfg.architecture, "base": base,
                             "teacher": _describe(teacher) if kd else None},
                   resuming=start > 0, writer=writer)
+    # no example is longer in any row (curriculum stages only shorten them): attention skips
+    # the keys further back (checked on every batch, `_within`)
+    reach = min(config.seq_len, max(len(e.ids) for e in (*data, *held)))
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
-        cfg, config, total, mesh, stages, teacher.config if kd else None)
+        cfg, config, total, mesh, stages, teacher.config if kd else None, reach)
     lora = config.lora
     # the frozen base stays in the model's dtype; only the trainable weights get `param_dtype`
     frozen = (jax.device_put(with_scale(lora, model.params()), frozen_shardings)
@@ -453,8 +470,8 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
     e_sharding = batch_shardings(mesh, config)
 
     def run_eval(step: int) -> dict[str, float]:
-        sums = [evaluate({**frozen, **state.params}, teacher_params, _put(b, e_sharding))
-                for b in held_batches]
+        sums = [evaluate({**frozen, **state.params}, teacher_params,
+                         _put(_within(b, reach), e_sharding)) for b in held_batches]
         total_sums = {k: float(sum(s[k] for s in jax.device_get(sums))) for k in sums[0]}
         n = max(total_sums["loss_tokens"], 1.0)
         result = {"eval_loss": total_sums["loss_sum"] / n,
@@ -484,7 +501,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                 if s > 1 and config.curriculum.reset_optimizer:
                     state = dataclasses.replace(state, opt_state=reset(state.params))
             state, metrics = train_step(state, frozen, teacher_params,
-                                        _put(next(batches), b_sharding))
+                                        _put(_within(next(batches), reach), b_sharding))
             progress.push(s, metrics)
             save = ((s == total and final_checkpoint) or ends_stage(s)
                     or (config.checkpoint_every and s % config.checkpoint_every == 0))

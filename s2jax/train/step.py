@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int
@@ -34,9 +35,10 @@ def output_head(cfg: ModelConfig, params: dict[str, Array], dtype) -> tuple[Logi
     return (lambda head, x: output_logits(cfg, head, x, dtype)), {name: params[name]}
 
 
-def _hidden(cfg, params, tokens, segment_ids, dtype, remat, mesh) -> Float[Array, "B T D"]:
+def _hidden(cfg, params, tokens, segment_ids, dtype, remat, mesh, reach=None
+            ) -> Float[Array, "B T D"]:
     x, _ = forward(cfg, params, tokens, segment_ids=segment_ids, dtype=dtype, remat=remat,
-                   mesh=mesh, return_hidden=True)
+                   mesh=mesh, return_hidden=True, reach=reach)
     if mesh is not None and mesh.size > 1:
         # rows split like the batch: the loss gathers each row's loss positions in place (the
         # final norm's output otherwise took the head's sharding, and the gather replicated it)
@@ -81,11 +83,12 @@ def run_teacher(cfg: ModelConfig, tcfg: TrainConfig, mesh: Mesh | None, params: 
     return Teacher(logits_fn, head, x, batch["teacher_index"])
 
 
-def _sums(cfg, tcfg, mesh, params, batch, teacher: Teacher | None = None):
+def _sums(cfg, tcfg, mesh, params, batch, teacher: Teacher | None = None, reach=None):
     """(summed weighted loss, correct count, cross-entropy) of one micro-batch (fused LM head
-    and loss; with `tcfg.kd` on, against `teacher`)."""
+    and loss; with `tcfg.kd` on, against `teacher`; `reach`: see `make_train_step`)."""
     dtype = jnp.dtype(tcfg.compute_dtype)
-    x = _hidden(cfg, params, batch["tokens"], batch["segment_ids"], dtype, tcfg.remat, mesh)
+    x = _hidden(cfg, params, batch["tokens"], batch["segment_ids"], dtype, tcfg.remat, mesh,
+                reach)
     logits_fn, head = output_head(cfg, params, dtype)
     loss, correct, nll = fused_distill_loss(tcfg.kd, logits_fn, tcfg.loss_chunk, head, x,
                                             batch["targets"], batch["weights"], teacher)
@@ -126,18 +129,18 @@ class TeacherModel:
 
 def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, shardings: TrainState, mesh: Mesh,
-                    frozen_shardings: dict | None = None, teacher: TeacherModel | None = None
+                    frozen_shardings: dict | None = None, teacher: TeacherModel | None = None,
+                    reach: int | None = None
                     ) -> Callable[[TrainState, dict, dict, dict], tuple[TrainState, Metrics]]:
-    """`step(state, frozen, teacher_params, batch) -> (state, metrics)`, jitted; `state` is
-    donated.
+    """`step(state, frozen, teacher_params, batch) -> (state, metrics)`, jitted, `state` donated.
 
     The model's weights are `{**frozen, **state.params}`, and only `state.params` are trained:
     with LoRA `frozen` is the base (and the adapters' scale), in full fine-tuning it is {}.
     `frozen_shardings` are its shardings (None: {}). With `tcfg.kd` on, `teacher` describes the
     frozen teacher whose weights are `teacher_params` (else {}). `batch` holds the arrays of
     `batch_shapes(tcfg, (grad_accum,))`: int32 tokens / targets / segment_ids (and the
-    teacher's), float32 weights. Metrics are replicated fp32 scalars ("ce": the cross-entropy
-    part of a distillation loss).
+    teacher's), float32 weights; no segment of its rows is longer than `reach` (attention on
+    CPU skips keys further back). Metrics: replicated fp32 scalars ("ce": KD's cross-entropy).
     """
     if tcfg.kd.enabled != (teacher is not None):
         raise ValueError(f"kd.divergence={tcfg.kd.divergence!r} with teacher={teacher}")
@@ -145,7 +148,7 @@ def make_train_step(cfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTrans
     def sums(params, frozen, teacher_params, mb):
         t = (None if teacher is None else
              run_teacher(teacher.cfg, tcfg, mesh, teacher_params, mb))
-        return _sums(cfg, tcfg, mesh, {**frozen, **params}, mb, t)
+        return _sums(cfg, tcfg, mesh, {**frozen, **params}, mb, t, reach)
 
     grad_fn = jax.value_and_grad(sums, has_aux=True)
 
@@ -202,9 +205,11 @@ def compiler_options(mesh: Mesh) -> dict[str, str]:
 
 
 def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, mesh: Mesh,
-                   teacher: TeacherModel | None = None) -> Callable[[dict, dict, dict], Metrics]:
+                   teacher: TeacherModel | None = None, reach: int | None = None
+                   ) -> Callable[[dict, dict, dict], Metrics]:
     """`eval(params, teacher_params, batch) -> {"loss_sum", "correct", "loss_tokens"}` for a
-    [B, T] batch (the loss of the train step: with `tcfg.kd` on, against the teacher).
+    [B, T] batch (the loss of the train step: with `tcfg.kd` on, against the teacher; `reach`
+    as there).
 
     `params` is every weight the forward reads (with LoRA, the base and the adapters).
     """
@@ -212,10 +217,24 @@ def make_eval_step(cfg: ModelConfig, tcfg: TrainConfig, param_shardings: dict, m
     def evaluate(params, teacher_params, batch):
         t = None if teacher is None else run_teacher(teacher.cfg, tcfg, mesh, teacher_params,
                                                       batch)
-        loss, (correct, _) = _sums(cfg, tcfg, mesh, params, batch, t)
+        loss, (correct, _) = _sums(cfg, tcfg, mesh, params, batch, t, reach)
         return {"loss_sum": loss, "correct": correct, "loss_tokens": jnp.sum(batch["weights"])}
 
     in_shardings = (param_shardings, teacher.shardings if teacher else {},
                     batch_shardings(mesh, tcfg))
     return jax.jit(evaluate, in_shardings=in_shardings,
                    out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+
+def longest_segment(segment_ids: np.ndarray) -> int:
+    """The most tokens of one segment (a run of equal non-zero ids) in any row of
+    `segment_ids` [..., T]: what a train step's `reach` must be at least."""
+    ids = np.asarray(segment_ids).reshape(-1, segment_ids.shape[-1])
+    if not ids.size:
+        return 0
+    # run starts: the first token of a row, and every change of id
+    starts = np.ones(ids.shape, bool)
+    starts[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    flat_start = np.flatnonzero(starts.ravel())
+    runs = np.diff(np.append(flat_start, ids.size))
+    return int(runs[ids.ravel()[flat_start] != 0].max(initial=0))

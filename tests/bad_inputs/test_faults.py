@@ -302,3 +302,33 @@ def test_the_exit_codes_are_documented_in_the_help(capsys):
         assert f"\n  {value} " in "\n" + EPILOG, value
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert all(f"**{value}**" in readme for value in (0, 1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("moved", [("model",), ("model", "adapter")])
+def test_a_finetune_stage_killed_after_moving_its_export_keeps_it_on_resume(tmp_path,
+                                                                            monkeypatch, moved):
+    """A sweep worker killed between moving train/model (and train/adapter) into its stage and
+    deleting train/: its successor moves what is left, without training again."""
+    from types import SimpleNamespace
+
+    import s2jax.run.execute as execute
+
+    dist = tmp_path / "dist"
+    (dist / execute.SET).mkdir(parents=True)
+    (dist / execute.SET / execute.PARQUET).write_bytes(b"")
+    work = tmp_path / "work"
+    for part in ("model", "adapter"):  # both exported, some moved, then the kill
+        where = work / (part if part in moved else f"train/{part}")
+        where.mkdir(parents=True)
+        (where / "weights").write_text(part)
+    (work / "train" / "checkpoints").mkdir(parents=True)
+    (work / execute.LOG).mkdir()
+    trained = []
+    monkeypatch.setattr(execute, "finetune_stage", lambda *a, **k: trained.append(a))
+    node = SimpleNamespace(id="finetune-1", job={"config": None, "d": None}, deps=["d1"])
+    store = SimpleNamespace(path=lambda sid: dist)
+    execute.run_finetune(node, work, store, engine=None, log=lambda line: None)
+    assert trained == []
+    for part in ("model", "adapter"):
+        assert (work / part / "weights").read_text() == part
+    assert not (work / "train").exists() and (work / execute.LOG / "train").is_dir()
