@@ -225,6 +225,7 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str,
     import jax
     import numpy as np
 
+    from s2jax.models.attention import step_reach
     from s2jax.parallel.sharding import make_mesh
     from s2jax.train.config import TrainConfig
     from s2jax.train.optim import learning_rate_schedule, make_optimizer
@@ -245,10 +246,9 @@ def s2jax_stepper(model, batch: int, seq_len: int, dtype: str,
          "segment_ids": np.ones((batch, seq_len), np.int32),
          "weights": np.ones((batch, seq_len), np.float32)}]
     # as `finetune` compiles its step: for no example longer than the longest in any row
-    reach = max(longest_segment(d["segment_ids"]) for d in steps)
+    reach = step_reach(max(longest_segment(d["segment_ids"]) for d in steps), seq_len)
     step = make_train_step(cfg, tcfg, tx, learning_rate_schedule(tcfg, 100),
-                           jax.tree.map(lambda x: x.sharding, target), mesh,
-                           reach=reach if reach < seq_len else None)
+                           jax.tree.map(lambda x: x.sharding, target), mesh, reach=reach)
     data = [jax.device_put({k: v[None] for k, v in d.items()}) for d in steps]
     state_box, turn = [state], itertools.count()
 

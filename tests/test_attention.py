@@ -138,3 +138,22 @@ def test_decode_attention_benchmark_runs_and_agrees(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("  48 slots: matmul"))
     assert float(re.search(r"max difference ([0-9.e+-]+)", line).group(1)) < 1e-5
+
+
+def test_step_reach_rounds_up_and_drops_a_reach_that_saves_little():
+    from s2jax.models.attention import causal_blocks, step_reach
+
+    for longest in range(1, 700):
+        for T in (128, 336, 512, 1024):
+            reach = step_reach(longest, T)
+            if reach is None:
+                continue
+            # never below the longest example; a multiple of 8, at most a quarter (or 7) above
+            assert longest <= reach < longest + max(8, longest / 4) and reach % 8 == 0
+            blocks = list(pairwise(causal_blocks(T)))
+            skipped = sum((b - a) * max(0, a - reach + 1) for a, b in blocks)
+            assert 4 * skipped >= sum((b - a) * b for a, b in blocks)
+    # similar sets share one compiled step; a reach that skips nothing compiles none
+    assert {step_reach(n, 512) for n in range(145, 161)} == {160}
+    assert step_reach(148, 512) == 160 and step_reach(148, 256) is None
+    assert step_reach(330, 336) is None and step_reach(40, 128) is None

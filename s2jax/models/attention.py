@@ -158,3 +158,17 @@ def causal_blocks(T: int) -> list[int]:
     runs one by one: [0, ..., T], as even as whole tokens allow."""
     n = -(-T // CAUSAL_BLOCK)
     return [T * i // n for i in range(n + 1)]
+
+
+def step_reach(longest: int, T: int) -> int | None:
+    """The `reach` a train step over rows of T tokens is compiled for when no example is longer
+    than `longest`: `longest` rounded up to a multiple of an eighth of the power of two above
+    it (at least 8; 148 -> 160), so that runs on similar data (a sweep's stages, the demo's
+    tasks) share one compiled step; None where the blocks would skip less than a quarter of the
+    causal scores (not worth a compile of its own)."""
+    step = max(8, 1 << max(0, longest.bit_length() - 3))
+    reach = max(1, -(-longest // step)) * step
+    blocks = list(pairwise(causal_blocks(T)))
+    causal = sum((b - a) * b for a, b in blocks)
+    skipped = sum((b - a) * max(0, a - reach + 1) for a, b in blocks)
+    return reach if 4 * skipped >= causal else None

@@ -34,6 +34,7 @@ from s2jax.core.atomic import write_json
 from s2jax.core.errors import NonResult, RunFailed, S2JaxError
 from s2jax.core.memory import check_fits
 from s2jax.core.ownership import TRAIN_RUN, claim_dir
+from s2jax.models.attention import step_reach
 from s2jax.models.hf import save_model
 from s2jax.models.loading import params_identity
 from s2jax.models.lora import init_adapters, merge, save_peft, with_scale
@@ -242,15 +243,15 @@ def compiled_run(cfg, config: TrainConfig, total: int, mesh: Mesh, stages: int =
     """State init, restore target, the jitted train and eval steps of a run, the shardings
     of the frozen weights (with LoRA the base and the adapters' scale; else none), and the
     jitted optimizer reset of a curriculum's stages. `teacher_cfg`: the frozen teacher's
-    shapes, with `config.kd` on. `reach`: the most tokens of one example in any row (see
-    `make_train_step`; None: seq_len).
+    shapes, with `config.kd` on. `reach`: the most tokens of one example in any row (None:
+    seq_len); the steps are compiled for `step_reach` of it (see `make_train_step`).
 
     Cached: a process that calls `finetune` again with one config (the demo) compiles once.
     The fields the compiled functions never read are fixed first, so that runs differing only
     in them (on-policy rounds: one seed a round) share one compilation."""
     return _compiled_run(cfg, dataclasses.replace(config, seed=0, export=True, progress=False),
                          total, mesh, stages, teacher_cfg,
-                         None if reach is None or reach >= config.seq_len else reach)
+                         None if reach is None else step_reach(reach, config.seq_len))
 
 
 @functools.lru_cache(maxsize=8)
