@@ -393,8 +393,12 @@ def test_finetune_compiles_for_its_longest_example_and_trains_as_without(hf_chec
     with_reach, tok = _run(hf_checkpoint, tmp_path, "reach", **kw)
     longest = max(len(e.ids) for e in tokenize_examples(tok, _examples(24)))
     assert reaches == [longest] and step_reach(longest, 256) is not None
-    monkeypatch.setattr(loop, "compiled_run", lambda *args: compiled(*args[:6], None))
-    without, _ = _run(hf_checkpoint, tmp_path, "whole", **kw)
+    # a caller's bound (on-policy rounds pass whole rows: one compilation for every round)
+    without, _ = s2jax.load(hf_checkpoint("llama3"), dtype="float32")
+    finetune(without, tok, _examples(24), TrainConfig(
+        **kw, batch_size=8, learning_rate=1e-3, progress=False, export=False),
+        tmp_path / "whole", reach=256)
+    assert reaches[1] == 256 and step_reach(256, 256) is None
     a, b = _params(with_reach), _params(without)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=2e-6, rtol=0, err_msg=name)

@@ -367,7 +367,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
              run_dir: str | Path, *, eval_examples: Sequence[Any] | None = None,
              mesh: Mesh | None = None, on_stage: Callable[[int, int], None] | None = None,
              teacher=None, teacher_tokenizer=None, checkpoint_dir=None, adapters=None,
-             final_checkpoint: bool = True):
+             final_checkpoint: bool = True, reach: int | None = None):
     """Fine-tunes `model` on chat examples; resumes from `run_dir`'s last checkpoint if any.
 
     Args:
@@ -398,6 +398,9 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
         fine-tuning stage): the weights and Adam moments, three times the export's bytes, are
         not written; a run killed before its export lands retrains from its last periodic
         checkpoint (`checkpoint_every`), else from the start. Curriculum stage ends still save.
+      reach: at least the longest example the step must take (default: the longest of
+        `examples` and `eval_examples`; never less). Calls on data that changes from call to
+        call (on-policy rounds) pass one bound, so their steps share one compilation.
 
     Returns:
       The model, holding the fine-tuned weights (in its original dtype). In a full fine-tune
@@ -443,7 +446,7 @@ def finetune(model, tokenizer, examples: Sequence[Any], config: TrainConfig,
                   resuming=start > 0, writer=writer)
     # no example is longer in any row (curriculum stages only shorten them): attention skips
     # the keys further back (checked on every batch, `_within`)
-    reach = min(config.seq_len, max(len(e.ids) for e in (*data, *held)))
+    reach = min(config.seq_len, max([reach or 0, *(len(e.ids) for e in (*data, *held))]))
     init, target, train_step, evaluate, frozen_shardings, reset = compiled_run(
         cfg, config, total, mesh, stages, teacher.config if kd else None, reach)
     lora = config.lora

@@ -167,9 +167,11 @@ def distill_on_policy(student, tokenizer, prompts: Sequence[dict], config: OnPol
             sampler.set_params(base)  # the merged copy goes before the train step
         examples = _examples(round_prompts(prompts, config, r), samples)
         round_train = dataclasses.replace(train, seed=train.seed + r, export=True)
+        # every round's step compiled for whole rows: the rounds share one compilation
         finetune(student, tokenizer, examples, round_train, dirs[r] / "train", teacher=teacher,
                  teacher_tokenizer=teacher_tokenizer, adapters=adapters and {
-                     k: v for k, v in adapters.items() if k != LORA_SCALE})
+                     k: v for k, v in adapters.items() if k != LORA_SCALE},
+                 reach=round_train.seq_len)
         if lora:  # finetune merged the adapters into the student: back to the base
             adapters = _round_adapters(student, dirs[r])
             _restore(student, base, identity)
