@@ -140,15 +140,14 @@ def self_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
             pass
     if implementation is None or logit_softcap is not None:
         k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-        blocked = causal and jax.default_backend() == "cpu"
-        bounds = causal_blocks(q.shape[1]) if blocked else [0, q.shape[1]]
-        first = (lambda a: max(0, a - reach + 1)) if blocked and reach else (lambda a: 0)
-        # each block of queries over the keys from its first query's reach to its last query; a
-        # query that may attend to none (padding) averages the values of those keys instead
+        T = q.shape[1]
+        spans = causal_spans(T, reach) if causal and jax.default_backend() == "cpu" else [
+            (0, T, 0)]
+        # each block of queries over its keys; a query that may attend to none (padding)
+        # averages the values of those keys instead
         return jnp.concatenate([
-            attention(q[:, a:b], k[:, :, first(a):b], v[:, :, first(a):b],
-                      mask[:, a:b, first(a):b], scale=scale, logit_softcap=logit_softcap)
-            for a, b in pairwise(bounds)], axis=1)
+            attention(q[:, a:b], k[:, :, f:b], v[:, :, f:b], mask[:, a:b, f:b], scale=scale,
+                      logit_softcap=logit_softcap) for a, b, f in spans], axis=1)
     return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale,
                                         is_causal=causal, implementation=implementation)
 
@@ -160,6 +159,13 @@ def causal_blocks(T: int) -> list[int]:
     return [T * i // n for i in range(n + 1)]
 
 
+def causal_spans(T: int, reach: int | None = None) -> list[tuple[int, int, int]]:
+    """(a, b, f) for each block of `causal_blocks(T)`: queries [a, b) attend over keys [f, b),
+    f being the first key within `reach` of query a (0 without a reach)."""
+    return [(a, b, max(0, a - reach + 1) if reach else 0)
+            for a, b in pairwise(causal_blocks(T))]
+
+
 def step_reach(longest: int, T: int) -> int | None:
     """The `reach` a train step over rows of T tokens is compiled for when no example is longer
     than `longest`: `longest` rounded up to a multiple of an eighth of the power of two above
@@ -168,7 +174,6 @@ def step_reach(longest: int, T: int) -> int | None:
     causal scores (not worth a compile of its own)."""
     step = max(8, 1 << max(0, longest.bit_length() - 3))
     reach = max(1, -(-longest // step)) * step
-    blocks = list(pairwise(causal_blocks(T)))
-    causal = sum((b - a) * b for a, b in blocks)
-    skipped = sum((b - a) * max(0, a - reach + 1) for a, b in blocks)
+    causal = sum((b - a) * b for a, b, _ in causal_spans(T))
+    skipped = sum((b - a) * f for a, b, f in causal_spans(T, reach))
     return reach if 4 * skipped >= causal else None
